@@ -1,0 +1,104 @@
+use std::path::PathBuf;
+
+/// Errors raised while finding, decoding or batching data. Each names the file (and
+/// the npz key or image) concerned.
+#[derive(Debug, thiserror::Error)]
+pub enum DataError {
+    /// A file or folder could not be read or written.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// An npz file (or one of its arrays) is malformed or not in the MedMNIST layout.
+    #[error("{path}: key `{key}`: {reason}")]
+    Npz {
+        /// The npz file.
+        path: PathBuf,
+        /// The array name (without `.npy`), or `-` for the archive itself.
+        key: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Image files could not be decoded.
+    #[error("{root}: {} unreadable image file(s) (use --skip-bad to skip them): {}", files.len(), list(files))]
+    BadFiles {
+        /// The image folder.
+        root: PathBuf,
+        /// Each unreadable file with the decoder's message.
+        files: Vec<(PathBuf, String)>,
+    },
+    /// The image-folder layout is wrong (a missing split or class folder, no images).
+    #[error("{path}: {reason}")]
+    Layout {
+        /// The folder concerned.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The data file was not found anywhere and could not be downloaded.
+    #[error("{file} not found (tried {}); {hint}", tried.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", "))]
+    NotFound {
+        /// The file name looked for.
+        file: String,
+        /// Every location tried, in order.
+        tried: Vec<PathBuf>,
+        /// How to supply the file.
+        hint: String,
+    },
+    /// The download failed.
+    #[error("downloading {url}: {reason}")]
+    Download {
+        /// The address.
+        url: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// A downloaded file does not have the expected checksum.
+    #[error("{path}: md5 {actual} does not match the expected {expected}; the file was removed")]
+    Checksum {
+        /// The file.
+        path: PathBuf,
+        /// The expected md5.
+        expected: String,
+        /// The md5 found.
+        actual: String,
+    },
+    /// An argument is out of range (batch size 0, image size 0, ...).
+    #[error("invalid argument `{name}`: {reason}")]
+    Invalid {
+        /// The argument.
+        name: String,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// Building a tensor failed.
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+}
+
+fn list(files: &[(PathBuf, String)]) -> String {
+    let mut s: Vec<String> = files
+        .iter()
+        .take(10)
+        .map(|(p, e)| format!("{} ({e})", p.display()))
+        .collect();
+    if files.len() > 10 {
+        s.push(format!("and {} more", files.len() - 10));
+    }
+    s.join("; ")
+}
+
+impl DataError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, DataError>;

@@ -1,0 +1,49 @@
+use candle_core::{Module, Tensor};
+use candle_nn::VarBuilder;
+
+use crate::Result;
+
+/// A 2-D convolution with bias, weights `weight` `[out, in, k, k]` and `bias` `[out]`
+/// as in PyTorch's `nn.Conv2d`.
+#[derive(Debug, Clone)]
+pub struct Conv2d {
+    weight: Tensor,
+    bias: Tensor,
+    padding: usize,
+    stride: usize,
+}
+
+impl Conv2d {
+    /// Builds the layer from `vb` (which must already hold, or be able to create,
+    /// `weight` and `bias` under its prefix).
+    pub fn new(
+        vb: VarBuilder<'_>,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        padding: usize,
+        stride: usize,
+    ) -> Result<Self> {
+        let weight = vb.get((out_channels, in_channels, kernel, kernel), "weight")?;
+        let bias = vb.get(out_channels, "bias")?;
+        Ok(Self {
+            weight,
+            bias,
+            padding,
+            stride,
+        })
+    }
+
+    /// The kernel tensor `[out, in, k, k]`.
+    pub fn weight(&self) -> &Tensor {
+        &self.weight
+    }
+}
+
+impl Module for Conv2d {
+    fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
+        let out = self.bias.dims1()?;
+        y.broadcast_add(&self.bias.reshape((1, out, 1, 1))?)
+    }
+}

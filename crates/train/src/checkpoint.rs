@@ -1,0 +1,122 @@
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{Device, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::{Result, TrainConfig, TrainError, write_atomic};
+
+/// One row of `history.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's images.
+    pub train_loss: f64,
+    /// Mean validation loss.
+    pub val_loss: f64,
+    /// Validation ROC AUC.
+    pub val_auc: f64,
+    /// Wall-clock seconds of the epoch (training and validation).
+    pub seconds: f64,
+}
+
+/// What a checkpoint records besides tensors.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckpointMeta {
+    /// Epochs completed.
+    pub epoch: usize,
+    /// Optimizer steps taken.
+    pub step: u64,
+    /// Per-epoch history so far.
+    pub history: Vec<EpochRecord>,
+    /// Best epoch so far by validation AUC (1-based), if any.
+    pub best_epoch: Option<usize>,
+    /// Its validation AUC.
+    pub best_val_auc: Option<f64>,
+    /// The run's configuration.
+    pub config: TrainConfig,
+    /// sha256 of the training data.
+    pub data_sha256: String,
+}
+
+const META_KEY: &str = "cxr_checkpoint";
+
+/// Writes model weights (`model.<name>`), optimizer moments (`opt.<m|v>.<name>`)
+/// and `meta` into one safetensors file, atomically: a killed process leaves the
+/// previous checkpoint intact.
+pub fn save_checkpoint(
+    path: &Path,
+    weights: &HashMap<String, Tensor>,
+    opt_state: &HashMap<String, Tensor>,
+    meta: &CheckpointMeta,
+) -> Result<()> {
+    let mut all: Vec<(String, Tensor)> = Vec::new();
+    for (k, v) in weights {
+        all.push((format!("model.{k}"), v.to_device(&Device::Cpu)?));
+    }
+    for (k, v) in opt_state {
+        all.push((format!("opt.{k}"), v.to_device(&Device::Cpu)?));
+    }
+    all.sort_by(|a, b| a.0.cmp(&b.0));
+    let json = serde_json::to_string(meta).map_err(|e| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    let bytes = safetensors::serialize(
+        all.iter().map(|(k, v)| (k.as_str(), v)),
+        Some(HashMap::from([(META_KEY.to_string(), json)])),
+    )
+    .map_err(|e| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    write_atomic(path, &bytes)
+}
+
+/// A checkpoint read back: weights, optimizer state and metadata.
+#[derive(Debug)]
+pub struct Checkpoint {
+    /// Model weights by parameter name.
+    pub weights: HashMap<String, Tensor>,
+    /// Optimizer state by `m.<name>` / `v.<name>`.
+    pub opt_state: HashMap<String, Tensor>,
+    /// Epoch, history and configuration.
+    pub meta: CheckpointMeta,
+}
+
+/// Reads a checkpoint written by [`save_checkpoint`].
+pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
+    let bad = |reason: String| TrainError::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
+    let (_, header) = safetensors::SafeTensors::read_metadata(&bytes)
+        .map_err(|e| bad(format!("not a safetensors file: {e}")))?;
+    let meta_json = header
+        .metadata()
+        .as_ref()
+        .and_then(|m| m.get(META_KEY))
+        .ok_or_else(|| bad(format!("no `{META_KEY}` metadata: not a cxr checkpoint")))?;
+    let meta: CheckpointMeta =
+        serde_json::from_str(meta_json).map_err(|e| bad(format!("bad metadata: {e}")))?;
+    let tensors = candle_core::safetensors::load_buffer(&bytes, &Device::Cpu)
+        .map_err(|e| bad(e.to_string()))?;
+    let mut weights = HashMap::new();
+    let mut opt_state = HashMap::new();
+    for (k, v) in tensors {
+        if let Some(n) = k.strip_prefix("model.") {
+            weights.insert(n.to_string(), v);
+        } else if let Some(n) = k.strip_prefix("opt.") {
+            opt_state.insert(n.to_string(), v);
+        } else {
+            return Err(bad(format!("unexpected tensor `{k}`")));
+        }
+    }
+    Ok(Checkpoint {
+        weights,
+        opt_state,
+        meta,
+    })
+}

@@ -1,0 +1,88 @@
+use std::path::PathBuf;
+
+/// Errors raised while training, checkpointing or writing a run folder.
+#[derive(Debug, thiserror::Error)]
+pub enum TrainError {
+    /// A tensor operation failed.
+    #[error("tensor error: {0}")]
+    Candle(#[from] candle_core::Error),
+    /// Building or running the model failed.
+    #[error(transparent)]
+    Model(#[from] cxr_models::ModelError),
+    /// Loading or batching data failed.
+    #[error(transparent)]
+    Data(#[from] cxr_data::DataError),
+    /// A metric could not be computed (e.g. a split with one class).
+    #[error("metrics on {split}: {source}")]
+    Metrics {
+        /// The split being scored.
+        split: String,
+        /// The underlying error.
+        source: cxr_metrics::MetricsError,
+    },
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file or folder.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// A checkpoint is unreadable, incomplete or belongs to another configuration.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The checkpoint file.
+        path: PathBuf,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// A setting is out of range.
+    #[error("invalid setting `{field}`: {reason}")]
+    Config {
+        /// The setting's name (as on the command line).
+        field: String,
+        /// Why it is rejected.
+        reason: String,
+    },
+    /// The loss or a gradient became NaN or infinite.
+    #[error(
+        "training diverged at epoch {epoch}, step {step}: {what} is not finite (lower --lr?); \
+         the last good checkpoint is kept"
+    )]
+    Diverged {
+        /// 1-based epoch.
+        epoch: usize,
+        /// 1-based step within the epoch.
+        step: usize,
+        /// What became non-finite.
+        what: String,
+    },
+    /// Another live process is writing to the same run folder.
+    #[error("{dir} is in use by another cxr run (pid {pid}); choose another --out or wait for it")]
+    Locked {
+        /// The run folder.
+        dir: PathBuf,
+        /// The owner's process id.
+        pid: u32,
+    },
+    /// The requested device is not available in this build or on this machine.
+    #[error("device `{spec}`: {reason}")]
+    Device {
+        /// The device as given.
+        spec: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+}
+
+impl TrainError {
+    pub(crate) fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
+        Self::Io {
+            path: path.into(),
+            source,
+        }
+    }
+}
+
+/// Result alias for this crate.
+pub type Result<T> = std::result::Result<T, TrainError>;

@@ -1,0 +1,37 @@
+//! Training for cxr: the optimizer loop, checkpoints and the run folder.
+//!
+//! Key items:
+//! - [`train`] runs a [`TrainConfig`] on a [`cxr_data::Dataset`] and writes a run
+//!   folder (`metrics.json`, `predictions.csv`, `history.csv`, `model.safetensors`,
+//!   `config.json`, `checkpoint.safetensors`); [`RunOptions::resume`] continues a
+//!   killed run from its last checkpoint.
+//! - [`Adam`] (Adam and AdamW with PyTorch's arithmetic and savable state) and
+//!   [`bce_with_logits`].
+//! - [`parse_device`]: `cpu`, `cuda[:N]`, `metal`, `auto`; the `cuda` and `metal`
+//!   cargo features pass through to candle.
+//! - [`write_atomic`]: every file a run writes goes through it.
+//!
+//! What this crate does not do: decode data (`cxr-data`), define networks
+//! (`cxr-models`), compute metrics (`cxr-metrics`) or render reports (`cxr-report`).
+#![warn(missing_docs)]
+
+mod checkpoint;
+mod config;
+mod device;
+mod error;
+mod io;
+mod lock;
+mod loss;
+mod optim;
+mod runfolder;
+mod trainer;
+
+pub use checkpoint::{Checkpoint, CheckpointMeta, EpochRecord, load_checkpoint, save_checkpoint};
+pub use config::{AugmentPreset, ModelKind, TrainConfig};
+pub use device::{device_name, parse_device};
+pub use error::{Result, TrainError};
+pub use io::{ensure_writable_dir, write_atomic};
+pub use lock::RunLock;
+pub use loss::{bce_with_logits, bce_with_logits_host};
+pub use optim::{Adam, AdamConfig, OptimizerKind};
+pub use trainer::{RunOptions, RunSummary, train};

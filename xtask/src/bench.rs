@@ -1,0 +1,265 @@
+//! `cargo xtask bench`: cxr's seed-CNN training and inference throughput, and the
+//! same recipe in PyTorch (bench/torch_seed_cnn.py) when torch is installed, with
+//! ratios from the same run. Medians over `--repeats`.
+
+use std::process::Command as Process;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use candle_core::{DType, Device, Tensor};
+use candle_nn::{VarBuilder, VarMap};
+use cxr_data::{Batcher, BatcherConfig, Normalize};
+use cxr_models::{CnnConfig, SeedCnn, init_seed_cnn};
+use cxr_train::{RunOptions, TrainConfig};
+use tracing::info;
+
+use crate::cli::BenchArgs;
+use crate::tasks::{load_data, project_root};
+
+/// Figures of one framework; medians over repeats.
+#[derive(Debug, Default, Clone)]
+struct Figures {
+    train_images_per_second: f64,
+    seconds_per_epoch: f64,
+    infer_batched_images_per_second: f64,
+    infer_batch1_ms: f64,
+    peak_rss_mib: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let n = v.len();
+    if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    }
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map_or(f64::NAN, |kb| kb / 1024.0)
+}
+
+pub fn bench(a: &BenchArgs) -> Result<()> {
+    if a.repeats == 0 || a.epochs == 0 || a.threads == 0 {
+        bail!("--repeats, --epochs and --threads must be at least 1");
+    }
+    // candle and gemm read RAYON_NUM_THREADS once, at first use: re-run ourselves
+    // with it set so that cxr and PyTorch get the same number of threads.
+    let want = a.threads.to_string();
+    if std::env::var("RAYON_NUM_THREADS").ok().as_deref() != Some(want.as_str()) {
+        let exe = std::env::current_exe().context("locating the xtask binary")?;
+        let status = Process::new(exe)
+            .args(std::env::args_os().skip(1))
+            .env("RAYON_NUM_THREADS", &want)
+            .status()
+            .context("re-running bench with RAYON_NUM_THREADS set")?;
+        if !status.success() {
+            bail!("bench failed ({status})");
+        }
+        return Ok(());
+    }
+    let data = load_data(&a.data)?;
+    let scratch = project_root().join("target").join("bench-runs");
+    let mut runs = Vec::new();
+    for rep in 0..a.repeats {
+        let cfg = TrainConfig {
+            epochs: a.epochs,
+            seed: rep as u64,
+            ..TrainConfig::default()
+        };
+        let dir = scratch.join(format!("cnn-{rep}"));
+        let _ = std::fs::remove_dir_all(&dir);
+        let t0 = Instant::now();
+        let s = cxr_train::train(&cfg, &data, &dir, &RunOptions::default())?;
+        info!(
+            rep,
+            seconds = t0.elapsed().as_secs_f64(),
+            "cxr training repeat done"
+        );
+        runs.push(s);
+    }
+    let (batched, batch1) = inference(&data.test)?;
+    let cxr = Figures {
+        train_images_per_second: median(runs.iter().map(|r| r.train_images_per_second).collect()),
+        seconds_per_epoch: median(
+            runs.iter()
+                .map(|r| data.train.len() as f64 / r.train_images_per_second)
+                .collect(),
+        ),
+        infer_batched_images_per_second: batched,
+        infer_batch1_ms: batch1,
+        peak_rss_mib: peak_rss_mib(),
+    };
+    let torch = if a.no_torch {
+        None
+    } else {
+        torch_figures(a, &data.source)?
+    };
+    print_table(a, &cxr, torch.as_ref());
+    Ok(())
+}
+
+/// (batched images/s with batch 256, batch-1 latency in ms): medians.
+fn inference(test: &cxr_data::ImageSet) -> Result<(f64, f64)> {
+    let device = Device::Cpu;
+    let varmap = VarMap::new();
+    let cfg = CnnConfig::default();
+    init_seed_cnn(&varmap, &cfg, 0, &device)?;
+    let model = SeedCnn::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), &cfg)?;
+    let batches: Vec<Tensor> = Batcher::new(
+        test,
+        BatcherConfig {
+            batch_size: 256,
+            shuffle: false,
+            seed: 0,
+            epoch: 0,
+            augment: None,
+            normalize: Normalize::default(),
+            limit: None,
+            drop_last: false,
+        },
+        &device,
+    )?
+    .map(|b| b.map(|b| b.x))
+    .collect::<std::result::Result<_, _>>()?;
+    let mut passes = Vec::new();
+    for i in 0..6 {
+        let t0 = Instant::now();
+        for x in &batches {
+            model.forward(x)?.detach().to_vec1::<f32>()?;
+        }
+        if i > 0 {
+            passes.push(test.len() as f64 / t0.elapsed().as_secs_f64());
+        }
+    }
+    let first = &batches[0];
+    let mut lat = Vec::new();
+    for i in 0..220 {
+        let x = first.narrow(0, i % first.dim(0)?, 1)?;
+        let t0 = Instant::now();
+        model.forward(&x)?.detach().to_vec1::<f32>()?;
+        if i >= 20 {
+            lat.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok((median(passes), median(lat)))
+}
+
+fn torch_figures(a: &BenchArgs, data: &std::path::Path) -> Result<Option<Figures>> {
+    let has_torch = Process::new(&a.python)
+        .args(["-c", "import torch"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !has_torch {
+        println!(
+            "PyTorch peer skipped: `{} -c 'import torch'` failed (see bench/README.md)",
+            a.python
+        );
+        return Ok(None);
+    }
+    let script = project_root().join("bench").join("torch_seed_cnn.py");
+    let mut all = Vec::new();
+    for rep in 0..a.repeats {
+        let out = Process::new(&a.python)
+            .arg(&script)
+            .args([
+                "--json",
+                "--epochs",
+                &a.epochs.to_string(),
+                "--threads",
+                &a.threads.to_string(),
+            ])
+            .args(["--seed", &rep.to_string(), "--data"])
+            .arg(data)
+            .output()
+            .with_context(|| format!("running {}", script.display()))?;
+        if !out.status.success() {
+            bail!(
+                "{} failed: {}",
+                script.display(),
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            );
+        }
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        let line = stdout.lines().last().unwrap_or("");
+        let v: serde_json::Value = serde_json::from_str(line).with_context(|| {
+            format!(
+                "parsing the last line of {}'s output: `{line}`",
+                script.display()
+            )
+        })?;
+        all.push(v);
+    }
+    let get = |k: &str| median(all.iter().filter_map(|v| v[k].as_f64()).collect());
+    Ok(Some(Figures {
+        train_images_per_second: get("train_images_per_second"),
+        seconds_per_epoch: get("seconds_per_epoch"),
+        infer_batched_images_per_second: get("infer_batched_images_per_second"),
+        infer_batch1_ms: get("infer_batch1_ms"),
+        peak_rss_mib: get("peak_rss_mib"),
+    }))
+}
+
+fn print_table(a: &BenchArgs, cxr: &Figures, torch: Option<&Figures>) {
+    println!(
+        "seed CNN, batch 64, 28×28, {} thread(s), {} epoch(s) × {} repeats (medians)",
+        a.threads, a.epochs, a.repeats
+    );
+    println!(
+        "{:<34} {:>12} {:>12} {:>14}",
+        "figure", "cxr", "pytorch", "cxr/pytorch"
+    );
+    let rows: [(&str, f64, Option<f64>, bool); 5] = [
+        (
+            "train images/s",
+            cxr.train_images_per_second,
+            torch.map(|t| t.train_images_per_second),
+            true,
+        ),
+        (
+            "train seconds/epoch",
+            cxr.seconds_per_epoch,
+            torch.map(|t| t.seconds_per_epoch),
+            false,
+        ),
+        (
+            "inference images/s (batch 256)",
+            cxr.infer_batched_images_per_second,
+            torch.map(|t| t.infer_batched_images_per_second),
+            true,
+        ),
+        (
+            "inference latency ms (batch 1)",
+            cxr.infer_batch1_ms,
+            torch.map(|t| t.infer_batch1_ms),
+            false,
+        ),
+        (
+            "peak RSS MiB (whole process)",
+            cxr.peak_rss_mib,
+            torch.map(|t| t.peak_rss_mib),
+            false,
+        ),
+    ];
+    for (name, c, t, _) in rows {
+        match t {
+            Some(t) => println!("{name:<34} {c:>12.2} {t:>12.2} {:>14.3}", c / t),
+            None => println!("{name:<34} {c:>12.2} {:>12} {:>14}", "–", "–"),
+        }
+    }
+}

@@ -1,0 +1,158 @@
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// cxr: train and audit chest X-ray pneumonia classifiers.
+#[derive(Debug, Parser)]
+#[command(name = "cargo xtask", version, about)]
+pub struct Cli {
+    /// More log output (also: CXR_LOG=debug).
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train the seed recipe over several seeds and write every run folder, a
+    /// summary and the reports.
+    Pipeline(PipelineArgs),
+    /// Train one model into a run folder.
+    Train(TrainArgs),
+    /// Rebuild report.md from a run folder (never trains).
+    Report {
+        /// The run folder.
+        #[arg(long)]
+        run: PathBuf,
+    },
+    /// Measure training and inference throughput (and PyTorch's, when available).
+    Bench(BenchArgs),
+    /// Run CI's checks: cargo fmt --check, clippy -D warnings, the tests.
+    Ci,
+}
+
+/// Where the data comes from.
+#[derive(Debug, Args, Clone)]
+pub struct DataArgs {
+    /// The PneumoniaMNIST npz file, or a folder holding pneumoniamnist.npz, or a
+    /// Kaggle-layout folder (ROOT/{train,val,test}/{NORMAL,PNEUMONIA}).
+    /// Default: $CXR_DATA_DIR, then data/, then download.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Never download; fail if the data is not found locally.
+    #[arg(long)]
+    pub offline: bool,
+    /// For folder data: skip unreadable images (counted in config.json) instead of failing.
+    #[arg(long)]
+    pub skip_bad: bool,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ModelArg {
+    /// The seed study's 3-block CNN.
+    Cnn,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OptimizerArg {
+    /// Adam (L2 weight decay).
+    Adam,
+    /// AdamW (decoupled weight decay).
+    Adamw,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AugmentArg {
+    /// No augmentation (the seed recipe).
+    None,
+    /// Random resized crop 0.85–1, rotation ±10°, brightness/contrast ±0.1.
+    Light,
+}
+
+/// Recipe settings shared by `train` and `pipeline`.
+#[derive(Debug, Args, Clone)]
+pub struct RecipeArgs {
+    /// Epochs.
+    #[arg(long, default_value_t = 15)]
+    pub epochs: usize,
+    /// Training batch size.
+    #[arg(long, default_value_t = 64)]
+    pub batch_size: usize,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Optimizer.
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
+    pub optimizer: OptimizerArg,
+    /// Weight decay (L2 for adam, decoupled for adamw).
+    #[arg(long, default_value_t = 0.0)]
+    pub weight_decay: f64,
+    /// Input size in pixels (data of another size is resized).
+    #[arg(long, default_value_t = 28)]
+    pub image_size: usize,
+    /// Training augmentation.
+    #[arg(long, value_enum, default_value_t = AugmentArg::None)]
+    pub augment: AugmentArg,
+    /// Use only this many training images per epoch (smoke runs).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Device: cpu, cuda[:N], metal or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+}
+
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The network.
+    #[arg(long, value_enum, default_value_t = ModelArg::Cnn)]
+    pub model: ModelArg,
+    /// Seed for weights, shuffling and augmentation.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Run folder (default runs/<timestamp>-<model>/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint.
+    #[arg(long, requires = "out")]
+    pub resume: bool,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    /// Seeds to train (one run folder each).
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    pub seeds: Vec<u64>,
+    /// Output folder (default runs/<timestamp>/).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Training epochs per measurement.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    /// Repetitions; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Threads for both cxr (RAYON_NUM_THREADS) and PyTorch.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Skip the PyTorch peer even if torch is installed.
+    #[arg(long)]
+    pub no_torch: bool,
+    /// Python interpreter for the PyTorch peer.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    #[command(flatten)]
+    pub data: DataArgs,
+}

@@ -1,0 +1,43 @@
+//! `cargo xtask`: cxr's one entry point for users and CI.
+//!
+//! - `pipeline`: the seed recipe over several seeds, each run folder plus a
+//!   comparison (`summary.csv`, `summary.md`) and a report per run.
+//! - `train`: one training run into a run folder.
+//! - `report --run DIR`: rebuild `report.md` from a run folder, without retraining.
+//! - `bench`: training and inference throughput, with PyTorch ratios when a
+//!   `python3` with torch is available.
+//! - `ci`: the checks CI runs, cheapest first: fmt, clippy, tests.
+
+mod bench;
+mod cli;
+mod tasks;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cli::Cli::parse();
+    init_tracing(cli.verbose);
+    match tasks::run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("error: {err}");
+            for cause in err.chain().skip(1) {
+                eprintln!("  caused by: {cause}");
+            }
+            ExitCode::from(1)
+        }
+    }
+}
+
+fn init_tracing(verbose: bool) {
+    use tracing_subscriber::EnvFilter;
+    let default = if verbose { "debug" } else { "info" };
+    let filter = EnvFilter::try_from_env("CXR_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_writer(std::io::stderr)
+        .init();
+}

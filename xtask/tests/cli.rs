@@ -1,0 +1,53 @@
+//! The command line as a user meets it: exit codes and error messages for bad input.
+
+use std::process::{Command, Output};
+
+fn xtask(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .env_remove("CXR_DATA_DIR")
+        .env("CXR_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// Asserts the exit code and that stderr contains every needle.
+fn check(out: &Output, code: i32, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "`{n}` not in stderr: {stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    check(&xtask(&["train", "--no-such-flag"]), 2, &["--no-such-flag"]);
+    check(&xtask(&["train", "--epochs", "many"]), 2, &["--epochs"]);
+    check(&xtask(&["train", "--model", "vgg"]), 2, &["vgg"]);
+}
+
+#[test]
+fn missing_data_file_exits_1_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.npz");
+    let out = xtask(&["train", "--offline", "--data", missing.to_str().unwrap()]);
+    check(&out, 1, &["nope.npz"]);
+}
+
+#[test]
+fn truncated_npz_exits_1_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("pneumoniamnist.npz");
+    std::fs::write(&bad, b"PK\x03\x04 this is not a whole zip file").unwrap();
+    let out = xtask(&["train", "--offline", "--data", bad.to_str().unwrap()]);
+    check(&out, 1, &["pneumoniamnist.npz"]);
+}
+
+#[test]
+fn report_on_a_folder_without_a_run_exits_1_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = xtask(&["report", "--run", dir.path().to_str().unwrap()]);
+    check(&out, 1, &["metrics.json"]);
+}
