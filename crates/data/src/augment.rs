@@ -1,6 +1,8 @@
 use rand::Rng;
 use rand_chacha::ChaCha8Rng;
 
+use crate::{DataError, Result};
+
 /// Random training-time augmentation of one grayscale image with values in [0, 1].
 ///
 /// Geometry (crop, rotation, flip) is applied as one affine map with bilinear
@@ -50,13 +52,59 @@ impl Augment {
     /// Whether this augmentation changes nothing.
     pub fn is_identity(&self) -> bool {
         self.random_resized_crop.is_none()
-            && self.rotation_deg == 0.0
-            && self.brightness == 0.0
-            && self.contrast == 0.0
+            && amount(self.rotation_deg, 360.0) == 0.0
+            && amount(self.brightness, 1.0) == 0.0
+            && amount(self.contrast, 1.0) == 0.0
             && !self.hflip
     }
 
-    /// Applies the augmentation to an `h × w` image, drawing from `rng`.
+    /// Checks the settings: crop fractions `0 < lo ≤ hi ≤ 1`, rotation in
+    /// `0..=180` degrees, brightness and contrast in `0..=1`, all finite.
+    /// [`apply`](Self::apply) never panics on bad settings (it clamps them), but a
+    /// [`Batcher`](crate::Batcher) rejects them with this check.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |name: &str, reason: String| {
+            Err(DataError::Invalid {
+                name: format!("augment.{name}"),
+                reason,
+            })
+        };
+        if let Some((lo, hi)) = self.random_resized_crop
+            && !(lo.is_finite() && hi.is_finite() && 0.0 < lo && lo <= hi && hi <= 1.0)
+        {
+            return bad(
+                "random_resized_crop",
+                format!("({lo}, {hi}): expected 0 < lo ≤ hi ≤ 1"),
+            );
+        }
+        for (name, v, max) in [
+            ("rotation_deg", self.rotation_deg, 180.0),
+            ("brightness", self.brightness, 1.0),
+            ("contrast", self.contrast, 1.0),
+        ] {
+            if !(v.is_finite() && (0.0..=max).contains(&v)) {
+                return bad(name, format!("{v}: expected 0..={max}"));
+            }
+        }
+        Ok(())
+    }
+
+    /// Applies the augmentation to an `h × w` row-major image with values in
+    /// [0, 1], drawing from `rng`; returns an image of the same size.
+    ///
+    /// Steps, each skipped when off: (1) random resized crop — a square crop of
+    /// area fraction `a ~ U(lo, hi)` (side `√a` of the image), placed uniformly at
+    /// random, scaled back to `h × w`; (2) rotation by `θ ~ U(−r, r)` degrees about
+    /// the crop centre; (3) left-right flip with probability ½. These form one affine
+    /// map sampled bilinearly at pixel centres; source points outside the image read
+    /// as 0 (zero padding, black — torchvision's `RandomRotation` default fill). Then
+    /// photometric jitter: with brightness `β ~ U(−b, b)` and contrast
+    /// `k ~ U(1 − c, 1 + c)`, each pixel becomes `clamp(m + (v − m)·k + β, 0, 1)`
+    /// where `m` is the image mean.
+    ///
+    /// [`Augment::none`] returns the input unchanged (and draws nothing). Never
+    /// panics: out-of-range settings are clamped and pixels missing from a short
+    /// `img` read as 0.
     pub fn apply(&self, img: &[f32], h: usize, w: usize, rng: &mut ChaCha8Rng) -> Vec<f32> {
         if self.is_identity() {
             return img.to_vec();
@@ -64,12 +112,22 @@ impl Augment {
         // Crop: side fraction and centre (in source pixels).
         let (frac, cy, cx) = match self.random_resized_crop {
             Some((lo, hi)) => {
+                let lo = if lo.is_finite() {
+                    lo.clamp(0.01, 1.0)
+                } else {
+                    1.0
+                };
+                let hi = if hi.is_finite() {
+                    hi.clamp(lo, 1.0)
+                } else {
+                    lo
+                };
                 let area = if hi > lo {
                     rng.random_range(lo..hi)
                 } else {
                     lo
                 };
-                let f = area.clamp(0.01, 1.0).sqrt();
+                let f = area.sqrt();
                 let free_y = (1.0 - f) * h as f32;
                 let free_x = (1.0 - f) * w as f32;
                 let oy = rng.random::<f32>() * free_y;
@@ -78,9 +136,9 @@ impl Augment {
             }
             None => (1.0, h as f32 / 2.0, w as f32 / 2.0),
         };
-        let theta = if self.rotation_deg > 0.0 {
-            rng.random_range(-self.rotation_deg..self.rotation_deg)
-                .to_radians()
+        let rot = amount(self.rotation_deg, 360.0);
+        let theta = if rot > 0.0 {
+            rng.random_range(-rot..rot).to_radians()
         } else {
             0.0
         };
@@ -100,14 +158,15 @@ impl Augment {
                 out[y * w + x] = sample(img, h, w, sy, sx);
             }
         }
-        if self.brightness > 0.0 || self.contrast > 0.0 {
-            let b = if self.brightness > 0.0 {
-                rng.random_range(-self.brightness..self.brightness)
+        let (bright, contrast) = (amount(self.brightness, 1.0), amount(self.contrast, 1.0));
+        if bright > 0.0 || contrast > 0.0 {
+            let b = if bright > 0.0 {
+                rng.random_range(-bright..bright)
             } else {
                 0.0
             };
-            let k = if self.contrast > 0.0 {
-                1.0 + rng.random_range(-self.contrast..self.contrast)
+            let k = if contrast > 0.0 {
+                1.0 + rng.random_range(-contrast..contrast)
             } else {
                 1.0
             };
@@ -120,7 +179,23 @@ impl Augment {
     }
 }
 
-/// Bilinear sample at (y, x) in pixel-centre coordinates; 0 outside the image.
+impl Default for Augment {
+    /// [`Augment::none`].
+    fn default() -> Self {
+        Self::none()
+    }
+}
+
+/// A jitter amount: `v` if finite and positive (at most `max`), else 0 (off).
+fn amount(v: f32, max: f32) -> f32 {
+    if v.is_finite() && v > 0.0 {
+        v.min(max)
+    } else {
+        0.0
+    }
+}
+
+/// Bilinear sample at (y, x) in pixel-index coordinates; 0 outside the image.
 fn sample(img: &[f32], h: usize, w: usize, y: f32, x: f32) -> f32 {
     let (y0, x0) = (y.floor(), x.floor());
     let (fy, fx) = (y - y0, x - x0);
@@ -128,7 +203,9 @@ fn sample(img: &[f32], h: usize, w: usize, y: f32, x: f32) -> f32 {
         if yy < 0.0 || xx < 0.0 || yy >= h as f32 || xx >= w as f32 {
             0.0
         } else {
-            img[yy as usize * w + xx as usize]
+            img.get(yy as usize * w + xx as usize)
+                .copied()
+                .unwrap_or(0.0)
         }
     };
     let a = px(y0, x0) * (1.0 - fx) + px(y0, x0 + 1.0) * fx;
@@ -190,5 +267,87 @@ mod tests {
         for (a, b) in out.iter().zip(&img) {
             assert!((a - b).abs() < 1e-5);
         }
+    }
+
+    #[test]
+    fn hflip_only_mirrors_or_keeps() {
+        let img = ramp(8, 8);
+        let mirror: Vec<f32> = (0..64).map(|i| img[(i / 8) * 8 + 7 - i % 8]).collect();
+        let aug = Augment {
+            hflip: true,
+            ..Augment::none()
+        };
+        let (mut kept, mut flipped) = (0, 0);
+        for seed in 0..20 {
+            let out = aug.apply(&img, 8, 8, &mut ChaCha8Rng::seed_from_u64(seed));
+            let close = |a: &[f32]| out.iter().zip(a).all(|(x, y)| (x - y).abs() < 1e-5);
+            if close(&img) {
+                kept += 1;
+            } else if close(&mirror) {
+                flipped += 1;
+            } else {
+                panic!("seed {seed}: neither the image nor its mirror");
+            }
+        }
+        assert!(kept > 0 && flipped > 0, "{kept} kept, {flipped} flipped");
+    }
+
+    #[test]
+    fn rotation_zero_pads_corners_and_keeps_the_centre() {
+        let img = vec![1.0f32; 15 * 15];
+        let aug = Augment {
+            rotation_deg: 45.0,
+            ..Augment::none()
+        };
+        let out = aug.apply(&img, 15, 15, &mut ChaCha8Rng::seed_from_u64(3));
+        assert!(
+            (out[7 * 15 + 7] - 1.0).abs() < 1e-5,
+            "centre kept (tolerance 1e-5)"
+        );
+        // at |θ| ≥ ~0.3° a corner pixel centre maps outside; with seed 3 θ is far from 0
+        assert!(out[0] < 1.0, "a corner is zero-padded: {}", out[0]);
+    }
+
+    #[test]
+    fn bad_settings_are_rejected_by_validate_and_never_panic_in_apply() {
+        assert!(Augment::none().validate().is_ok());
+        assert!(Augment::light().validate().is_ok());
+        let bad = [
+            Augment {
+                random_resized_crop: Some((0.9, 0.5)),
+                ..Augment::none()
+            },
+            Augment {
+                random_resized_crop: Some((f32::NAN, 1.0)),
+                ..Augment::none()
+            },
+            Augment {
+                rotation_deg: f32::INFINITY,
+                ..Augment::none()
+            },
+            Augment {
+                brightness: -0.1,
+                ..Augment::none()
+            },
+            Augment {
+                contrast: f32::MAX,
+                brightness: f32::MAX,
+                ..Augment::none()
+            },
+        ];
+        let img = ramp(6, 6);
+        for a in bad {
+            assert!(a.validate().is_err(), "{a:?}");
+            let out = a.apply(&img, 6, 6, &mut ChaCha8Rng::seed_from_u64(0));
+            assert_eq!(out.len(), 36);
+            assert!(out.iter().all(|v| v.is_finite()), "{a:?}");
+        }
+        // a short buffer reads missing pixels as 0
+        assert_eq!(
+            Augment::light()
+                .apply(&img[..10], 6, 6, &mut ChaCha8Rng::seed_from_u64(0))
+                .len(),
+            36
+        );
     }
 }

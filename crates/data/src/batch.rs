@@ -27,6 +27,23 @@ pub struct BatcherConfig {
     pub drop_last: bool,
 }
 
+impl Default for BatcherConfig {
+    /// Batch size 64, in index order (no shuffle), seed 0, epoch 0, no augmentation,
+    /// mean/std 0.5, no limit, last partial batch kept.
+    fn default() -> Self {
+        Self {
+            batch_size: 64,
+            shuffle: false,
+            seed: 0,
+            epoch: 0,
+            augment: None,
+            normalize: Normalize::default(),
+            limit: None,
+            drop_last: false,
+        }
+    }
+}
+
 /// One batch: images `x` `[B, 1, H, W]` f32, labels `y` `[B]` f32 (0.0/1.0), and the
 /// split indices of its images.
 #[derive(Debug, Clone)]
@@ -41,10 +58,21 @@ pub struct Batch {
 
 /// An iterator of [`Batch`]es over an [`ImageSet`].
 ///
-/// Deterministic: the order comes from a ChaCha8 stream keyed by `(seed, epoch)` and
-/// each image's augmentation from one keyed by `(seed, epoch, image index)`, so the
-/// batches do not depend on thread count, and a resumed run sees the same batches
-/// as an uninterrupted one without saving any RNG state.
+/// Deterministic from `(seed, epoch)` alone:
+///
+/// - Order: with `shuffle`, `0..N` shuffled (rand's `SliceRandom::shuffle`) by
+///   `ChaCha8Rng::seed_from_u64(seed)` on stream `epoch`; without, index order. Then
+///   `limit` keeps the first `n` of that order and `drop_last` drops a final partial
+///   batch.
+/// - Augmentation of image `i`: the same generator (seed, stream `epoch`) moved to
+///   word position `(i + 1) · 2²⁰`, so each image has its own block of the stream,
+///   apart from the shuffle's words (for sets under ~500 000 images).
+///
+/// So the batches do not depend on the thread count or the batch size, and a resumed
+/// run sees the same batches as an uninterrupted one without saving RNG state.
+/// Pixels become `(u8 / 255 − mean) / std` (after augmentation, if any); each batch
+/// is built in one host buffer (in parallel with rayon when augmenting) and moved
+/// to the device with one `Tensor::from_vec(..).to_device(..)`.
 #[derive(Debug)]
 pub struct Batcher<'a> {
     set: &'a ImageSet,
@@ -66,9 +94,19 @@ impl<'a> Batcher<'a> {
         if !(cfg.normalize.std.is_finite() && cfg.normalize.std > 0.0) {
             return Err(DataError::Invalid {
                 name: "normalize.std".into(),
-                reason: "must be positive".into(),
+                reason: format!("{}: must be finite and positive", cfg.normalize.std),
             });
         }
+        if !cfg.normalize.mean.is_finite() {
+            return Err(DataError::Invalid {
+                name: "normalize.mean".into(),
+                reason: format!("{}: must be finite", cfg.normalize.mean),
+            });
+        }
+        if let Some(aug) = &cfg.augment {
+            aug.validate()?;
+        }
+        set.validate()?;
         let mut order: Vec<usize> = (0..set.len()).collect();
         if cfg.shuffle {
             let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
@@ -155,7 +193,15 @@ impl Iterator for Batcher<'_> {
         self.pos = end;
         Some(self.build(&indices))
     }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        let left = self.order.len().saturating_sub(self.pos);
+        let n = left.div_ceil(self.cfg.batch_size);
+        (n, Some(n))
+    }
 }
+
+impl ExactSizeIterator for Batcher<'_> {}
 
 #[cfg(test)]
 mod tests {
@@ -255,5 +301,91 @@ mod tests {
         assert_eq!(Batcher::new(&s, c, &Device::Cpu).unwrap().order().len(), 3);
         c.batch_size = 0;
         assert!(Batcher::new(&s, c, &Device::Cpu).is_err());
+    }
+
+    fn run(s: &ImageSet, c: BatcherConfig) -> Vec<Batch> {
+        Batcher::new(s, c, &Device::Cpu)
+            .unwrap()
+            .map(|b| b.unwrap())
+            .collect()
+    }
+
+    fn pixels(batches: &[Batch]) -> Vec<f32> {
+        batches
+            .iter()
+            .flat_map(|b| b.x.flatten_all().unwrap().to_vec1::<f32>().unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn augmented_batches_do_not_depend_on_thread_count() {
+        let s = ImageSet {
+            images: (0..20 * 64).map(|i| (i * 7 % 256) as u8).collect(),
+            labels: vec![0; 20],
+            height: 8,
+            width: 8,
+        };
+        let mut c = cfg(true, 9);
+        c.augment = Some(Augment::light());
+        let with = |threads: usize| {
+            rayon::ThreadPoolBuilder::new()
+                .num_threads(threads)
+                .build()
+                .unwrap()
+                .install(|| pixels(&run(&s, c)))
+        };
+        let one = with(1);
+        assert_eq!(one, with(3));
+        // and a resumed epoch equals an uninterrupted one: nothing but (seed, epoch)
+        assert_eq!(one, pixels(&run(&s, c)));
+        // augmentation changed something, and differs by epoch
+        c.augment = None;
+        assert_ne!(one, pixels(&run(&s, c)));
+        c.augment = Some(Augment::light());
+        c.epoch = 10;
+        assert_ne!(one, pixels(&run(&s, c)));
+    }
+
+    #[test]
+    fn drop_last_and_defaults() {
+        let s = set(10);
+        let d = BatcherConfig::default();
+        assert_eq!((d.batch_size, d.shuffle, d.drop_last), (64, false, false));
+        assert_eq!(d.augment, None);
+        let mut c = cfg(false, 0);
+        c.drop_last = true;
+        let b = Batcher::new(&s, c, &Device::Cpu).unwrap();
+        assert_eq!(b.num_batches(), 2);
+        assert_eq!(run(&s, c).iter().map(|b| b.indices.len()).sum::<usize>(), 8);
+        // no shuffle: index order
+        c.drop_last = false;
+        let idx: Vec<usize> = run(&s, c).into_iter().flat_map(|b| b.indices).collect();
+        assert_eq!(idx, (0..10).collect::<Vec<_>>());
+        // a limit beyond the set is the whole set; an empty set yields nothing
+        c.limit = Some(1000);
+        assert_eq!(Batcher::new(&s, c, &Device::Cpu).unwrap().num_batches(), 3);
+        let empty = set(0);
+        assert_eq!(run(&empty, c).len(), 0);
+    }
+
+    #[test]
+    fn invalid_inputs_are_errors() {
+        let s = set(3);
+        let mut c = cfg(false, 0);
+        c.normalize.std = 0.0;
+        assert!(Batcher::new(&s, c, &Device::Cpu).is_err());
+        c.normalize = Normalize::default();
+        c.augment = Some(Augment {
+            rotation_deg: f32::NAN,
+            ..Augment::none()
+        });
+        assert!(Batcher::new(&s, c, &Device::Cpu).is_err());
+        c.augment = None;
+        let broken = ImageSet {
+            images: vec![0; 5],
+            ..s
+        };
+        let e = Batcher::new(&broken, c, &Device::Cpu).unwrap_err();
+        assert!(e.to_string().contains("5 pixel bytes"), "{e}");
     }
 }

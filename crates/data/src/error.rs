@@ -13,11 +13,11 @@ pub enum DataError {
         source: std::io::Error,
     },
     /// An npz file (or one of its arrays) is malformed or not in the MedMNIST layout.
-    #[error("{path}: key `{key}`: {reason}")]
+    #[error("{path}: {}{reason}", key_prefix(key))]
     Npz {
         /// The npz file.
         path: PathBuf,
-        /// The array name (without `.npy`), or `-` for the archive itself.
+        /// The array name (without `.npy`), or empty for the archive itself.
         key: String,
         /// What is wrong.
         reason: String,
@@ -77,6 +77,14 @@ pub enum DataError {
     /// Building a tensor failed.
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),
+}
+
+fn key_prefix(key: &str) -> String {
+    if key.is_empty() {
+        String::new()
+    } else {
+        format!("array `{key}`: ")
+    }
 }
 
 fn list(files: &[(PathBuf, String)]) -> String {

@@ -1,5 +1,7 @@
 use std::path::PathBuf;
 
+use rayon::prelude::*;
+
 use crate::{DataError, Result};
 
 /// One split's images: `N` grayscale `height × width` images stored row-major as u8,
@@ -27,7 +29,11 @@ impl ImageSet {
         self.labels.is_empty()
     }
 
-    /// Pixels of image `i` (`height * width` bytes). Panics if `i >= len()`.
+    /// Pixels of image `i` (`height * width` bytes).
+    ///
+    /// # Panics
+    /// If `i >= len()` or the set breaks its invariant (see [`Self::validate`]); the
+    /// index is the caller's, never read from a file.
     pub fn image(&self, i: usize) -> &[u8] {
         let n = self.height * self.width;
         &self.images[i * n..(i + 1) * n]
@@ -41,6 +47,7 @@ impl ImageSet {
 
     /// The images at `indices`, in that order.
     pub fn subset(&self, indices: &[usize]) -> Result<ImageSet> {
+        self.validate()?;
         let n = self.height * self.width;
         let mut images = Vec::with_capacity(indices.len() * n);
         let mut labels = Vec::with_capacity(indices.len());
@@ -62,9 +69,12 @@ impl ImageSet {
         })
     }
 
-    /// Every image resized to `size × size` with bilinear interpolation, with
-    /// the semantics of PyTorch's `F.interpolate(mode="bilinear",
-    /// align_corners=False, antialias=False)`, rounded to the nearest u8.
+    /// Every image resized to `size × size` by bilinear interpolation with the
+    /// semantics of PyTorch's `F.interpolate(x, size=(size, size), mode="bilinear",
+    /// align_corners=False, antialias=False)` on float images (see
+    /// [`resize_bilinear`]), each result rounded to the nearest u8. Like torch
+    /// without antialiasing, strong downscaling aliases: it samples, it does not
+    /// average. Images are resized in parallel.
     pub fn resized(&self, size: usize) -> Result<ImageSet> {
         if size == 0 {
             return Err(DataError::Invalid {
@@ -72,15 +82,24 @@ impl ImageSet {
                 reason: "must be at least 1".into(),
             });
         }
+        self.validate()?;
         let n = self.height * self.width;
-        let mut images = Vec::with_capacity(self.len() * size * size);
-        let mut buf = vec![0f32; n];
-        for i in 0..self.len() {
-            for (b, &p) in buf.iter_mut().zip(self.image(i)) {
-                *b = p as f32;
-            }
-            let out = resize_bilinear(&buf, self.height, self.width, size, size);
-            images.extend(out.iter().map(|&v| v.round().clamp(0.0, 255.0) as u8));
+        let out_n = size.checked_mul(size).ok_or_else(|| DataError::Invalid {
+            name: "image size".into(),
+            reason: format!("{size} is too large"),
+        })?;
+        let mut images = vec![0u8; self.len() * out_n];
+        if n > 0 {
+            images
+                .par_chunks_mut(out_n)
+                .zip(self.images.par_chunks(n))
+                .for_each(|(dst, src)| {
+                    let buf: Vec<f32> = src.iter().map(|&p| p as f32).collect();
+                    let out = resize_bilinear(&buf, self.height, self.width, size, size);
+                    for (d, v) in dst.iter_mut().zip(out) {
+                        *d = v.round().clamp(0.0, 255.0) as u8;
+                    }
+                });
         }
         Ok(ImageSet {
             images,
@@ -89,17 +108,55 @@ impl ImageSet {
             width: size,
         })
     }
+
+    /// Checks the invariants: `images.len() == len() * height * width` and every
+    /// label 0 or 1. Sets from [`load_npz`](crate::load_npz) and
+    /// [`load_folder`](crate::load_folder) always pass; this guards hand-built sets.
+    pub fn validate(&self) -> Result<()> {
+        let expected = self
+            .len()
+            .checked_mul(self.height)
+            .and_then(|v| v.checked_mul(self.width));
+        if expected != Some(self.images.len()) {
+            return Err(DataError::Invalid {
+                name: "ImageSet".into(),
+                reason: format!(
+                    "{} pixel bytes for {} labels of {}×{} images",
+                    self.images.len(),
+                    self.len(),
+                    self.height,
+                    self.width
+                ),
+            });
+        }
+        if let Some((i, v)) = self.labels.iter().enumerate().find(|(_, v)| **v > 1) {
+            return Err(DataError::Invalid {
+                name: "ImageSet".into(),
+                reason: format!("label {v} at index {i}; expected 0 or 1"),
+            });
+        }
+        Ok(())
+    }
 }
 
-/// Bilinear resize of one `h × w` image to `oh × ow`, `align_corners=False` (pixel
-/// centres at half-integers, source coordinates clamped at the border), as PyTorch.
+/// Bilinear resize of one `h × w` row-major image to `oh × ow`, as PyTorch's
+/// `F.interpolate(mode="bilinear", align_corners=False, antialias=False)` when given
+/// an output size: output pixel `o` samples source coordinate
+/// `max((o + 0.5) · in/out − 0.5, 0)`, between pixels `floor(src)` and the next one
+/// (clamped to the last), weighted by the fractional part.
+///
+/// Never panics: an empty input (`h` or `w` zero) gives zeros, and pixels missing
+/// from a short `img` read as 0.
 pub fn resize_bilinear(img: &[f32], h: usize, w: usize, oh: usize, ow: usize) -> Vec<f32> {
+    if h == 0 || w == 0 {
+        return vec![0.0; oh * ow];
+    }
     let axis = |out: usize, inp: usize| -> Vec<(usize, usize, f32)> {
         let scale = inp as f32 / out as f32;
         (0..out)
             .map(|o| {
                 let src = ((o as f32 + 0.5) * scale - 0.5).max(0.0);
-                let i0 = (src.floor() as usize).min(inp - 1);
+                let i0 = (src as usize).min(inp - 1);
                 let i1 = (i0 + 1).min(inp - 1);
                 (i0, i1, src - i0 as f32)
             })
@@ -107,11 +164,12 @@ pub fn resize_bilinear(img: &[f32], h: usize, w: usize, oh: usize, ow: usize) ->
     };
     let ys = axis(oh, h);
     let xs = axis(ow, w);
+    let px = |y: usize, x: usize| img.get(y * w + x).copied().unwrap_or(0.0);
     let mut out = Vec::with_capacity(oh * ow);
     for &(y0, y1, fy) in &ys {
         for &(x0, x1, fx) in &xs {
-            let a = img[y0 * w + x0] * (1.0 - fx) + img[y0 * w + x1] * fx;
-            let b = img[y1 * w + x0] * (1.0 - fx) + img[y1 * w + x1] * fx;
+            let a = px(y0, x0) * (1.0 - fx) + px(y0, x1) * fx;
+            let b = px(y1, x0) * (1.0 - fx) + px(y1, x1) * fx;
             out.push(a * (1.0 - fy) + b * fy);
         }
     }
@@ -158,6 +216,12 @@ impl Split {
     pub const ALL: [Split; 3] = [Split::Train, Split::Val, Split::Test];
 }
 
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl Dataset {
     /// The images of one split.
     pub fn split(&self, split: Split) -> &ImageSet {
@@ -173,21 +237,70 @@ impl Dataset {
 mod tests {
     use super::*;
 
-    /// 2×2 → 4×4 against values worked out with PyTorch's formula
-    /// (src = (dst + 0.5) / 2 − 0.5, clamped at 0).
+    /// 2×2 → 4×4 against the values of
+    /// `F.interpolate(torch.tensor([[[[0., 10], [20, 30]]]]), size=4, mode="bilinear",
+    /// align_corners=False)`, worked out with torch's formula
+    /// (src = (dst + 0.5) · 2/4 − 0.5, clamped at 0; last index clamped). Tolerance 1e-6.
     #[test]
     fn bilinear_matches_torch_formula() {
         let img = [0.0, 10.0, 20.0, 30.0];
         let out = resize_bilinear(&img, 2, 2, 4, 4);
-        let row0 = [0.0, 2.5, 7.5, 10.0];
-        for (x, &e) in row0.iter().enumerate() {
-            assert!((out[x] - e).abs() < 1e-6, "{out:?}");
+        #[rustfmt::skip]
+        let expected = [
+            0.0, 2.5, 7.5, 10.0,
+            5.0, 7.5, 12.5, 15.0,
+            15.0, 17.5, 22.5, 25.0,
+            20.0, 22.5, 27.5, 30.0,
+        ];
+        assert_eq!(out.len(), 16);
+        for (i, (a, e)) in out.iter().zip(expected).enumerate() {
+            assert!((a - e).abs() < 1e-6, "pixel {i}: {a} vs {e}");
         }
-        // row 1: src y = 0.25 → 0.75·row0 + 0.25·row1
-        assert!((out[4] - 5.0).abs() < 1e-6);
-        assert!((out[15] - 30.0).abs() < 1e-6);
         // identity size keeps the image
         assert_eq!(resize_bilinear(&img, 2, 2, 2, 2), img.to_vec());
+        // 4 → 2 samples at src 0.5 and 2.5: the mean of each pixel pair (no antialias)
+        let row: Vec<f32> = (0..4).map(|x| x as f32 * 10.0).collect();
+        let down = resize_bilinear(&row, 1, 4, 1, 2);
+        assert!((down[0] - 5.0).abs() < 1e-6 && (down[1] - 25.0).abs() < 1e-6);
+        // 3 → 2 (scale 1.5): src 0.25 and 1.75
+        let row = [0.0, 10.0, 20.0];
+        let down = resize_bilinear(&row, 1, 3, 1, 2);
+        assert!((down[0] - 2.5).abs() < 1e-6 && (down[1] - 17.5).abs() < 1e-6);
+        // degenerate inputs do not panic
+        assert_eq!(resize_bilinear(&[], 0, 0, 2, 2), vec![0.0; 4]);
+        assert_eq!(resize_bilinear(&[1.0], 2, 2, 1, 1).len(), 1);
+    }
+
+    #[test]
+    fn resized_rounds_and_validates() {
+        let s = ImageSet {
+            images: vec![0, 10, 20, 30],
+            labels: vec![1],
+            height: 2,
+            width: 2,
+        };
+        let r = s.resized(4).unwrap();
+        assert_eq!((r.height, r.width, r.len()), (4, 4, 1));
+        // 2.5 → 3 (round half away from zero), 7.5 → 8
+        assert_eq!(&r.image(0)[..4], &[0, 3, 8, 10]);
+        assert!(s.resized(0).is_err());
+        let broken = ImageSet {
+            images: vec![0; 3],
+            ..s.clone()
+        };
+        assert!(broken.resized(4).is_err());
+        assert!(broken.subset(&[0]).is_err());
+        let bad_label = ImageSet {
+            labels: vec![2],
+            ..s
+        };
+        assert!(
+            bad_label
+                .validate()
+                .unwrap_err()
+                .to_string()
+                .contains("label 2")
+        );
     }
 
     #[test]

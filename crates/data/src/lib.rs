@@ -1,17 +1,27 @@
-//! Data for cxr: decoding, checking, augmenting and batching chest X-rays.
+//! Data for cxr: finding, decoding, checking, augmenting and batching chest X-rays.
 //!
 //! Key items:
-//! - [`load_npz`]: MedMNIST `.npz` files (PneumoniaMNIST and any 2-D MedMNIST set of
-//!   the same layout), every key, dtype, shape and label checked.
-//! - [`load_folder`]: the Kaggle `{train,val,test}/{NORMAL,PNEUMONIA}` image folders.
-//! - [`DataLocator`]: `--data`, `CXR_DATA_DIR`, `data/`, then the official download
-//!   (md5-checked, written through a temporary file).
-//! - [`ImageSet`], [`Dataset`], [`Split`]: u8 images in memory.
-//! - [`Batcher`]: seeded, shuffled, optionally [`Augment`]ed and [`Normalize`]d
-//!   batches as candle tensors.
+//! - [`load_npz`]: MedMNIST `.npz` files (PneumoniaMNIST, or any 2-D grayscale
+//!   MedMNIST set of the same layout), stored or deflated, with its own `.npy`
+//!   parser; every key, dtype, shape, order and label checked, sizes checked against
+//!   the archive before allocating.
+//! - [`load_folder`]: the Kaggle `ROOT/{train,val,test}/{NORMAL,PNEUMONIA}/*` image
+//!   folders, decoded in parallel to square 8-bit grayscale; unreadable files are
+//!   listed ([`DataError::BadFiles`]) or skipped.
+//! - [`DataLocator`]: `--data`, `CXR_DATA_DIR`, `data/`, then (feature `download`)
+//!   the official Zenodo file, md5-checked and written through a `.part` file.
+//! - [`ImageSet`], [`Dataset`], [`Split`]: u8 images in memory; [`ImageSet::resized`]
+//!   (torch-style bilinear).
+//! - [`Augment`], [`Normalize`], [`Batcher`] / [`BatcherConfig`] / [`Batch`]: seeded,
+//!   optionally shuffled and augmented batches as candle tensors `[B, 1, H, W]`,
+//!   reproducible from `(seed, epoch)` alone and independent of the thread count.
 //!
-//! What this crate does not do: define models, train, or compute metrics. Every
-//! error is a [`DataError`] naming the file and the key or image concerned.
+//! Every failure is a [`DataError`] naming the file (and the npz key or image); bad
+//! input never panics.
+//!
+//! What this crate does not do: define models, train, compute metrics, write run
+//! folders, read RGB or 3-D MedMNIST sets, or verify the md5 of a local file (only
+//! downloads are checked; local files are identified by their sha256 instead).
 #![warn(missing_docs)]
 
 mod augment;

@@ -72,8 +72,21 @@ const HINT: &str = "supply the file with `--data PATH` or `CXR_DATA_DIR=DIR` (a 
 or put it in data/; online, cxr downloads the official MedMNIST file";
 
 impl DataLocator {
-    /// The path of `file_name` (e.g. [`PNEUMONIAMNIST_FILE`]). An explicit path that
-    /// does not exist is an error at once: it is never replaced by another file.
+    /// The path of `file_name` (e.g. [`PNEUMONIAMNIST_FILE`]), looked for in order:
+    ///
+    /// 1. `explicit` (`--data PATH`): the file itself, or a folder holding
+    ///    `file_name`. If given but not found, that is an error at once: it is never
+    ///    replaced by another file.
+    /// 2. `env_dir/file_name` (`CXR_DATA_DIR`).
+    /// 3. `default_dir/file_name` (`data/`).
+    /// 4. If `allow_download` (and the `download` feature is on): [`Self::download`]
+    ///    into `default_dir`.
+    ///
+    /// A local file is used as found: its md5 is not checked (only a download's is).
+    /// When nothing is found and the download is off or fails, the error is
+    /// [`DataError::NotFound`] listing every path tried and how to supply the file
+    /// (with the download's own error in its hint); an md5 mismatch is
+    /// [`DataError::Checksum`].
     pub fn locate(&self, file_name: &str) -> Result<PathBuf> {
         if let Some(p) = &self.explicit {
             let candidate = if p.is_dir() {
@@ -84,10 +97,21 @@ impl DataLocator {
             if candidate.is_file() {
                 return Ok(candidate);
             }
+            let hint = if p.is_dir() {
+                format!(
+                    "the folder given with --data ({}) does not hold {file_name}; \
+                     pass the file itself with `--data PATH`",
+                    p.display()
+                )
+            } else {
+                "the path given with --data does not exist; pass an existing file or a \
+                 folder holding it (or use CXR_DATA_DIR=DIR)"
+                    .to_string()
+            };
             return Err(DataError::NotFound {
                 file: file_name.into(),
                 tried: vec![candidate],
-                hint: "the path given with --data does not exist".into(),
+                hint,
             });
         }
         let mut tried = Vec::new();
@@ -121,14 +145,24 @@ impl DataLocator {
         }
     }
 
-    /// Downloads `self.url` to `target` through `target.part`, checks the md5, then
-    /// renames. On any failure the partial file is removed.
+    /// Downloads `self.url` to `target`: the body is written to a temporary
+    /// `<file name>.<process id>.part` in the same folder, its md5 is checked against
+    /// `self.md5`, and only then is it renamed (atomically, same file system) to
+    /// `target`. On any failure the temporary file is removed and `target` is left
+    /// untouched. Errors: [`DataError::Download`] (connection, HTTP status, transfer),
+    /// [`DataError::Checksum`] (md5 mismatch), [`DataError::Io`] (local files).
     pub fn download(&self, target: &Path) -> Result<()> {
-        let part = target.with_extension("npz.part");
-        let result = self.download_to(&part);
-        let result = result.and_then(|()| {
+        let name = target
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .ok_or_else(|| DataError::Invalid {
+                name: "download target".into(),
+                reason: format!("{} has no file name", target.display()),
+            })?;
+        let part = target.with_file_name(format!("{name}.{}.part", std::process::id()));
+        let result = self.download_to(&part).and_then(|()| {
             let actual = md5_file(&part)?;
-            if actual != self.md5 {
+            if !actual.eq_ignore_ascii_case(&self.md5) {
                 return Err(DataError::Checksum {
                     path: target.to_path_buf(),
                     expected: self.md5.clone(),
@@ -138,30 +172,40 @@ impl DataLocator {
             std::fs::rename(&part, target).map_err(|e| DataError::io(target, e))
         });
         if result.is_err() {
+            // The file may never have been created; nothing else to do on failure.
             let _ = std::fs::remove_file(&part);
+        } else {
+            tracing::info!(file = %target.display(), md5 = %self.md5, "download verified");
         }
         result
     }
 
     #[cfg(feature = "download")]
     fn download_to(&self, part: &Path) -> Result<()> {
+        use std::time::Duration;
         let fail = |reason: String| DataError::Download {
             url: self.url.clone(),
             reason,
         };
-        if let Some(dir) = part.parent() {
+        if let Some(dir) = part.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| DataError::io(dir, e))?;
         }
         tracing::info!("downloading {} to {}", self.url, part.display());
         let agent = ureq::Agent::config_builder()
-            .timeout_connect(Some(std::time::Duration::from_secs(10)))
+            .timeout_connect(Some(Duration::from_secs(15)))
+            .timeout_recv_response(Some(Duration::from_secs(60)))
+            .timeout_per_read(Some(Duration::from_secs(60)))
             .build()
             .new_agent();
         let mut resp = agent
             .get(&self.url)
             .call()
             .map_err(|e| fail(e.to_string()))?;
-        let mut reader = resp.body_mut().with_config().limit(1 << 31).reader();
+        let mut reader = resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_DOWNLOAD_BYTES)
+            .reader();
         let mut file = std::fs::File::create(part).map_err(|e| DataError::io(part, e))?;
         std::io::copy(&mut reader, &mut file)
             .map_err(|e| fail(format!("transfer broke off: {e}")))?;
@@ -173,10 +217,14 @@ impl DataLocator {
     fn download_to(&self, _part: &Path) -> Result<()> {
         Err(DataError::Download {
             url: self.url.clone(),
-            reason: "this build has no `download` feature".into(),
+            reason: "this build of cxr-data has no `download` feature".into(),
         })
     }
 }
+
+/// Largest download accepted (the official file is about 4 MB).
+#[cfg(feature = "download")]
+const MAX_DOWNLOAD_BYTES: u64 = 256 << 20;
 
 #[cfg(test)]
 mod tests {

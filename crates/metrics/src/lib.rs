@@ -1,21 +1,45 @@
-//! Binary-classifier metrics for cxr, on plain slices: labels `&[u8]` (0/1) and
-//! scores or probabilities `&[f64]`.
+//! Binary-classifier metrics for cxr, on plain slices: labels `&[u8]` (0 or 1) and
+//! scores, probabilities or logits `&[f64]`.
 //!
 //! Key items:
-//! - Threshold metrics: [`confusion`], [`Confusion`], [`binary_report`] /
-//!   [`BinaryReport`] (the `val`/`test` objects of a run's `metrics.json`).
-//! - Ranking: [`roc_auc`], [`roc_curve`], [`precision_recall_curve`],
-//!   [`average_precision`] — each equal to scikit-learn's.
-//! - Calibration: [`ece`] (top-label, Guo et al.), [`ece_pos`] (P(positive),
-//!   torchmetrics), [`mce`], [`brier`], [`log_loss`], [`reliability_bins`];
-//!   [`fit_temperature`] / [`apply_temperature`].
+//! - Threshold metrics: [`confusion`] / [`Confusion`] (positive iff
+//!   `p >= threshold`), [`binary_report`] / [`BinaryReport`] (the `val`/`test`
+//!   objects of a run's `metrics.json`).
+//! - Ranking, each equal to scikit-learn's: [`roc_auc`], [`roc_curve`],
+//!   [`precision_recall_curve`], [`average_precision`].
+//! - Calibration: [`ece`] (top-label confidence `max(p, 1 − p)` vs correctness,
+//!   Guo et al. 2017), [`ece_pos`] (P(positive) vs label, torchmetrics'
+//!   `BinaryCalibrationError`), [`mce`], [`brier`], [`log_loss`],
+//!   [`reliability_bins`], with [`Binning`] (default 15 equal-width bins).
+//! - Temperature scaling: [`fit_temperature`], [`apply_temperature`],
+//!   [`temperature_nll`].
 //! - Operating points: [`threshold_youden`], [`threshold_for_sensitivity`],
-//!   [`operating_point`].
-//! - Uncertainty: [`auc_ci_delong`], [`delong_test`], [`bootstrap_ci`], [`mean_std`].
+//!   [`operating_point`] / [`OperatingPoint`].
+//! - Uncertainty: [`auc_ci_delong`] and [`delong_test`] (Sun & Xu's fast DeLong),
+//!   [`bootstrap_ci`] (stratified, seeded, parallel), [`mean_std`] for multi-seed
+//!   summaries.
 //!
-//! What this crate does not do: touch tensors, files or models; it depends on no
-//! other cxr crate. Bad input (empty, mismatched lengths, labels outside {0, 1},
-//! NaN/inf, one class where two are needed) is a [`MetricsError`], never a NaN.
+//! What this crate does not do: touch tensors, files or models, apply a sigmoid to
+//! logits for you (except [`apply_temperature`]), or handle more than two classes
+//! or sample weights; it depends on no other cxr crate. Bad input — empty,
+//! mismatched lengths, labels outside {0, 1}, NaN/±∞, probabilities outside
+//! [0, 1], one class where two are needed — is a [`MetricsError`], never a NaN.
+//! (The one NaN returned is the documented "no threshold" sentinel of the
+//! precision–recall curve's last point.)
+//!
+//! ```
+//! use cxr_metrics::{Binning, binary_report, ece, ece_pos, roc_auc};
+//!
+//! let labels = [0, 0, 1, 1, 1, 0];
+//! let probs = [0.1, 0.4, 0.35, 0.8, 0.9, 0.2];
+//! assert!((roc_auc(&labels, &probs)? - 8.0 / 9.0).abs() < 1e-15);
+//! let report = binary_report(&labels, &probs, 0.5)?;
+//! assert_eq!((report.tp, report.fp, report.tn, report.fn_), (2, 0, 3, 1));
+//! // top-label vs positive-class calibration
+//! let (top, pos) = (ece(&labels, &probs, Binning::default())?, ece_pos(&labels, &probs, Binning::default())?);
+//! assert!(top >= 0.0 && pos >= 0.0);
+//! # Ok::<(), cxr_metrics::MetricsError>(())
+//! ```
 #![warn(missing_docs)]
 
 mod bootstrap;
@@ -29,7 +53,8 @@ mod threshold;
 
 pub use bootstrap::{BootstrapCi, BootstrapConfig, Interval, bootstrap_ci};
 pub use calibration::{
-    Binning, CalibrationKind, ReliabilityBin, brier, ece, ece_pos, log_loss, mce, reliability_bins,
+    Binning, CalibrationKind, LOG_LOSS_EPS, MAX_BINS, ReliabilityBin, brier, ece, ece_pos,
+    log_loss, mce, reliability_bins,
 };
 pub use curves::{
     PrPoint, RocPoint, average_precision, precision_recall_curve, roc_auc, roc_curve,
@@ -39,5 +64,12 @@ pub use error::{MetricsError, Result};
 pub use operating::{
     OperatingPoint, mean_std, operating_point, threshold_for_sensitivity, threshold_youden,
 };
-pub use temperature::{apply_temperature, fit_temperature, temperature_nll};
+pub use temperature::{
+    MAX_TEMPERATURE, MIN_TEMPERATURE, apply_temperature, fit_temperature, temperature_nll,
+};
 pub use threshold::{BinaryReport, Confusion, binary_report, confusion};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -19,6 +19,7 @@ mod checkpoint;
 mod config;
 mod device;
 mod error;
+mod evaluation;
 mod io;
 mod lock;
 mod loss;

@@ -58,6 +58,11 @@ impl RunFiles {
         write_atomic(&path, &bytes)
     }
 
+    /// A text file (CSV) written as given.
+    pub fn write_text(&self, name: &str, text: &str) -> Result<()> {
+        write_atomic(&self.path(name), text.as_bytes())
+    }
+
     /// `history.csv`: `epoch,train_loss,val_loss,val_auc`.
     pub fn write_history(&self, history: &[EpochRecord]) -> Result<()> {
         let mut s = String::from("epoch,train_loss,val_loss,val_auc\n");
@@ -71,12 +76,19 @@ impl RunFiles {
         write_atomic(&self.path("history.csv"), s.as_bytes())
     }
 
-    /// `predictions.csv`: `split,index,label,prob`, prob = sigmoid(logit).
-    pub fn write_predictions(&self, preds: &[Prediction]) -> Result<()> {
-        let mut s = String::from("split,index,label,prob\n");
+    /// `predictions.csv`: `split,index,label,prob,logit,prob_calibrated`;
+    /// prob = sigmoid(logit), prob_calibrated = sigmoid(logit / temperature).
+    pub fn write_predictions(&self, preds: &[Prediction], temperature: f64) -> Result<()> {
+        let mut s = String::from("split,index,label,prob,logit,prob_calibrated\n");
         for p in preds {
-            let prob = 1.0 / (1.0 + (-(p.logit as f64)).exp());
-            let _ = writeln!(s, "{},{},{},{}", p.split, p.index, p.label, prob);
+            let z = p.logit as f64;
+            let prob = 1.0 / (1.0 + (-z).exp());
+            let cal = 1.0 / (1.0 + (-z / temperature).exp());
+            let _ = writeln!(
+                s,
+                "{},{},{},{},{},{}",
+                p.split, p.index, p.label, prob, p.logit, cal
+            );
         }
         write_atomic(&self.path("predictions.csv"), s.as_bytes())
     }

@@ -13,6 +13,7 @@ use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::checkpoint::{CheckpointMeta, EpochRecord, load_checkpoint, save_checkpoint};
+use crate::evaluation::{SplitScores, evaluate};
 use crate::runfolder::{Prediction, RunFiles};
 use crate::{
     Adam, AugmentPreset, ModelKind, Result, RunLock, TrainConfig, TrainError, bce_with_logits,
@@ -266,6 +267,9 @@ pub fn train(
     set_weights(&varmap, &best_weights, &best_path)?;
     let val_logits = predict_logits(&net, &val_set, cfg, &device)?;
     let test_logits = predict_logits(&net, &test_set, cfg, &device)?;
+    let val_scores = SplitScores::new("val", &val_set.labels, &val_logits);
+    let test_scores = SplitScores::new("test", &test_set.labels, &test_logits);
+    let eval = evaluate(&val_scores, &test_scores, cfg.threshold, cfg.seed)?;
     let val = report(&val_set.labels, &val_logits, cfg.threshold, "val")?;
     let test = report(&test_set.labels, &test_logits, cfg.threshold, "test")?;
 
@@ -283,23 +287,23 @@ pub fn train(
             });
         }
     }
-    files.write_predictions(&preds)?;
+    files.write_predictions(&preds, eval.temperature)?;
     files.write_history(&history)?;
     files.write_safetensors("model.safetensors", &best_weights)?;
+    files.write_text("roc.csv", &eval.roc_csv)?;
+    files.write_text("pr.csv", &eval.pr_csv)?;
+    files.write_text("reliability.csv", &eval.reliability_csv)?;
     let images_per_second = if train_only_seconds > 0.0 {
         train_images as f64 / train_only_seconds
     } else {
         0.0
     };
-    let metrics = serde_json::json!({
-        "val": val,
-        "test": test,
-        "best_epoch": best_epoch,
-        "model": cfg.model.as_str(),
-        "timing": {
-            "train_seconds": train_seconds,
-            "train_images_per_second": images_per_second,
-        },
+    let mut metrics = eval.metrics;
+    metrics["best_epoch"] = best_epoch.into();
+    metrics["model"] = cfg.model.as_str().into();
+    metrics["timing"] = serde_json::json!({
+        "train_seconds": train_seconds,
+        "train_images_per_second": images_per_second,
     });
     files.write_json("metrics.json", &metrics)?;
     config_json["status"] = "finished".into();

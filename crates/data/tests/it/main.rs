@@ -1,29 +1,34 @@
-//! Integration tests for cxr-data: the real PneumoniaMNIST file, and every bad input
-//! named in the foundation issue, each asserting the error variant and that the
-//! message names the file.
+//! Integration tests for cxr-data: the real PneumoniaMNIST file, locating and
+//! downloading it, and every bad input, each asserting the error variant and that the
+//! message names the file (and the key).
 
 mod bad_inputs;
 mod folder;
+mod locate;
+mod npz_ok;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use cxr_data::DataError;
 
-/// One array for [`write_npz`]: name, numpy dtype string, shape, raw bytes.
-pub struct Array<'a> {
+/// One array for [`write_npz`]: name, numpy dtype string, order, shape, raw bytes.
+#[derive(Debug, Clone)]
+pub struct Arr {
     /// Array name without `.npy`.
-    pub name: &'a str,
+    pub name: String,
     /// numpy dtype string, e.g. `|u1`.
-    pub descr: &'a str,
-    /// Declared shape.
+    pub descr: String,
+    /// Declared `fortran_order`.
+    pub fortran: bool,
+    /// Declared shape (need not match the data).
     pub shape: Vec<usize>,
-    /// Raw bytes.
+    /// Raw bytes after the header.
     pub data: Vec<u8>,
 }
 
-/// npy bytes (format 1.0) for `a` (the declared shape need not match the data).
-pub fn npy(a: &Array<'_>) -> Vec<u8> {
+/// npy bytes (format 1.0, header padded to 64 bytes as numpy does) for `a`.
+pub fn npy(a: &Arr) -> Vec<u8> {
     let dims: Vec<String> = a.shape.iter().map(|d| d.to_string()).collect();
     let shape = if dims.len() == 1 {
         format!("({},)", dims[0])
@@ -31,8 +36,9 @@ pub fn npy(a: &Array<'_>) -> Vec<u8> {
         format!("({})", dims.join(", "))
     };
     let mut header = format!(
-        "{{'descr': '{}', 'fortran_order': False, 'shape': {shape}, }}",
-        a.descr
+        "{{'descr': '{}', 'fortran_order': {}, 'shape': {shape}, }}",
+        a.descr,
+        if a.fortran { "True" } else { "False" }
     );
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
@@ -45,8 +51,8 @@ pub fn npy(a: &Array<'_>) -> Vec<u8> {
     out
 }
 
-/// Writes an npz with `arrays`, deflated when `deflate`.
-pub fn write_npz(path: &Path, arrays: &[Array<'_>], deflate: bool) {
+/// Writes an npz holding `entries` (name, bytes), deflated when `deflate`.
+pub fn write_zip(path: &Path, entries: &[(String, Vec<u8>)], deflate: bool) {
     let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
     let method = if deflate {
         zip::CompressionMethod::Deflated
@@ -54,58 +60,60 @@ pub fn write_npz(path: &Path, arrays: &[Array<'_>], deflate: bool) {
         zip::CompressionMethod::Stored
     };
     let opts = zip::write::SimpleFileOptions::default().compression_method(method);
-    for a in arrays {
-        zip.start_file(format!("{}.npy", a.name), opts).unwrap();
-        zip.write_all(&npy(a)).unwrap();
+    for (name, bytes) in entries {
+        zip.start_file(name.as_str(), opts).unwrap();
+        zip.write_all(bytes).unwrap();
     }
     zip.finish().unwrap();
 }
 
-/// A valid MedMNIST-layout set of arrays: `n` images per split of `size × size`.
-pub fn valid_arrays(n: usize, size: usize) -> Vec<(String, &'static str, Vec<usize>, Vec<u8>)> {
+/// Writes an npz with `arrays` as `<name>.npy` entries, deflated when `deflate`.
+pub fn write_npz(path: &Path, arrays: &[Arr], deflate: bool) {
+    let entries: Vec<(String, Vec<u8>)> = arrays
+        .iter()
+        .map(|a| (format!("{}.npy", a.name), npy(a)))
+        .collect();
+    write_zip(path, &entries, deflate);
+}
+
+/// A valid MedMNIST-layout set of arrays: `n` images per split of `size × size`,
+/// labels `[N, 1]` alternating 0, 1. Order: train_images, train_labels, val_…, test_….
+pub fn valid_arrays(n: usize, size: usize) -> Vec<Arr> {
     let mut out = Vec::new();
     for split in ["train", "val", "test"] {
-        out.push((
-            format!("{split}_images"),
-            "|u1",
-            vec![n, size, size],
-            (0..n * size * size).map(|i| (i % 256) as u8).collect(),
-        ));
-        out.push((
-            format!("{split}_labels"),
-            "|u1",
-            vec![n, 1],
-            (0..n).map(|i| (i % 2) as u8).collect(),
-        ));
+        out.push(Arr {
+            name: format!("{split}_images"),
+            descr: "|u1".into(),
+            fortran: false,
+            shape: vec![n, size, size],
+            data: (0..n * size * size).map(|i| (i % 256) as u8).collect(),
+        });
+        out.push(Arr {
+            name: format!("{split}_labels"),
+            descr: "|u1".into(),
+            fortran: false,
+            shape: vec![n, 1],
+            data: (0..n).map(|i| (i % 2) as u8).collect(),
+        });
     }
     out
 }
 
-/// Writes [`valid_arrays`] after `edit` has changed them.
-pub fn write_edited(
-    path: &Path,
-    edit: impl FnOnce(&mut Vec<(String, &'static str, Vec<usize>, Vec<u8>)>),
-) {
+/// Writes [`valid_arrays`]`(4, 28)` after `edit` has changed them (deflated).
+pub fn write_edited(path: &Path, edit: impl FnOnce(&mut Vec<Arr>)) {
     let mut arrays = valid_arrays(4, 28);
     edit(&mut arrays);
-    let arrays: Vec<Array<'_>> = arrays
-        .iter()
-        .map(|(n, d, s, b)| Array {
-            name: n,
-            descr: d,
-            shape: s.clone(),
-            data: b.clone(),
-        })
-        .collect();
     write_npz(path, &arrays, true);
 }
 
 /// Asserts `result` is an error matching `pred` whose message contains every needle.
+#[track_caller]
 pub fn check<T>(result: cxr_data::Result<T>, pred: impl Fn(&DataError) -> bool, needles: &[&str]) {
     match result {
         Err(e) => {
             assert!(pred(&e), "unexpected error variant: {e:?}");
             let msg = e.to_string();
+            eprintln!("expected error: {msg}");
             for n in needles {
                 assert!(msg.contains(n), "`{n}` not in: {msg}");
             }
@@ -114,7 +122,8 @@ pub fn check<T>(result: cxr_data::Result<T>, pred: impl Fn(&DataError) -> bool, 
     }
 }
 
-/// `pneumoniamnist.npz` from `CXR_DATA_DIR` or `../shared/data`; `None` outside CI when absent.
+/// `pneumoniamnist.npz` from `CXR_DATA_DIR`, else `../../../shared/data` relative to
+/// this crate; `None` (with a printed note) when absent, a failure when `CI` is set.
 pub fn real_npz() -> Option<PathBuf> {
     let dir = std::env::var_os("CXR_DATA_DIR")
         .map(PathBuf::from)
@@ -125,99 +134,10 @@ pub fn real_npz() -> Option<PathBuf> {
     } else if std::env::var_os("CI").is_some() {
         panic!("{} not found (set CXR_DATA_DIR)", p.display());
     } else {
-        eprintln!("skipped: {} not found (set CXR_DATA_DIR)", p.display());
+        eprintln!(
+            "note: skipped the real-data check: {} not found (set CXR_DATA_DIR)",
+            p.display()
+        );
         None
     }
-}
-
-#[test]
-fn real_pneumoniamnist_loads_with_official_split_sizes() {
-    let Some(p) = real_npz() else { return };
-    let d = cxr_data::load_npz(&p).unwrap();
-    assert_eq!((d.train.len(), d.val.len(), d.test.len()), (4708, 524, 624));
-    assert_eq!(d.train.class_counts(), [1214, 3494]);
-    assert_eq!(d.val.class_counts(), [135, 389]);
-    assert_eq!(d.test.class_counts(), [234, 390]);
-    assert_eq!((d.train.height, d.train.width), (28, 28));
-    assert_eq!(d.sha256.len(), 64);
-}
-
-#[test]
-fn stored_and_deflated_npz_round_trip() {
-    let dir = tempfile::tempdir().unwrap();
-    for deflate in [false, true] {
-        let p = dir.path().join(format!("ok-{deflate}.npz"));
-        let arrays = valid_arrays(3, 64);
-        let arrays: Vec<Array<'_>> = arrays
-            .iter()
-            .map(|(n, d, s, b)| Array {
-                name: n,
-                descr: d,
-                shape: s.clone(),
-                data: b.clone(),
-            })
-            .collect();
-        write_npz(&p, &arrays, deflate);
-        let d = cxr_data::load_npz(&p).unwrap();
-        assert_eq!(d.test.len(), 3);
-        assert_eq!(d.test.height, 64);
-        assert_eq!(d.test.images, arrays[4].data);
-        assert_eq!(d.train.labels, vec![0, 1, 0]);
-    }
-}
-
-#[test]
-fn locator_order_and_offline_download_failure() {
-    let dir = tempfile::tempdir().unwrap();
-    let env_dir = dir.path().join("env");
-    let data_dir = dir.path().join("data");
-    std::fs::create_dir_all(&env_dir).unwrap();
-    std::fs::create_dir_all(&data_dir).unwrap();
-    std::fs::write(data_dir.join("x.npz"), b"d").unwrap();
-    let loc = cxr_data::DataLocator {
-        env_dir: Some(env_dir.clone()),
-        default_dir: data_dir.clone(),
-        allow_download: false,
-        ..Default::default()
-    };
-    assert_eq!(loc.locate("x.npz").unwrap(), data_dir.join("x.npz"));
-    std::fs::write(env_dir.join("x.npz"), b"e").unwrap();
-    assert_eq!(loc.locate("x.npz").unwrap(), env_dir.join("x.npz"));
-    // explicit folder and explicit missing file
-    let explicit = cxr_data::DataLocator {
-        explicit: Some(env_dir.clone()),
-        ..loc.clone()
-    };
-    assert_eq!(explicit.locate("x.npz").unwrap(), env_dir.join("x.npz"));
-    let missing = cxr_data::DataLocator {
-        explicit: Some(dir.path().join("nope.npz")),
-        ..loc.clone()
-    };
-    check(
-        missing.locate("x.npz"),
-        |e| matches!(e, DataError::NotFound { .. }),
-        &["nope.npz", "--data"],
-    );
-    // nothing anywhere, downloads off: the error lists what was tried and how to supply it
-    check(
-        loc.locate("y.npz"),
-        |e| matches!(e, DataError::NotFound { .. }),
-        &["y.npz", "CXR_DATA_DIR", "--data"],
-    );
-    // download from an address that refuses connections: clean error, no partial file left
-    let dl = cxr_data::DataLocator {
-        allow_download: true,
-        url: "http://127.0.0.1:9/pneumoniamnist.npz".into(),
-        ..loc
-    };
-    check(
-        dl.locate("z.npz"),
-        |e| matches!(e, DataError::NotFound { .. }),
-        &["download failed", "--data"],
-    );
-    let leftovers: Vec<_> = std::fs::read_dir(&data_dir)
-        .unwrap()
-        .map(|e| e.unwrap().file_name())
-        .collect();
-    assert_eq!(leftovers, vec![std::ffi::OsString::from("x.npz")]);
 }

@@ -65,22 +65,87 @@ fn one_epoch_writes_the_run_folder_contract() {
                 "metrics.json {split}.{key} missing"
             );
         }
+        for key in [
+            "average_precision",
+            "brier",
+            "log_loss",
+            "ece",
+            "ece_pos",
+            "mce",
+            "auc_ci_low",
+            "auc_ci_high",
+        ] {
+            assert!(
+                metrics[split][key].is_number(),
+                "metrics.json {split}.{key} missing"
+            );
+        }
         let n: u64 = ["tp", "fp", "tn", "fn"]
             .iter()
             .map(|k| metrics[split][k].as_u64().unwrap())
             .sum();
         assert_eq!(n, if split == "val" { 524 } else { 624 });
     }
-    // Even one epoch on 384 images separates the classes far better than chance.
-    assert!(metrics["test"]["auc"].as_f64().unwrap() > 0.75, "{metrics}");
+    for key in [
+        "temperature",
+        "ece_before",
+        "ece_after",
+        "brier_before",
+        "brier_after",
+    ] {
+        assert!(
+            metrics["calibration"][key].is_number(),
+            "calibration.{key} missing"
+        );
+    }
+    let names: Vec<&str> = metrics["operating_points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["youden", "sensitivity_0.95", "default_0.5"]);
+    for p in metrics["operating_points"].as_array().unwrap() {
+        let n: u64 = ["tp", "fp", "tn", "fn"]
+            .iter()
+            .map(|k| p[k].as_u64().unwrap())
+            .sum();
+        assert_eq!(n, 624, "operating points are scored on test");
+    }
+    let ci = &metrics["bootstrap"]["ci"];
+    for key in ["accuracy", "sensitivity", "specificity", "f1", "ece"] {
+        assert!(ci[key]["low"].as_f64().unwrap() <= ci[key]["high"].as_f64().unwrap());
+    }
+    let low = metrics["test"]["auc_ci_low"].as_f64().unwrap();
+    let high = metrics["test"]["auc_ci_high"].as_f64().unwrap();
+    let auc = metrics["test"]["auc"].as_f64().unwrap();
+    assert!(low <= auc && auc <= high);
+    let (header, rows) = csv_rows(&out.path().join("reliability.csv"));
+    assert_eq!(header, "split,bin,lower,upper,count,confidence,accuracy");
+    let test_count: usize = rows
+        .iter()
+        .filter(|r| r[0] == "test")
+        .map(|r| r[4].parse::<usize>().unwrap())
+        .sum();
+    assert_eq!(test_count, 624);
+    let (header, _) = csv_rows(&out.path().join("roc.csv"));
+    assert_eq!(header, "split,fpr,tpr,threshold");
+    let (header, _) = csv_rows(&out.path().join("pr.csv"));
+    assert_eq!(header, "split,recall,precision,threshold");
 
     let (header, rows) = csv_rows(&out.path().join("predictions.csv"));
-    assert_eq!(header, "split,index,label,prob");
+    assert_eq!(header, "split,index,label,prob,logit,prob_calibrated");
     assert_eq!(rows.len(), 524 + 624);
     assert_eq!(rows.iter().filter(|r| r[0] == "test").count(), 624);
     for r in &rows {
         let p: f64 = r[3].parse().unwrap();
-        assert!((0.0..=1.0).contains(&p));
+        let z: f64 = r[4].parse().unwrap();
+        assert!(
+            (p - 1.0 / (1.0 + (-z).exp())).abs() < 1e-6,
+            "prob is sigmoid(logit)"
+        );
+        let c: f64 = r[5].parse().unwrap();
+        assert!((0.0..=1.0).contains(&c));
         assert!(r[2] == "0" || r[2] == "1");
     }
     let (header, rows) = csv_rows(&out.path().join("history.csv"));
