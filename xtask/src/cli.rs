@@ -97,7 +97,7 @@ pub struct RecipeArgs {
     /// Use only this many training images per epoch (smoke runs).
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Device: cpu, cuda[:N], metal or auto.
+    /// Device: `cpu`, `cuda[:N]`, `metal` or `auto`.
     #[arg(long, default_value = "cpu")]
     pub device: String,
 }
@@ -110,7 +110,7 @@ pub struct TrainArgs {
     /// Seed for weights, shuffling and augmentation.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
-    /// Run folder (default runs/<timestamp>-<model>/).
+    /// Run folder (default `runs/<timestamp>-<model>/`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Continue the run in --out from its last checkpoint.
@@ -127,7 +127,7 @@ pub struct PipelineArgs {
     /// Seeds to train (one run folder each).
     #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
     pub seeds: Vec<u64>,
-    /// Output folder (default runs/<timestamp>/).
+    /// Output folder (default `runs/<timestamp>/`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     #[command(flatten)]
