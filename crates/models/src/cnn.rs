@@ -1,7 +1,7 @@
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::{Conv2d, Linear, ModelError, Result, global_avg_pool, max_pool2d};
+use crate::{Conv2d, Linear, ModelError, Result, global_avg_pool, max_pool2d, relu_max_pool2d};
 
 /// Shape of the seed CNN.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,13 +74,7 @@ impl SeedCnn {
     /// The last convolution block's activations `[N, C, h, w]` (before its pool) and
     /// the logits `[N]`; used for Grad-CAM.
     pub fn forward_with_features(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
-        let dims = x.dims();
-        if dims.len() != 4 || dims[1] != self.in_channels || dims[2] < 8 || dims[3] < 8 {
-            return Err(ModelError::Input {
-                expected: format!("[N, {}, H, W] with H, W ≥ 8", self.in_channels),
-                actual: dims.to_vec(),
-            });
-        }
+        self.check_input(x)?;
         let mut h = x.clone();
         let mut features = None;
         for (i, conv) in self.convs.iter().enumerate() {
@@ -96,8 +90,26 @@ impl SeedCnn {
         Ok((features, logits))
     }
 
-    /// Logits `[N]` for a batch `[N, C, H, W]`.
+    /// Logits `[N]` for a batch `[N, C, H, W]`. Uses the fused ReLU + max-pool (same
+    /// values and gradients as [`SeedCnn::forward_with_features`], fewer passes).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.forward_with_features(x)?.1)
+        self.check_input(x)?;
+        let mut h = x.clone();
+        for conv in &self.convs {
+            h = relu_max_pool2d(&conv.forward(&h)?)?;
+        }
+        let pooled = global_avg_pool(&h)?;
+        Ok(self.fc.forward(&pooled)?.squeeze(1)?)
+    }
+
+    fn check_input(&self, x: &Tensor) -> Result<()> {
+        let dims = x.dims();
+        if dims.len() != 4 || dims[1] != self.in_channels || dims[2] < 8 || dims[3] < 8 {
+            return Err(ModelError::Input {
+                expected: format!("[N, {}, H, W] with H, W ≥ 8", self.in_channels),
+                actual: dims.to_vec(),
+            });
+        }
+        Ok(())
     }
 }

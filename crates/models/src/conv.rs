@@ -2,6 +2,7 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::Result;
+use crate::cpu_conv::{conv2d_cpu, fast_path_applies};
 
 /// A 2-D convolution with bias, weights `weight` `[out, in, k, k]` and `bias` `[out]`
 /// as in PyTorch's `nn.Conv2d`.
@@ -41,7 +42,13 @@ impl Conv2d {
 }
 
 impl Module for Conv2d {
+    /// On the CPU with `f32` tensors (and the fast path enabled, see
+    /// [`crate::set_cpu_fast_path`]) the convolution, its bias and its backward run as
+    /// one im2col + GEMM op; elsewhere through candle's `conv2d`.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if crate::cpu_fast_path_enabled() && fast_path_applies(x, &self.weight) {
+            return conv2d_cpu(x, &self.weight, Some(&self.bias), self.padding, self.stride);
+        }
         let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
         let out = self.bias.dims1()?;
         y.broadcast_add(&self.bias.reshape((1, out, 1, 1))?)

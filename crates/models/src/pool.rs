@@ -1,17 +1,9 @@
 use candle_core::{D, Tensor};
 
-use crate::{ModelError, Result};
+use crate::cpu_pool::{PoolSpec, max_pool2d_cpu, pool_fast_path_applies};
+use crate::{ModelError, Result, cpu_fast_path_enabled};
 
-/// 2×2 max-pool with stride 2 over an `[N, C, H, W]` tensor, dropping a trailing odd
-/// row/column as PyTorch's `MaxPool2d(2)` does (floor mode).
-///
-/// Written as a reshape followed by two `max` reductions so that candle's autograd
-/// routes each window's gradient to its maximum. candle 0.11.1's own `max_pool2d`
-/// backward scales gradients by 1/4 and misaligns odd sizes; this one matches
-/// PyTorch whenever a window's maximum is unique (ties, which only arise here for
-/// post-ReLU zeros, send the gradient to every tied element; ReLU's backward then
-/// zeroes it for negative pre-activations).
-pub fn max_pool2d(x: &Tensor) -> Result<Tensor> {
+fn check_pool_input(x: &Tensor) -> Result<(usize, usize, usize, usize)> {
     let (n, c, h, w) = x.dims4().map_err(|_| ModelError::Input {
         expected: "[N, C, H, W]".into(),
         actual: x.dims().to_vec(),
@@ -21,6 +13,47 @@ pub fn max_pool2d(x: &Tensor) -> Result<Tensor> {
             expected: "spatial size at least 2×2 for a 2×2 max-pool".into(),
             actual: x.dims().to_vec(),
         });
+    }
+    Ok((n, c, h, w))
+}
+
+/// `max_pool2d(relu(x))` (equal to `relu(max_pool2d(x))`), fused into one pass each way
+/// on the CPU fast path; elsewhere a ReLU followed by [`max_pool2d`].
+pub fn relu_max_pool2d(x: &Tensor) -> Result<Tensor> {
+    check_pool_input(x)?;
+    if cpu_fast_path_enabled() && pool_fast_path_applies(x) {
+        let spec = PoolSpec {
+            k: 2,
+            stride: 2,
+            pad: 0,
+            relu: true,
+        };
+        return Ok(max_pool2d_cpu(x, spec)?);
+    }
+    max_pool2d(&x.relu()?)
+}
+
+/// 2×2 max-pool with stride 2 over an `[N, C, H, W]` tensor, dropping a trailing odd
+/// row/column as PyTorch's `MaxPool2d(2)` does (floor mode).
+///
+/// On the CPU (f32) this is one custom op whose backward sends each window's gradient
+/// to its first maximum, as PyTorch does. Elsewhere it is written as a reshape followed
+/// by two `max` reductions so that candle's autograd routes each window's gradient to
+/// its maximum. candle 0.11.1's own `max_pool2d`
+/// backward scales gradients by 1/4 and misaligns odd sizes; this one matches
+/// PyTorch whenever a window's maximum is unique (on that path ties, which only arise
+/// here for post-ReLU zeros, send the gradient to every tied element; ReLU's backward
+/// then zeroes it for negative pre-activations).
+pub fn max_pool2d(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = check_pool_input(x)?;
+    if cpu_fast_path_enabled() && pool_fast_path_applies(x) {
+        let spec = PoolSpec {
+            k: 2,
+            stride: 2,
+            pad: 0,
+            relu: false,
+        };
+        return Ok(max_pool2d_cpu(x, spec)?);
     }
     let (ho, wo) = (h / 2, w / 2);
     let x = if h % 2 == 1 || w % 2 == 1 {

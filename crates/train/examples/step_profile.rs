@@ -1,11 +1,17 @@
-//! Times the parts of one seed-CNN training step (batch 64, 28×28) on CPU:
-//! forward, loss, backward, optimizer. `cargo run --release -p cxr-train --example step_profile`.
+//! Times the parts of one seed-CNN training step (batch 64, 28×28) on CPU — forward,
+//! loss, backward, optimizer — with the CPU fast paths on and off, then each layer's
+//! pieces (conv forward, input gradient, weight gradient, ReLU + max-pool forward and
+//! backward) for both. `cargo run --release -p cxr-train --example step_profile`.
 
 use std::time::Instant;
 
+use candle_core::Var;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use cxr_models::{CnnConfig, SeedCnn, init_seed_cnn};
+use cxr_models::{
+    CnnConfig, SeedCnn, conv2d_candle, conv2d_cpu, init_seed_cnn, max_pool2d, relu_max_pool2d,
+    set_cpu_fast_path,
+};
 use cxr_train::{Adam, AdamConfig, bce_with_logits};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -32,12 +38,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &dev,
     )?;
     let y = Tensor::from_vec((0..b).map(|i| (i % 2) as f32).collect::<Vec<_>>(), b, &dev)?;
+    for fast in [true, false] {
+        set_cpu_fast_path(fast);
+        step(
+            &model,
+            &mut opt,
+            &x,
+            &y,
+            b,
+            if fast { "fast path" } else { "candle ops" },
+        )?;
+    }
+    set_cpu_fast_path(true);
+    layers()?;
+    Ok(())
+}
+
+fn step(
+    model: &SeedCnn,
+    opt: &mut Adam,
+    x: &Tensor,
+    y: &Tensor,
+    b: usize,
+    label: &str,
+) -> Result<(), Box<dyn std::error::Error>> {
     let (mut tf, mut tb, mut to) = (0.0, 0.0, 0.0);
     let steps = 20;
     for i in 0..steps + 3 {
         let t0 = Instant::now();
-        let logits = model.forward(&x)?;
-        let loss = bce_with_logits(&logits, &y)?;
+        let logits = model.forward(x)?;
+        let loss = bce_with_logits(&logits, y)?;
         let _ = loss.to_scalar::<f32>()?;
         let t1 = Instant::now();
         let grads = loss.backward()?;
@@ -52,11 +82,98 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let per = |t: f64| t / steps as f64 / b as f64 * 1e3;
     println!(
-        "ms per image: forward+loss {:.3}, backward {:.3}, optimizer {:.3}, total {:.3}",
+        "{label:>10}: ms per image: forward+loss {:.3}, backward {:.3}, optimizer {:.3}, total {:.3}",
         per(tf),
         per(tb),
         per(to),
         per(tf + tb + to)
     );
+    Ok(())
+}
+
+/// Median milliseconds of `f` over 15 runs after 3 warm-ups.
+fn time<F: FnMut() -> candle_core::Result<()>>(mut f: F) -> candle_core::Result<f64> {
+    let mut t = Vec::new();
+    for i in 0..18 {
+        let t0 = Instant::now();
+        f()?;
+        if i >= 3 {
+            t.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    t.sort_by(f64::total_cmp);
+    Ok(t[t.len() / 2])
+}
+
+/// Per-layer pieces of the seed CNN at batch 64: conv forward, input gradient, weight
+/// gradient (each through autograd, so the gradient times are backward minus forward),
+/// and the ReLU + max-pool, fast path against candle's ops.
+fn layers() -> candle_core::Result<()> {
+    let dev = Device::Cpu;
+    println!("per layer, batch 64, median ms per batch: fast path | candle ops");
+    for (name, ci, co, hw) in [
+        ("conv1", 1, 32, 28),
+        ("conv2", 32, 64, 14),
+        ("conv3", 64, 128, 7),
+    ] {
+        let xv: Vec<f32> = (0..64 * ci * hw * hw)
+            .map(|i| ((i * 31) % 97) as f32 / 97.0 - 0.5)
+            .collect();
+        let wv: Vec<f32> = (0..co * ci * 9)
+            .map(|i| ((i * 17) % 89) as f32 / 89.0 - 0.5)
+            .collect();
+        let x = Var::from_vec(xv, (64, ci, hw, hw), &dev)?;
+        let w = Var::from_vec(wv, (co, ci, 3, 3), &dev)?;
+        let b = Var::zeros(co, candle_core::DType::F32, &dev)?;
+        let mut row = Vec::new();
+        for fast in [true, false] {
+            let conv = |x: &Tensor| {
+                if fast {
+                    conv2d_cpu(x, w.as_tensor(), Some(b.as_tensor()), 1, 1)
+                } else {
+                    conv2d_candle(x, w.as_tensor(), Some(b.as_tensor()), 1, 1)
+                }
+            };
+            let fwd = time(|| conv(&x.as_tensor().detach()).map(|_| ()))?;
+            // weight gradient only: the input is not a variable
+            let wgrad = time(|| {
+                conv(&x.as_tensor().detach())?
+                    .sum_all()?
+                    .backward()
+                    .map(|_| ())
+            })? - fwd;
+            // input + weight gradient
+            let both = time(|| conv(x.as_tensor())?.sum_all()?.backward().map(|_| ()))? - fwd;
+            let y = conv(&x.as_tensor().detach())?;
+            let yv = Var::from_tensor(&y)?;
+            let pool = |t: &Tensor| {
+                if fast {
+                    relu_max_pool2d(t).map_err(|e| candle_core::Error::Msg(e.to_string()))
+                } else {
+                    set_cpu_fast_path(false);
+                    let r =
+                        max_pool2d(&t.relu()?).map_err(|e| candle_core::Error::Msg(e.to_string()));
+                    set_cpu_fast_path(true);
+                    r
+                }
+            };
+            let pf = time(|| pool(yv.as_tensor()).map(|_| ()))?;
+            let pb = time(|| pool(yv.as_tensor())?.sum_all()?.backward().map(|_| ()))? - pf;
+            row.push([fwd, both - wgrad, wgrad, pf, pb]);
+        }
+        println!(
+            "{name} {ci:>3}->{co:<3} {hw:>2}px: conv fwd {:6.2} | {:6.2}   input grad {:6.2} | {:6.2}   weight grad {:6.2} | {:6.2}   relu+pool fwd {:5.2} | {:5.2}   bwd {:5.2} | {:5.2}",
+            row[0][0],
+            row[1][0],
+            row[0][1],
+            row[1][1],
+            row[0][2],
+            row[1][2],
+            row[0][3],
+            row[1][3],
+            row[0][4],
+            row[1][4]
+        );
+    }
     Ok(())
 }
