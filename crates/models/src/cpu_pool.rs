@@ -92,8 +92,15 @@ impl CustomOp1 for MaxPool {
         let spec = self.0;
         let (b, c, h, w) = arg.dims4()?;
         let (ho, wo) = (spec.out_size(h), spec.out_size(w));
-        let x = arg.detach().contiguous()?.flatten_all()?.to_vec1::<f32>()?;
-        let g = grad.contiguous()?.flatten_all()?.to_vec1::<f32>()?;
+        let arg = arg.contiguous()?;
+        let grad = grad.contiguous()?;
+        let (xs, xl) = arg.storage_and_layout();
+        let (gs, gl) = grad.storage_and_layout();
+        let (candle_core::Storage::Cpu(xs), candle_core::Storage::Cpu(gs)) = (&*xs, &*gs) else {
+            return Err(candle_core::Error::Msg("max-pool fast path: tensors left the CPU".into()));
+        };
+        let x = f32_slice(xs, xl, "pool input")?;
+        let g = f32_slice(gs, gl, "pool gradient")?;
         let mut dx = vec![0f32; b * c * h * w];
         dx.par_chunks_mut(h * w)
             .zip(x.par_chunks(h * w))
