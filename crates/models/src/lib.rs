@@ -7,23 +7,44 @@
 //!   so weights load from and save to safetensors through a [`VarMap`](candle_nn::VarMap).
 //! - [`max_pool2d`]: a 2×2/stride-2 max-pool whose gradient is correct (candle 0.11's
 //!   built-in max-pool backward is not; see `docs/architecture.md`).
-//! - [`init_seed_cnn`]: seeded, reproducible initial weights with PyTorch's default
-//!   initialisation (candle's CPU RNG cannot be seeded).
+//! - [`ResNet18`]: torchvision/timm ResNet18 (same weight names) with trainable
+//!   parameters and real train/eval [`BatchNorm2d`]; [`imagenet_input`] turns grayscale
+//!   batches into its normalised 3-channel input; [`ResNet18::param_groups`] splits
+//!   body, head and BatchNorm buffers for optimizers.
+//! - [`max_pool2d_3x3_s2`]: ResNet's stem pool with a correct gradient.
+//! - [`WeightsSource`] (`hub:owner/name`, `PATH.safetensors`, `none`),
+//!   [`fetch_hub_file`] (hf-hub cache, offline mode) and [`load_resnet18_weights`]
+//!   (strict body, new head).
+//! - [`init_seed_cnn`], [`init_resnet18`]: seeded, reproducible initial weights as
+//!   PyTorch/torchvision initialise them (candle's CPU RNG cannot be seeded).
 //!
 //! What this crate does not do: read data, train, or compute metrics. It holds no
 //! optimizer state; see `cxr-train` for that.
 #![warn(missing_docs)]
 
+mod batchnorm;
 mod cnn;
 mod conv;
 mod error;
 mod init;
 mod linear;
 mod pool;
+mod resnet;
+mod weights;
+
+pub use batchnorm::{BN_BUFFERS, BN_EPS, BN_MOMENTUM, BN_PARAMS, BatchNorm2d};
 
 pub use cnn::{CnnConfig, SeedCnn};
 pub use conv::Conv2d;
 pub use error::{ModelError, Result};
-pub use init::{init_seed_cnn, torch_default_uniform};
+pub use init::{init_resnet18, init_seed_cnn, normal, torch_default_uniform};
 pub use linear::Linear;
-pub use pool::{global_avg_pool, max_pool2d};
+pub use pool::{global_avg_pool, max_pool2d, max_pool2d_3x3_s2};
+pub use resnet::{
+    BasicBlock, IMAGENET_MEAN, IMAGENET_STD, ParamGroups, RESNET18_FEATURES, ResNet18,
+    ResNetConfig, TensorRole, TensorSpec, imagenet_input,
+};
+pub use weights::{
+    DEFAULT_WEIGHTS, HUB_WEIGHTS_FILE, HubOptions, LoadReport, WeightsSource, fetch_hub_file,
+    load_resnet18_weights,
+};
