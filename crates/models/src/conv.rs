@@ -4,12 +4,12 @@ use candle_nn::VarBuilder;
 use crate::Result;
 use crate::cpu_conv::{conv2d_cpu, fast_path_applies};
 
-/// A 2-D convolution with bias, weights `weight` `[out, in, k, k]` and `bias` `[out]`
-/// as in PyTorch's `nn.Conv2d`.
+/// A 2-D convolution, weights `weight` `[out, in, k, k]` and optional `bias` `[out]`
+/// as in PyTorch's `nn.Conv2d` (`bias=False` for [`Conv2d::new_no_bias`]).
 #[derive(Debug, Clone)]
 pub struct Conv2d {
     weight: Tensor,
-    bias: Tensor,
+    bias: Option<Tensor>,
     padding: usize,
     stride: usize,
 }
@@ -26,10 +26,29 @@ impl Conv2d {
         stride: usize,
     ) -> Result<Self> {
         let weight = vb.get((out_channels, in_channels, kernel, kernel), "weight")?;
-        let bias = vb.get(out_channels, "bias")?;
+        let bias = Some(vb.get(out_channels, "bias")?);
         Ok(Self {
             weight,
             bias,
+            padding,
+            stride,
+        })
+    }
+
+    /// Builds a convolution without bias (PyTorch's `bias=False`, used before a
+    /// BatchNorm); `vb` holds only `weight` under its prefix.
+    pub fn new_no_bias(
+        vb: VarBuilder<'_>,
+        in_channels: usize,
+        out_channels: usize,
+        kernel: usize,
+        padding: usize,
+        stride: usize,
+    ) -> Result<Self> {
+        let weight = vb.get((out_channels, in_channels, kernel, kernel), "weight")?;
+        Ok(Self {
+            weight,
+            bias: None,
             padding,
             stride,
         })
@@ -47,10 +66,21 @@ impl Module for Conv2d {
     /// one im2col + GEMM op; elsewhere through candle's `conv2d`.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if crate::cpu_fast_path_enabled() && fast_path_applies(x, &self.weight) {
-            return conv2d_cpu(x, &self.weight, Some(&self.bias), self.padding, self.stride);
+            return conv2d_cpu(
+                x,
+                &self.weight,
+                self.bias.as_ref(),
+                self.padding,
+                self.stride,
+            );
         }
         let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
-        let out = self.bias.dims1()?;
-        y.broadcast_add(&self.bias.reshape((1, out, 1, 1))?)
+        match &self.bias {
+            Some(bias) => {
+                let out = bias.dims1()?;
+                y.broadcast_add(&bias.reshape((1, out, 1, 1))?)
+            }
+            None => Ok(y),
+        }
     }
 }

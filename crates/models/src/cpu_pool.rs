@@ -97,7 +97,9 @@ impl CustomOp1 for MaxPool {
         let (xs, xl) = arg.storage_and_layout();
         let (gs, gl) = grad.storage_and_layout();
         let (candle_core::Storage::Cpu(xs), candle_core::Storage::Cpu(gs)) = (&*xs, &*gs) else {
-            return Err(candle_core::Error::Msg("max-pool fast path: tensors left the CPU".into()));
+            return Err(candle_core::Error::Msg(
+                "max-pool fast path: tensors left the CPU".into(),
+            ));
         };
         let x = f32_slice(xs, xl, "pool input")?;
         let g = f32_slice(gs, gl, "pool gradient")?;

@@ -34,6 +34,48 @@ pub enum ModelError {
         /// What went wrong.
         reason: String,
     },
+    /// A weight file holds a tensor the model does not have (another architecture's
+    /// weights, e.g. a deeper ResNet or the seed CNN).
+    #[error(
+        "{path}: tensor `{key}` does not belong to this model (another architecture's weights?)"
+    )]
+    UnexpectedTensor {
+        /// The weight file.
+        path: PathBuf,
+        /// The unexpected tensor name.
+        key: String,
+    },
+    /// A `--weights` value could not be parsed.
+    #[error("weights `{spec}`: {reason}")]
+    WeightsSource {
+        /// The value as given.
+        spec: String,
+        /// What is wrong with it, and what is accepted.
+        reason: String,
+    },
+    /// The hub could not be reached and the file is not in the local cache (offline
+    /// mode, no network, hub down or rate limited). Callers may fall back to training
+    /// from scratch; see [`ModelError::is_hub_unavailable`].
+    #[error(
+        "hub repo `{repo}`: unavailable (no network or offline, and not in the cache at {cache}): {reason}"
+    )]
+    HubUnavailable {
+        /// The hub repository, `owner/name`.
+        repo: String,
+        /// The cache folder that was searched.
+        cache: PathBuf,
+        /// The underlying hub error.
+        reason: String,
+    },
+    /// The hub answered but refused the request: unknown repository, revision or file,
+    /// authentication required, or a malformed answer. Not a connectivity problem.
+    #[error("hub repo `{repo}`: {reason}")]
+    Hub {
+        /// The hub repository, `owner/name`.
+        repo: String,
+        /// The underlying hub error.
+        reason: String,
+    },
     /// The input tensor has a shape the model cannot take.
     #[error("input has shape {actual:?}, expected {expected}")]
     Input {
@@ -42,6 +84,16 @@ pub enum ModelError {
         /// The shape it got.
         actual: Vec<usize>,
     },
+}
+
+impl ModelError {
+    /// True when weights could not be fetched because the hub is unreachable or the
+    /// file is not cached offline ([`ModelError::HubUnavailable`]): the one case in
+    /// which a pipeline may fall back to training from scratch. Bad files, unknown
+    /// repositories and architecture mismatches are false.
+    pub fn is_hub_unavailable(&self) -> bool {
+        matches!(self, ModelError::HubUnavailable { .. })
+    }
 }
 
 /// Result alias for this crate.

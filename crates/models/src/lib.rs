@@ -8,15 +8,25 @@
 //! - [`max_pool2d`]: a 2×2/stride-2 max-pool whose gradient is correct (candle 0.11's
 //!   built-in max-pool backward is not; see `docs/architecture.md`).
 //! - [`conv2d_cpu`], [`relu_max_pool2d`]: the CPU fast paths (im2col + one GEMM with a
-//!   hand-written backward; a fused ReLU + max-pool) that [`Conv2d`] and [`SeedCnn`]
-//!   use for `f32` on the CPU; [`set_cpu_fast_path`] switches them off for comparison.
-//! - [`init_seed_cnn`]: seeded, reproducible initial weights with PyTorch's default
-//!   initialisation (candle's CPU RNG cannot be seeded).
+//!   hand-written backward; a fused ReLU + max-pool) that [`Conv2d`], [`SeedCnn`] and
+//!   [`ResNet18`] use for `f32` on the CPU; [`set_cpu_fast_path`] switches them off for
+//!   comparison.
+//! - [`ResNet18`]: torchvision/timm ResNet18 (same weight names) with trainable
+//!   parameters and real train/eval [`BatchNorm2d`]; [`imagenet_input`] turns grayscale
+//!   batches into its normalised 3-channel input; [`ResNet18::param_groups`] splits
+//!   body, head and BatchNorm buffers for optimizers.
+//! - [`max_pool2d_3x3_s2`]: ResNet's stem pool with a correct gradient.
+//! - [`WeightsSource`] (`hub:owner/name`, `PATH.safetensors`, `none`),
+//!   [`fetch_hub_file`] (hf-hub cache, offline mode) and [`load_resnet18_weights`]
+//!   (strict body, new head).
+//! - [`init_seed_cnn`], [`init_resnet18`]: seeded, reproducible initial weights as
+//!   PyTorch/torchvision initialise them (candle's CPU RNG cannot be seeded).
 //!
 //! What this crate does not do: read data, train, or compute metrics. It holds no
 //! optimizer state; see `cxr-train` for that.
 #![warn(missing_docs)]
 
+mod batchnorm;
 mod cnn;
 mod conv;
 mod cpu_conv;
@@ -26,12 +36,24 @@ mod fast_path;
 mod init;
 mod linear;
 mod pool;
+mod resnet;
+mod weights;
+
+pub use batchnorm::{BN_BUFFERS, BN_EPS, BN_MOMENTUM, BN_PARAMS, BatchNorm2d};
 
 pub use cnn::{CnnConfig, SeedCnn};
 pub use conv::Conv2d;
 pub use cpu_conv::{conv2d_candle, conv2d_cpu};
 pub use error::{ModelError, Result};
 pub use fast_path::{cpu_fast_path_enabled, set_cpu_fast_path};
-pub use init::{init_seed_cnn, torch_default_uniform};
+pub use init::{init_resnet18, init_seed_cnn, normal, torch_default_uniform};
 pub use linear::Linear;
-pub use pool::{global_avg_pool, max_pool2d, relu_max_pool2d};
+pub use pool::{global_avg_pool, max_pool2d, max_pool2d_3x3_s2, relu_max_pool2d};
+pub use resnet::{
+    BasicBlock, IMAGENET_MEAN, IMAGENET_STD, ParamGroups, RESNET18_FEATURES, ResNet18,
+    ResNetConfig, TensorRole, TensorSpec, imagenet_input,
+};
+pub use weights::{
+    DEFAULT_WEIGHTS, HUB_WEIGHTS_FILE, HubOptions, LoadReport, WeightsSource, fetch_hub_file,
+    load_resnet18_weights,
+};

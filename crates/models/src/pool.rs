@@ -65,6 +65,67 @@ pub fn max_pool2d(x: &Tensor) -> Result<Tensor> {
     Ok(x.max(5)?.max(3)?)
 }
 
+/// 3×3 max-pool with stride 2 and padding 1 over an `[N, C, H, W]` tensor (ResNet's
+/// stem pool, PyTorch's `MaxPool2d(3, 2, 1)`): output `⌊(H − 1)/2⌋ + 1` by
+/// `⌊(W − 1)/2⌋ + 1`, padding with −∞ so it never wins.
+///
+/// candle 0.11.1's `max_pool2d_with_stride(3, 2)` has no backward. This one pads,
+/// reshapes so that stride-2 window offsets become plain slices, and takes the maximum
+/// of three row offsets and then of three column offsets with `maximum`, whose gradient
+/// candle routes to the maximum (split evenly between exact ties). With a unique
+/// maximum per window, as for real-valued inputs, the gradient equals PyTorch's.
+pub fn max_pool2d_3x3_s2(x: &Tensor) -> Result<Tensor> {
+    let (n, c, h, w) = x.dims4().map_err(|_| ModelError::Input {
+        expected: "[N, C, H, W]".into(),
+        actual: x.dims().to_vec(),
+    })?;
+    if h == 0 || w == 0 {
+        return Err(ModelError::Input {
+            expected: "a non-empty [N, C, H, W] for a 3×3 max-pool".into(),
+            actual: x.dims().to_vec(),
+        });
+    }
+    if cpu_fast_path_enabled() && pool_fast_path_applies(x) {
+        let spec = PoolSpec {
+            k: 3,
+            stride: 2,
+            pad: 1,
+            relu: false,
+        };
+        return Ok(max_pool2d_cpu(x, spec)?);
+    }
+    pool_3x3_s2_shifted(x, (n, c, h, w))
+}
+
+/// The device-agnostic 3×3/s2/p1 max-pool: nine shifted views combined with `maximum`.
+fn pool_3x3_s2_shifted(x: &Tensor, (n, c, h, w): (usize, usize, usize, usize)) -> Result<Tensor> {
+    let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+    // Pad to (2·ho + 2) × (2·wo + 2): one −∞ row/column before, the rest after.
+    let (hp, wp) = (2 * ho + 2, 2 * wo + 2);
+    let neg = |rows: usize, cols: usize| {
+        Tensor::full(f32::NEG_INFINITY, (n, c, rows, cols), x.device())?.to_dtype(x.dtype())
+    };
+    let xp = Tensor::cat(&[&neg(h, 1)?, x, &neg(h, wp - w - 1)?], 3)?;
+    let xp = Tensor::cat(&[&neg(1, wp)?, &xp, &neg(hp - h - 1, wp)?], 2)?;
+    // Rows: output row i covers padded rows 2i, 2i + 1, 2i + 2.
+    let r = xp.reshape((n, c, ho + 1, 2, wp))?;
+    let top = r.narrow(2, 0, ho)?;
+    let bottom = r.narrow(2, 1, ho)?.narrow(3, 0, 1)?;
+    let rows = top
+        .narrow(3, 0, 1)?
+        .maximum(&top.narrow(3, 1, 1)?)?
+        .maximum(&bottom)?; // [n, c, ho, 1, wp]
+    // Columns, likewise.
+    let r = rows.reshape((n, c, ho, wo + 1, 2))?;
+    let left = r.narrow(3, 0, wo)?;
+    let right = r.narrow(3, 1, wo)?.narrow(4, 0, 1)?;
+    let out = left
+        .narrow(4, 0, 1)?
+        .maximum(&left.narrow(4, 1, 1)?)?
+        .maximum(&right)?; // [n, c, ho, wo, 1]
+    Ok(out.reshape((n, c, ho, wo))?)
+}
+
 /// Adaptive average pool to 1×1 followed by flattening: `[N, C, H, W]` → `[N, C]`.
 pub fn global_avg_pool(x: &Tensor) -> Result<Tensor> {
     if x.rank() != 4 {
@@ -122,11 +183,82 @@ mod tests {
         }
     }
 
+    /// Forward and gradient of `sum(g ⊙ pool(x))` against a brute-force 3×3/s2/p1
+    /// max-pool, for odd and even sizes; `g` is a fixed non-uniform weighting so a
+    /// misrouted gradient cannot cancel out.
+    #[test]
+    fn max_pool_3x3_s2_matches_brute_force() {
+        // both the CPU fast path and the shifted-views path used on other devices
+        let shifted = |x: &Tensor| pool_3x3_s2_shifted(x, x.dims4().unwrap());
+        let fast = |x: &Tensor| max_pool2d_3x3_s2(x);
+        let paths: [&dyn Fn(&Tensor) -> Result<Tensor>; 2] = [&fast, &shifted];
+        for ((h, w), pool) in [(7usize, 7usize), (8, 8), (5, 6), (1, 2), (9, 4)]
+            .into_iter()
+            .flat_map(|hw| paths.iter().map(move |p| (hw, p)))
+        {
+            let (n, c) = (2usize, 3usize);
+            let len = n * c * h * w;
+            // distinct values (a permutation scaled) so each window's maximum is unique
+            let vals: Vec<f32> = (0..len)
+                .map(|i| ((i * 7919) % len) as f32 * 0.5 - 10.0)
+                .collect();
+            let x = Var::from_vec(vals.clone(), (n, c, h, w), &Device::Cpu).unwrap();
+            let y = pool(x.as_tensor()).unwrap();
+            let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+            assert_eq!(y.dims(), &[n, c, ho, wo]);
+            let gw: Vec<f32> = (0..n * c * ho * wo).map(|i| 1.0 + (i % 5) as f32).collect();
+            let gt = Tensor::from_vec(gw.clone(), (n, c, ho, wo), &Device::Cpu).unwrap();
+            let grads = (y.clone() * gt)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let g: Vec<f32> = grads
+                .get(x.as_tensor())
+                .unwrap()
+                .flatten_all()
+                .unwrap()
+                .to_vec1()
+                .unwrap();
+            let pooled: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+            let mut want_g = vec![0.0f32; len];
+            for b in 0..n * c {
+                for oi in 0..ho {
+                    for oj in 0..wo {
+                        let mut best = (f32::NEG_INFINITY, usize::MAX);
+                        for di in 0..3 {
+                            for dj in 0..3 {
+                                let (i, j) =
+                                    ((2 * oi + di) as isize - 1, (2 * oj + dj) as isize - 1);
+                                if i < 0 || j < 0 || i >= h as isize || j >= w as isize {
+                                    continue;
+                                }
+                                let idx = b * h * w + i as usize * w + j as usize;
+                                if vals[idx] > best.0 {
+                                    best = (vals[idx], idx);
+                                }
+                            }
+                        }
+                        let o = b * ho * wo + oi * wo + oj;
+                        assert_eq!(pooled[o], best.0, "{h}x{w} output {o}");
+                        want_g[best.1] += gw[o];
+                    }
+                }
+            }
+            assert_eq!(g, want_g, "{h}x{w} gradient");
+        }
+    }
+
     #[test]
     fn rejects_bad_shapes() {
         let x = Tensor::zeros((2, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
         assert!(matches!(max_pool2d(&x), Err(ModelError::Input { .. })));
         let x = Tensor::zeros((1, 1, 1, 5), candle_core::DType::F32, &Device::Cpu).unwrap();
         assert!(matches!(max_pool2d(&x), Err(ModelError::Input { .. })));
+        assert!(matches!(
+            max_pool2d_3x3_s2(&Tensor::zeros(3, candle_core::DType::F32, &Device::Cpu).unwrap()),
+            Err(ModelError::Input { .. })
+        ));
     }
 }

@@ -1,4 +1,6 @@
-//! Integration tests for cxr-models: parity with PyTorch on the seed CNN.
+//! Integration tests for cxr-models: parity with PyTorch on the seed CNN and
+//! ResNet18, BatchNorm training semantics, weight loading and offline hub access.
 
 mod fast_path;
 mod parity;
+mod resnet;
