@@ -206,10 +206,6 @@ pub fn audit_model(
     )?;
     stage("predictions_and_quality", &mut lap);
 
-    let failure = failure::failure_modes(&test.labels, &probs, &quality, threshold);
-    files.write_json("failure_modes.json", &failure)?;
-    stage("failure_modes", &mut lap);
-
     // Gallery with explanations.
     let gallery = gallery_rows(&test.labels, &logits, threshold, opts.gallery_k);
     clear_old_tiles(&gallery_dir)?;
@@ -217,12 +213,26 @@ pub fn audit_model(
     files.write_text("gallery.csv", &csv)?;
     stage("gallery_gradcam_occlusion", &mut lap);
 
-    // Robustness sweep.
-    if opts.robustness {
-        let csv = robustness_csv(&ctx, test, &probs, threshold, opts.seed)?;
+    // Robustness sweep (before the failure modes, which use it as an
+    // interventional check).
+    let robust_rows = if opts.robustness {
+        let (csv, rows) = robustness_csv(&ctx, test, &probs, threshold, opts.seed)?;
         files.write_text("robustness.csv", &csv)?;
         stage("robustness", &mut lap);
-    }
+        Some(rows)
+    } else {
+        None
+    };
+
+    let failure = failure::failure_modes(
+        &test.labels,
+        &probs,
+        &quality,
+        threshold,
+        robust_rows.as_deref(),
+    );
+    files.write_json("failure_modes.json", &failure)?;
+    stage("failure_modes", &mut lap);
 
     // Data audit.
     let (data_audit, exact_across) = data_audit(data, opts);
@@ -534,9 +544,10 @@ fn robustness_csv(
     clean_probs: &[f64],
     threshold: f64,
     seed: u64,
-) -> Result<String> {
+) -> Result<(String, Vec<failure::RobustRow>)> {
     let mut csv =
         String::from("corruption,severity,auc,sensitivity,specificity,accuracy,parameter\n");
+    let mut rows = Vec::new();
     let mut row = |name: &str, severity: u8, parameter: Option<f64>, probs: &[f64]| -> Result<()> {
         let split = || format!("test ({name}, severity {severity})");
         let c = cxr_metrics::confusion(&test.labels, probs, threshold).map_err(|source| {
@@ -557,6 +568,13 @@ fn robustness_csv(
             }
         };
         let n = c.tp + c.fp + c.tn + c.fn_;
+        let ratio = |a: u64, b: u64| (b > 0).then(|| a as f64 / b as f64);
+        rows.push(failure::RobustRow {
+            corruption: name.to_string(),
+            severity,
+            sensitivity: ratio(c.tp, c.tp + c.fn_),
+            specificity: ratio(c.tn, c.tn + c.fp),
+        });
         let _ = writeln!(
             csv,
             "{name},{severity},{auc},{},{},{},{}",
@@ -579,7 +597,7 @@ fn robustness_csv(
             row(c.as_str(), s, c.parameter(s), &probs)?;
         }
     }
-    Ok(csv)
+    Ok((csv, rows))
 }
 
 fn count_json(c: &cxr_data::DuplicateCount) -> Value {
