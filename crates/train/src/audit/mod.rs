@@ -101,6 +101,16 @@ pub struct AuditSummary {
 /// missing or unreadable, or `data` is not the data the model was trained on (its
 /// sha256 differs from the one in `config.json`).
 pub fn audit_run(run_dir: &Path, data: &Dataset, opts: &AuditOptions) -> Result<AuditSummary> {
+    let config_path = run_dir.join("config.json");
+    if !config_path.is_file() {
+        return Err(TrainError::io(
+            &config_path,
+            std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                "not found: is this a run folder?",
+            ),
+        ));
+    }
     let _lock = RunLock::acquire(run_dir)?;
     audit_run_locked(run_dir, data, opts)
 }
