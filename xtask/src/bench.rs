@@ -82,7 +82,11 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
         let dir = scratch.join(format!("cnn-{rep}"));
         let _ = std::fs::remove_dir_all(&dir);
         let t0 = Instant::now();
-        let s = cxr_train::train(&cfg, &data, &dir, &RunOptions::default())?;
+        let opts = RunOptions {
+            skip_audit: true,
+            ..RunOptions::default()
+        };
+        let s = cxr_train::train(&cfg, &data, &dir, &opts)?;
         info!(
             rep,
             seconds = t0.elapsed().as_secs_f64(),

@@ -26,6 +26,9 @@ pub enum Command {
         #[arg(long)]
         run: PathBuf,
     },
+    /// Recompute a run folder's audit (audit/: failure modes, gallery with Grad-CAM,
+    /// robustness sweep, data audit) from its model.safetensors (never trains).
+    Audit(AuditArgs),
     /// Measure training and inference throughput (and PyTorch's, when available).
     Bench(BenchArgs),
     /// Run CI's checks: cargo fmt --check, clippy -D warnings, the tests.
@@ -132,6 +135,24 @@ pub struct PipelineArgs {
     pub out: Option<PathBuf>,
     #[command(flatten)]
     pub recipe: RecipeArgs,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The run folder (with config.json and model.safetensors).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Images per gallery group (false positives, false negatives, confident hits).
+    #[arg(long, default_value_t = 8)]
+    pub gallery_k: usize,
+    /// Seed of the robustness sweep's corruptions.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Skip the robustness sweep (6 corruptions × 5 severities).
+    #[arg(long)]
+    pub no_robustness: bool,
     #[command(flatten)]
     pub data: DataArgs,
 }

@@ -4,6 +4,8 @@
 //!   comparison (`summary.csv`, `summary.md`) and a report per run.
 //! - `train`: one training run into a run folder.
 //! - `report --run DIR`: rebuild `report.md` from a run folder, without retraining.
+//! - `audit --run DIR`: recompute a run folder's `audit/` from its weights, without
+//!   retraining.
 //! - `bench`: training and inference throughput, with PyTorch ratios when a
 //!   `python3` with torch is available.
 //! - `ci`: the checks CI runs, cheapest first: fmt, clippy, tests.

@@ -46,6 +46,7 @@ pub fn run(cli: Cli) -> Result<()> {
             println!("{}", path.display());
             Ok(())
         }
+        Command::Audit(a) => audit(&a),
         Command::Bench(a) => crate::bench::bench(&a),
         Command::Ci => ci(),
     }
@@ -138,6 +139,7 @@ pub fn run_options(resume: bool, data: &LoadedData) -> RunOptions {
         resume,
         progress: true,
         provenance,
+        ..RunOptions::default()
     }
 }
 
@@ -218,6 +220,44 @@ fn pipeline(a: &crate::cli::PipelineArgs) -> Result<()> {
     cxr_train::write_atomic(&out.join("summary.md"), md.as_bytes())?;
     println!("{md}");
     println!("pipeline written to {}", out.display());
+    Ok(())
+}
+
+/// `cargo xtask audit --run DIR`: recomputes `DIR/audit/` from `model.safetensors`.
+fn audit(a: &crate::cli::AuditArgs) -> Result<()> {
+    let data = load_data(&a.data)?;
+    let opts = cxr_train::AuditOptions {
+        gallery_k: a.gallery_k,
+        robustness: !a.no_robustness,
+        seed: a.seed,
+        ..cxr_train::AuditOptions::default()
+    };
+    let s = cxr_train::audit_run(&a.run, &data, &opts)
+        .with_context(|| format!("auditing the run in {}", a.run.display()))?;
+    for (id, supported, summary) in &s.hypotheses {
+        println!(
+            "{id}: {} — {summary}",
+            if *supported {
+                "SUPPORTED"
+            } else {
+                "not supported"
+            }
+        );
+    }
+    for (a, b, pairs) in &s.exact_across {
+        println!("exact duplicates {a}–{b}: {pairs} pairs");
+    }
+    let stages: Vec<String> = s
+        .stages
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.1}s"))
+        .collect();
+    println!(
+        "audit written to {} in {:.1} s ({})",
+        s.dir.display(),
+        s.seconds,
+        stages.join(", ")
+    );
     Ok(())
 }
 

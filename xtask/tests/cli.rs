@@ -51,3 +51,32 @@ fn report_on_a_folder_without_a_run_exits_1_naming_the_file() {
     let out = xtask(&["report", "--run", dir.path().to_str().unwrap()]);
     check(&out, 1, &["metrics.json"]);
 }
+
+#[test]
+fn audit_on_a_folder_without_a_run_exits_1_naming_the_file() {
+    check(&xtask(&["audit"]), 2, &["--run"]);
+    let data = std::env::var_os("CXR_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+        });
+    if !data.join("pneumoniamnist.npz").is_file() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} not found (set CXR_DATA_DIR)",
+            data.display()
+        );
+        eprintln!("skipped: no pneumoniamnist.npz in {}", data.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = xtask(&[
+        "audit",
+        "--offline",
+        "--run",
+        dir.path().to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    check(&out, 1, &["config.json"]);
+}

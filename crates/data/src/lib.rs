@@ -15,6 +15,12 @@
 //! - [`Augment`], [`Normalize`], [`Batcher`] / [`BatcherConfig`] / [`Batch`]: seeded,
 //!   optionally shuffled and augmented batches as candle tensors `[B, 1, H, W]`,
 //!   reproducible from `(seed, epoch)` alone and independent of the thread count.
+//! - [`Quality`]: per-image quality measures (RMS and Michelson contrast, variance
+//!   of the Laplacian, brightness, entropy).
+//! - [`Corruption`] and [`ImageSet::corrupted`]: seeded, graded corruptions (blur,
+//!   motion blur, noise, contrast, brightness, JPEG) for robustness sweeps.
+//! - [`find_duplicates`], [`pixel_hash`], [`dhash`]: exact and near-duplicate images
+//!   within and across splits.
 //!
 //! Every failure is a [`DataError`] naming the file (and the npz key or image); bad
 //! input never panics.
@@ -26,14 +32,22 @@
 
 mod augment;
 mod batch;
+mod corrupt;
+mod duplicates;
 mod error;
 mod folder;
 mod imageset;
 mod locate;
 mod npz;
+mod quality;
 
 pub use augment::{Augment, Normalize};
 pub use batch::{Batch, Batcher, BatcherConfig};
+pub use corrupt::{Corruption, MAX_SEVERITY};
+pub use duplicates::{
+    DuplicateCount, DuplicateReport, NEAR_DUPLICATE_CORRELATION, NEAR_DUPLICATE_HAMMING, dhash,
+    find_duplicates, pixel_hash,
+};
 pub use error::{DataError, Result};
 pub use folder::{decode_image, load_folder};
 pub use imageset::{Dataset, ImageSet, Split, resize_bilinear};
@@ -41,3 +55,4 @@ pub use locate::{
     DataLocator, PNEUMONIAMNIST_FILE, PNEUMONIAMNIST_MD5, PNEUMONIAMNIST_URL, md5_file, sha256_file,
 };
 pub use npz::load_npz;
+pub use quality::Quality;

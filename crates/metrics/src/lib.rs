@@ -18,6 +18,10 @@
 //! - Uncertainty: [`auc_ci_delong`] and [`delong_test`] (Sun & Xu's fast DeLong),
 //!   [`bootstrap_ci`] (stratified, seeded, parallel), [`mean_std`] for multi-seed
 //!   summaries.
+//! - Association (failure analysis): [`fisher_exact`] (two-sided, 2×2),
+//!   [`cochran_armitage`] (trend in proportions), [`logistic_regression`] (one
+//!   predictor, Wald CI and p-value), [`quantiles`] / [`quartile_edges`] /
+//!   [`bucket_of`] for quartile bucketing.
 //!
 //! What this crate does not do: touch tensors, files or models, apply a sigmoid to
 //! logits for you (except [`apply_temperature`]), or handle more than two classes
@@ -42,6 +46,7 @@
 //! ```
 #![warn(missing_docs)]
 
+mod association;
 mod bootstrap;
 mod calibration;
 mod curves;
@@ -51,6 +56,10 @@ mod operating;
 mod temperature;
 mod threshold;
 
+pub use association::{
+    FisherExact, LogisticFit, TrendTest, Z_975, bucket_of, cochran_armitage, fisher_exact,
+    logistic_regression, quantile, quantiles, quartile_edges,
+};
 pub use bootstrap::{BootstrapCi, BootstrapConfig, Interval, bootstrap_ci};
 pub use calibration::{
     Binning, CalibrationKind, LOG_LOSS_EPS, MAX_BINS, ReliabilityBin, brier, ece, ece_pos,

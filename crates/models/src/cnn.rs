@@ -82,12 +82,22 @@ impl SeedCnn {
             if i == 2 {
                 features = Some(h.clone());
             }
-            h = max_pool2d(&h)?;
+            if i < 2 {
+                h = max_pool2d(&h)?;
+            }
         }
-        let pooled = global_avg_pool(&h)?;
-        let logits = self.fc.forward(&pooled)?.squeeze(1)?;
         let features = features.ok_or_else(|| candle_core::Error::Msg("no conv blocks".into()))?;
+        let logits = self.head(&features)?;
         Ok((features, logits))
+    }
+
+    /// The rest of the network after [`SeedCnn::forward_with_features`]' features:
+    /// the last block's max-pool, the global average pool and `fc`, giving logits
+    /// `[N]`. Gradients of the logits with respect to `features` (for Grad-CAM) flow
+    /// through it.
+    pub fn head(&self, features: &Tensor) -> Result<Tensor> {
+        let pooled = global_avg_pool(&max_pool2d(features)?)?;
+        Ok(self.fc.forward(&pooled)?.squeeze(1)?)
     }
 
     /// Logits `[N]` for a batch `[N, C, H, W]`. Uses the fused ReLU + max-pool (same

@@ -10,11 +10,17 @@
 //! - [`parse_device`]: `cpu`, `cuda[:N]`, `metal`, `auto`; the `cuda` and `metal`
 //!   cargo features pass through to candle.
 //! - [`write_atomic`]: every file a run writes goes through it.
+//! - [`audit_run`] / [`audit_model`]: the audit of a trained model written to
+//!   `<run>/audit/` (quality measures, failure modes and hypothesis verdicts, a
+//!   gallery with Grad-CAM and occlusion maps, a corruption sweep, a data audit);
+//!   [`train`] runs it at the end unless [`RunOptions::skip_audit`] is set. Any
+//!   network joins it by implementing [`AuditModel`].
 //!
 //! What this crate does not do: decode data (`cxr-data`), define networks
 //! (`cxr-models`), compute metrics (`cxr-metrics`) or render reports (`cxr-report`).
 #![warn(missing_docs)]
 
+pub mod audit;
 mod checkpoint;
 mod config;
 mod device;
@@ -27,6 +33,7 @@ mod optim;
 mod runfolder;
 mod trainer;
 
+pub use audit::{AuditModel, AuditOptions, AuditSummary, audit_model, audit_run};
 pub use checkpoint::{Checkpoint, CheckpointMeta, EpochRecord, load_checkpoint, save_checkpoint};
 pub use config::{AugmentPreset, ModelKind, TrainConfig};
 pub use device::{device_name, parse_device};

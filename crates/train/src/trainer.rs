@@ -29,6 +29,10 @@ pub struct RunOptions {
     pub progress: bool,
     /// Extra entries for `config.json` (git commit, command line, ...).
     pub provenance: serde_json::Map<String, serde_json::Value>,
+    /// Do not audit the trained model at the end (see [`crate::audit_run`]).
+    pub skip_audit: bool,
+    /// Settings of the audit run at the end.
+    pub audit: crate::AuditOptions,
 }
 
 /// What a finished run reports.
@@ -308,6 +312,9 @@ pub fn train(
     files.write_json("metrics.json", &metrics)?;
     config_json["status"] = "finished".into();
     files.write_json("config.json", &config_json)?;
+    if !opts.skip_audit {
+        crate::audit::audit_run_locked(out_dir, data, &opts.audit)?;
+    }
     info!(
         best_epoch,
         test_auc = format!("{:.4}", test.auc),

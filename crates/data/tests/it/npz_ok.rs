@@ -83,3 +83,49 @@ fn flat_labels_other_sizes_and_extra_arrays_are_accepted() {
     assert_eq!((d.train.len(), d.train.height), (2, 16));
     assert_eq!(d.val.labels, vec![0, 1]);
 }
+
+/// PneumoniaMNIST has val images that also occur in train: counted exactly; the
+/// near-duplicate check (dHash candidates confirmed by pixel correlation) finds no
+/// others.
+#[test]
+fn real_pneumoniamnist_duplicates() {
+    let Some(p) = real_npz() else { return };
+    let d = load_npz(&p).unwrap();
+    let sets = [("train", &d.train), ("val", &d.val), ("test", &d.test)];
+    let t0 = std::time::Instant::now();
+    let r = cxr_data::find_duplicates(
+        &sets,
+        cxr_data::NEAR_DUPLICATE_HAMMING,
+        cxr_data::NEAR_DUPLICATE_CORRELATION,
+    );
+    eprintln!("duplicates in {:.2} s", t0.elapsed().as_secs_f64());
+    for c in r.exact_within.iter().chain(&r.exact_across) {
+        eprintln!(
+            "exact {}-{}: {} pairs, {} / {} images",
+            c.a, c.b, c.pairs, c.images_a, c.images_b
+        );
+    }
+    for c in r.near_within.iter().chain(&r.near_across) {
+        eprintln!(
+            "near {}-{}: {} pairs ({} dHash candidates), {} / {} images",
+            c.a, c.b, c.pairs, c.candidates, c.images_a, c.images_b
+        );
+    }
+    // measured on ../shared/data/pneumoniamnist.npz (MedMNIST v2 arrays): 10 train–val
+    // pairs covering 8 val images; 18 pairs within train, 3 within test, none
+    // between test and the other splits
+    let tv = &r.exact_across[0];
+    assert_eq!((tv.a.as_str(), tv.b.as_str()), ("train", "val"));
+    assert_eq!((tv.pairs, tv.images_a, tv.images_b), (10, 10, 8));
+    let within: Vec<usize> = r.exact_within.iter().map(|c| c.pairs).collect();
+    assert_eq!(within, vec![18, 0, 3]);
+    assert_eq!((r.exact_across[1].pairs, r.exact_across[2].pairs), (0, 0));
+    // the next most similar cross-split pairs correlate below 0.98: near = exact here
+    for (e, n) in r.exact_across.iter().zip(&r.near_across) {
+        assert_eq!(n.pairs, e.pairs, "{}-{}", n.a, n.b);
+        assert!(n.candidates > n.pairs);
+    }
+    for (i, j) in &tv.examples {
+        assert_eq!(d.train.image(*i), d.val.image(*j));
+    }
+}

@@ -3,6 +3,7 @@
 //! the committed reference file made by `tests/reference/make_reference.py`;
 //! property tests; edge inputs.
 
+mod association;
 mod edges;
 mod properties;
 

@@ -1,6 +1,7 @@
 //! Integration tests for cxr-train: PyTorch parity of one training step, the run
-//! folder contract on real data, resume, and bad inputs.
+//! folder contract on real data, resume, bad inputs, and the audit.
 
+mod audit;
 mod bad_inputs;
 mod parity;
 mod smoke;
