@@ -3,13 +3,17 @@
 //! - `pipeline`: the seed recipe over several seeds, each run folder plus a
 //!   comparison (`summary.csv`, `summary.md`) and a report per run.
 //! - `train`: one training run into a run folder.
-//! - `report --run DIR`: rebuild `report.md` from a run folder, without retraining.
+//! - `report --run DIR`: rebuild `report.md`, `report.html`, `figures/` and
+//!   `predictions.parquet` from a run (or pipeline) folder, without retraining.
+//! - `report-check --run DIR`: render the report in headless Chromium and check that
+//!   every image loaded.
 //! - `bench`: training and inference throughput, with PyTorch ratios when a
 //!   `python3` with torch is available.
 //! - `ci`: the checks CI runs, cheapest first: fmt, clippy, tests.
 
 mod bench;
 mod cli;
+mod report_check;
 mod tasks;
 
 use std::process::ExitCode;

@@ -12,12 +12,30 @@
 //! that `cxr-train` wrote, so a report can be rebuilt at any time without retraining.
 #![warn(missing_docs)]
 
+pub mod audit;
+pub mod browser;
+mod doc;
 mod error;
+pub mod figures;
+mod files;
+mod html_check;
 mod markdown;
+mod parquet_io;
 mod run;
 mod summary;
 
+pub use audit::Audit;
+pub use doc::png_size;
 pub use error::{ReportError, Result};
-pub use markdown::{render_markdown, write_report};
-pub use run::{EpochRow, PredictionRow, RunFolder, SplitMetrics};
-pub use summary::{SummaryRow, compare_runs, render_summary_csv, render_summary_markdown};
+pub use figures::Figure;
+pub use html_check::{EmbeddedImage, check_embedded_images};
+pub use markdown::{ReportFiles, render_markdown, write_report};
+pub use parquet_io::{read_predictions_parquet, write_predictions_parquet};
+pub use run::{
+    BootstrapCi, Calibration, CurvePoint, EpochRow, Interval, LrFindRow, OperatingPoint,
+    PredictionRow, ReliabilityRow, RunFolder, SplitMetrics,
+};
+pub use summary::{
+    PipelineReportFiles, SUMMARY_CSV_HEADER, SummaryRow, compare_runs, open_pipeline,
+    render_summary_csv, render_summary_markdown, write_pipeline_report,
+};
