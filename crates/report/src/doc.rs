@@ -269,7 +269,7 @@ figcaption{font-size:.9em;color:#57606a;margin-top:.3em}
 .tile{border:1px solid #d0d7de;border-radius:6px;padding:8px;background:#fafbfc}
 .tile .imgs{display:flex;gap:6px}
 .tile .imgs div{text-align:center;font-size:.75em;color:#57606a}
-.tile img{display:block;width:180px;height:180px;image-rendering:pixelated;border:1px solid #d0d7de}
+.tile img{display:block;width:160px;height:160px;image-rendering:pixelated;border:1px solid #d0d7de}
 .tile .cap{font-size:.82em;margin-top:5px}
 "#;
 

@@ -109,6 +109,15 @@ fn legend_dot(c: RGBColor) -> impl Fn((i32, i32)) -> Circle<(i32, i32), i32> {
     move |(x, y)| Circle::new((x + 12, y), 5, c.filled())
 }
 
+/// Tick label for integer positions only (epochs, severities), blank elsewhere.
+fn int_label(x: &f64) -> String {
+    if (x - x.round()).abs() < 1e-6 {
+        format!("{x:.0}")
+    } else {
+        String::new()
+    }
+}
+
 fn pad_range(lo: f64, hi: f64, frac: f64) -> (f64, f64) {
     let span = (hi - lo).abs().max(1e-9);
     (lo - span * frac, hi + span * frac)
@@ -121,6 +130,7 @@ pub fn training_curves(history: &[EpochRow], best_epoch: Option<usize>) -> Resul
         let (l, r) = root.split_horizontally(600);
         let last = history.iter().map(|h| h.epoch).max().unwrap_or(1).max(2) as f64;
         let xr = 0.5..last + 0.5;
+        let ticks = (last as usize).min(15);
         let losses = history.iter().flat_map(|h| [h.train_loss, h.val_loss]);
         let (lo, hi) = losses.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
         let (lo, hi) = if lo > hi {
@@ -139,7 +149,8 @@ pub fn training_curves(history: &[EpochRow], best_epoch: Option<usize>) -> Resul
             .y_desc("loss (BCE, nats)")
             .label_style(font(15))
             .axis_desc_style(font(17))
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_labels(ticks)
+            .x_label_formatter(&int_label)
             .light_line_style(WHITE)
             .draw()?;
         if let Some(b) = best_epoch {
@@ -196,7 +207,8 @@ pub fn training_curves(history: &[EpochRow], best_epoch: Option<usize>) -> Resul
             .y_desc("ROC AUC")
             .label_style(font(15))
             .axis_desc_style(font(17))
-            .x_label_formatter(&|x| format!("{x:.0}"))
+            .x_labels(ticks)
+            .x_label_formatter(&int_label)
             .y_label_formatter(&|y| format!("{y:.3}"))
             .light_line_style(WHITE)
             .draw()?;
@@ -284,14 +296,14 @@ pub fn pretty_point(p: &OperatingPoint) -> String {
 pub fn confusion(panels: &[ConfusionPanel]) -> Result<Figure> {
     let n = panels.len().max(1) as u32;
     let caption = "Test confusion matrices: counts and share of each true class (row), one panel per decision threshold".to_string();
-    render("confusion", caption, (420 * n, 440), |root| {
+    render("confusion", caption, (470 * n, 450), |root| {
         let areas = root.split_evenly((1, n as usize));
         for (p, area) in panels.iter().zip(areas.iter()) {
             let mut c = ChartBuilder::on(area)
                 .caption(&p.title, font(19))
                 .margin(14)
-                .x_label_area_size(50)
-                .y_label_area_size(60)
+                .x_label_area_size(60)
+                .y_label_area_size(110)
                 .build_cartesian_2d(0f64..2f64, 0f64..2f64)?;
             c.configure_mesh()
                 .disable_mesh()
@@ -341,25 +353,19 @@ pub fn confusion(panels: &[ConfusionPanel]) -> Result<Figure> {
                     ),
                 ])?;
             }
-            // Class names on the axes.
-            let center = Pos::new(HPos::Center, VPos::Center);
+            // Class names on the axes (drawn in chart coordinates just outside the
+            // plotting range; plotters does not clip them).
             for (i, name) in ["normal", "pneumonia"].into_iter().enumerate() {
-                let x = i as f64 + 0.5;
                 c.draw_series([Text::new(
                     name,
-                    (x, -0.08),
+                    (i as f64 + 0.5, -0.14),
                     font(16).pos(Pos::new(HPos::Center, VPos::Top)),
                 )])?;
-                let y = 1.5 - i as f64;
-                let (px, py) = c.backend_coord(&(0.0, y));
-                area.draw(&Text::new(
+                c.draw_series([Text::new(
                     name,
-                    (px - 8, py),
-                    font(16)
-                        .pos(Pos::new(HPos::Center, VPos::Bottom))
-                        .transform(FontTransform::Rotate270),
-                ))?;
-                let _ = center;
+                    (-0.04, 1.5 - i as f64),
+                    font(16).pos(Pos::new(HPos::Right, VPos::Center)),
+                )])?;
             }
         }
         Ok(())
@@ -652,7 +658,7 @@ pub fn reliability(run: &RunFolder, rows: &[ReliabilityRow]) -> Result<Figure> {
             .draw()?;
         for (split, col, _) in &series {
             let col = *col;
-            let off = if *split == "test" { 0.0 } else { 0.5 };
+            let off = if *split == "test" { 0.0 } else { 1.0 };
             h.draw_series(
                 rows.iter()
                     .filter(|r| r.split == *split && r.count > 0)
@@ -660,7 +666,7 @@ pub fn reliability(run: &RunFolder, rows: &[ReliabilityRow]) -> Result<Figure> {
                         let w = (r.upper - r.lower) / 2.0;
                         let x0 = r.lower + off * w;
                         Rectangle::new(
-                            [(x0, 0.8), (x0 + w * 0.95, r.count as f64)],
+                            [(x0, 0.8), (x0 + w * 0.9, r.count as f64)],
                             col.mix(0.8).filled(),
                         )
                     }),
@@ -790,7 +796,7 @@ pub fn robustness(rows: &[RobustnessRow]) -> Result<Figure> {
                 .label_style(font(14))
                 .axis_desc_style(font(16))
                 .x_labels(max_sev as usize + 1)
-                .x_label_formatter(&|x| format!("{x:.0}"))
+                .x_label_formatter(&int_label)
                 .light_line_style(WHITE)
                 .draw()?;
             for (i, kind) in kinds.iter().enumerate() {
@@ -874,6 +880,7 @@ pub fn failure_modes(fm: &FailureModes) -> Result<Figure> {
                     })
                     .x_desc(format!("quartile of {}", m.measure.replace('_', " ")))
                     .y_desc("error rate (%)")
+                    .y_label_formatter(&|y| format!("{y:.0}"))
                     .label_style(font(14))
                     .axis_desc_style(font(15))
                     .light_line_style(WHITE)
@@ -999,11 +1006,12 @@ pub fn model_comparison(entries: &[ComparisonEntry]) -> Result<Figure> {
                     labelled.push(mi);
                     s.label(e.model.clone()).legend(legend_dot(col));
                 }
-                c.draw_series([Text::new(
-                    format!("{:.4}", e.auc),
-                    (x, e.auc),
-                    font(13).pos(Pos::new(HPos::Left, VPos::Center)),
-                )])?;
+                c.draw_series([EmptyElement::at((x, e.auc))
+                    + Text::new(
+                        format!("{:.4}", e.auc),
+                        (14, 0),
+                        font(14).pos(Pos::new(HPos::Left, VPos::Center)),
+                    )])?;
             }
             c.configure_series_labels()
                 .position(SeriesLabelPosition::LowerRight)

@@ -41,7 +41,7 @@ fn b64_value(c: u8) -> Option<u32> {
 /// Decodes standard padded base64; `None` on any invalid input.
 pub(crate) fn base64_decode(s: &str) -> Option<Vec<u8>> {
     let b = s.as_bytes();
-    if b.len() % 4 != 0 {
+    if !b.len().is_multiple_of(4) {
         return None;
     }
     let mut out = Vec::with_capacity(b.len() / 4 * 3);

@@ -438,17 +438,34 @@ fn failure_modes_section(d: &mut Doc, fm: Option<&FailureModes>, figs: &mut Vec<
         .measures
         .iter()
         .map(|m| {
+            let test = if m.fp_test.test == m.fn_test.test {
+                m.fp_test.test.replace('_', " ")
+            } else {
+                format!(
+                    "FP: {}; FN: {}",
+                    m.fp_test.test.replace('_', " "),
+                    m.fn_test.test.replace('_', " ")
+                )
+            };
             vec![
                 m.measure.clone(),
-                format!("{}: p {}", m.fp_test.test, p_value(m.fp_test.p_value)),
-                format!("{}: p {}", m.fn_test.test, p_value(m.fn_test.p_value)),
+                test,
+                p_value(m.fp_test.p_value),
+                p_value(m.fn_test.p_value),
                 logit_cell(&m.logit_fp),
                 logit_cell(&m.logit_fn),
             ]
         })
         .collect();
     d.table(
-        &["measure", "FP test", "FN test", "logit FP", "logit FN"],
+        &[
+            "measure",
+            "test",
+            "FP p-value",
+            "FN p-value",
+            "logit FP (per SD)",
+            "logit FN (per SD)",
+        ],
         rows,
     );
 }

@@ -97,6 +97,7 @@ pub fn write_full_run(dir: &Path, model: &str, seed: u64) {
     for split in ["val", "test"] {
         let _ = writeln!(roc, "{split},0,0,inf");
         let (mut tp, mut fp) = (0.0, 0.0);
+        let mut pr_points = Vec::new();
         for (l, p) in &sorted {
             if *l == 1 {
                 tp += 1.0
@@ -104,7 +105,11 @@ pub fn write_full_run(dir: &Path, model: &str, seed: u64) {
                 fp += 1.0
             }
             let _ = writeln!(roc, "{split},{},{},{p}", fp / neg, tp / pos);
-            let _ = writeln!(pr, "{split},{},{},{p}", tp / pos, tp / (tp + fp));
+            pr_points.push(format!("{split},{},{},{p}", tp / pos, tp / (tp + fp)));
+        }
+        // scikit-learn's order: increasing threshold, then (recall 0, precision 1).
+        for line in pr_points.iter().rev() {
+            let _ = writeln!(pr, "{line}");
         }
         let _ = writeln!(pr, "{split},0,1,");
     }
@@ -218,7 +223,7 @@ pub fn write_audit(dir: &Path) {
 
     let mut g = String::from("kind,rank,split,index,label,prob,loss,image,gradcam,occlusion\n");
     for (kind, short, label, prob) in [
-        ("false_positive", "fp", 0, 0.97),
+        ("false_positive", "fp", 0, 0.97_f64),
         ("false_negative", "fn", 1, 0.04),
         ("confident_normal", "cn", 0, 0.01),
         ("confident_pneumonia", "cp", 1, 0.995),
@@ -229,9 +234,9 @@ pub fn write_audit(dir: &Path) {
             write_png(&dir.join(format!("{base}_gradcam.png")), 224, true);
             write_png(&dir.join(format!("{base}_occlusion.png")), 224, true);
             let loss: f64 = if label == 1 {
-                -(prob as f64).ln()
+                -prob.ln()
             } else {
-                -(1.0 - prob as f64).ln()
+                -(1.0 - prob).ln()
             };
             let _ = writeln!(
                 g,
