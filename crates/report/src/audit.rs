@@ -36,13 +36,23 @@ pub struct QualityRow {
     pub entropy: f64,
 }
 
-/// A test of association in `failure_modes.json` (`fp_test`, `fn_test`).
+/// A test of association in `failure_modes.json` (`fp_test`, `fn_test`, and the
+/// optional `fp_fisher`, `fn_fisher`).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 pub struct AssociationTest {
     /// Which test (`fisher_exact_bottom_vs_top_quartile`, `chi_square_trend`).
     pub test: String,
     /// Its p-value (`null` when undefined).
     pub p_value: Option<f64>,
+    /// Trend statistic z (trend tests; z > 0: the rate rises with the measure).
+    #[serde(default)]
+    pub z: Option<f64>,
+    /// Odds ratio (Fisher's test).
+    #[serde(default)]
+    pub odds_ratio: Option<f64>,
+    /// Why the test could not be computed.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// A logistic regression of an error on the standardised measure.
@@ -56,6 +66,12 @@ pub struct Logit {
     pub ci_high: Option<f64>,
     /// Wald p-value.
     pub p_value: Option<f64>,
+    /// exp(coef).
+    #[serde(default)]
+    pub odds_ratio_per_sd: Option<f64>,
+    /// Why the regression could not be fitted.
+    #[serde(default)]
+    pub error: Option<String>,
 }
 
 /// Error rates in one quartile of a measure.
@@ -63,10 +79,10 @@ pub struct Logit {
 pub struct Quartile {
     /// 1..4.
     pub q: u8,
-    /// Lower edge of the measure.
-    pub lower: f64,
-    /// Upper edge of the measure.
-    pub upper: f64,
+    /// Lower edge of the measure (`null` when undefined).
+    pub lower: Option<f64>,
+    /// Upper edge of the measure (`null` when undefined).
+    pub upper: Option<f64>,
     /// Normal test images in the quartile.
     pub normals: u64,
     /// False positives among them.
@@ -87,13 +103,19 @@ pub struct MeasureModes {
     /// Measure name (`sharpness`, `contrast_rms`, ...).
     pub measure: String,
     /// The 25th, 50th and 75th percentiles.
-    pub quartile_edges: Vec<f64>,
+    pub quartile_edges: Vec<Option<f64>>,
     /// The four quartiles, lowest first.
     pub quartiles: Vec<Quartile>,
     /// Association of false positives with the measure.
     pub fp_test: AssociationTest,
     /// Association of false negatives with the measure.
     pub fn_test: AssociationTest,
+    /// Fisher's exact test of FP, bottom vs top quartile, when recorded.
+    #[serde(default)]
+    pub fp_fisher: Option<AssociationTest>,
+    /// Fisher's exact test of FN, bottom vs top quartile, when recorded.
+    #[serde(default)]
+    pub fn_fisher: Option<AssociationTest>,
     /// Logistic regression of FP on the standardised measure among normals.
     pub logit_fp: Logit,
     /// Logistic regression of FN on the standardised measure among pneumonia.
@@ -113,8 +135,23 @@ pub struct Hypothesis {
     pub direction: String,
     /// Whether the data supports it.
     pub supported: bool,
+    /// `supported`, `not supported`, `opposite direction` or `not testable`, when
+    /// recorded.
+    #[serde(default)]
+    pub verdict: Option<String>,
     /// One sentence with the numbers.
     pub summary: String,
+}
+
+impl Hypothesis {
+    /// The verdict in words: `verdict` when recorded, else from `supported`.
+    pub fn verdict_text(&self) -> String {
+        match &self.verdict {
+            Some(v) => v.clone(),
+            None if self.supported => "supported".into(),
+            None => "not supported".into(),
+        }
+    }
 }
 
 /// `audit/failure_modes.json`.
@@ -126,6 +163,21 @@ pub struct FailureModes {
     pub measures: Vec<MeasureModes>,
     /// The hypotheses' verdicts.
     pub hypotheses: Vec<Hypothesis>,
+    /// How a verdict is reached, when recorded.
+    #[serde(default)]
+    pub decision_rule: Option<String>,
+    /// How the measures are defined, when recorded.
+    #[serde(default)]
+    pub measures_note: Option<String>,
+    /// Test images, when recorded.
+    #[serde(default)]
+    pub n_test: Option<u64>,
+    /// False positives at the threshold, when recorded.
+    #[serde(default)]
+    pub false_positives: Option<u64>,
+    /// False negatives at the threshold, when recorded.
+    #[serde(default)]
+    pub false_negatives: Option<u64>,
 }
 
 /// What a gallery tile shows.
@@ -200,9 +252,12 @@ pub struct GalleryRow {
     pub gradcam: Option<String>,
     /// Occlusion overlay, relative to the run folder (`None` when the field is empty).
     pub occlusion: Option<String>,
+    /// Predicted class (0/1), when recorded.
+    pub pred: Option<u8>,
 }
 
-/// One row of `audit/robustness.csv`.
+/// One row of `audit/robustness.csv`. Figures are `None` where the file leaves them
+/// empty (a class missing from the test split).
 #[derive(Debug, Clone, PartialEq)]
 pub struct RobustnessRow {
     /// Corruption (`none`, `gaussian_blur`, ...).
@@ -210,13 +265,52 @@ pub struct RobustnessRow {
     /// 0 for `none`, else 1..5.
     pub severity: u32,
     /// ROC AUC.
-    pub auc: f64,
+    pub auc: Option<f64>,
     /// Sensitivity at the run's threshold.
-    pub sensitivity: f64,
+    pub sensitivity: Option<f64>,
     /// Specificity at the run's threshold.
-    pub specificity: f64,
+    pub specificity: Option<f64>,
     /// Accuracy at the run's threshold.
-    pub accuracy: f64,
+    pub accuracy: Option<f64>,
+    /// The corruption's parameter at this severity (blur sigma, JPEG quality, ...),
+    /// when recorded.
+    pub parameter: Option<f64>,
+}
+
+/// Overlay rendering recorded in `audit/audit.json`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct Overlay {
+    /// Colormap name (e.g. `turbo`).
+    pub colormap: String,
+    /// Overlay opacity.
+    #[serde(default)]
+    pub alpha: Option<f64>,
+}
+
+/// `audit/audit.json`: how the audit ran.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct AuditMeta {
+    /// Model audited.
+    #[serde(default)]
+    pub model: Option<String>,
+    /// Input size.
+    #[serde(default)]
+    pub image_size: Option<u64>,
+    /// Decision threshold.
+    #[serde(default)]
+    pub threshold: Option<f64>,
+    /// Test images.
+    #[serde(default)]
+    pub n_test: Option<u64>,
+    /// Overlay rendering.
+    #[serde(default)]
+    pub overlay: Option<Overlay>,
+    /// Seconds the audit took.
+    #[serde(default)]
+    pub seconds: Option<f64>,
+    /// Seconds per stage.
+    #[serde(default)]
+    pub stage_seconds: BTreeMap<String, f64>,
 }
 
 /// Class counts of one split.
@@ -230,8 +324,19 @@ pub struct SplitBalance {
     pub normal: u64,
     /// Pneumonia images.
     pub pneumonia: u64,
-    /// Fraction of pneumonia.
-    pub prevalence: f64,
+    /// Fraction of pneumonia (`null` for an empty split).
+    pub prevalence: Option<f64>,
+}
+
+/// Prevalence difference between two splits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub struct PrevalenceShift {
+    /// First split.
+    pub a: String,
+    /// Second split.
+    pub b: String,
+    /// prevalence(b) − prevalence(a) (`null` when undefined).
+    pub difference: Option<f64>,
 }
 
 /// Duplicate pairs between two splits.
@@ -243,6 +348,12 @@ pub struct PairCount {
     pub b: String,
     /// Duplicate pairs.
     pub pairs: u64,
+    /// Distinct images of `a` with a match, when recorded.
+    #[serde(default)]
+    pub images_a: Option<u64>,
+    /// Distinct images of `b` with a match, when recorded.
+    #[serde(default)]
+    pub images_b: Option<u64>,
 }
 
 /// Duplicates found by hashing.
@@ -252,6 +363,9 @@ pub struct Duplicates {
     pub exact_within: BTreeMap<String, u64>,
     /// Exact duplicates across splits.
     pub exact_across: Vec<PairCount>,
+    /// Near duplicates within each split, when recorded.
+    #[serde(default)]
+    pub near_within: BTreeMap<String, u64>,
     /// Near duplicates across splits.
     #[serde(default)]
     pub near_across: Vec<PairCount>,
@@ -264,8 +378,11 @@ pub struct Duplicates {
 pub struct DataAudit {
     /// Class balance per split.
     pub splits: Vec<SplitBalance>,
-    /// Duplicates.
-    pub duplicates: Duplicates,
+    /// Duplicates (`null` when the audit ran without the duplicate search).
+    pub duplicates: Option<Duplicates>,
+    /// Prevalence differences between splits, when recorded.
+    #[serde(default)]
+    pub prevalence_shift: Option<Vec<PrevalenceShift>>,
     /// Images excluded from training/evaluation because of duplicates.
     #[serde(default)]
     pub excluded: u64,
@@ -284,6 +401,8 @@ pub struct Audit {
     pub robustness: Option<Vec<RobustnessRow>>,
     /// `data_audit.json`.
     pub data_audit: Option<DataAudit>,
+    /// `audit.json`.
+    pub meta: Option<AuditMeta>,
 }
 
 impl Audit {
@@ -298,6 +417,10 @@ impl Audit {
             data_audit: match read_optional(&a.join("data_audit.json"))? {
                 None => None,
                 Some(t) => Some(json(&a.join("data_audit.json"), &t)?),
+            },
+            meta: match read_optional(&a.join("audit.json"))? {
+                None => None,
+                Some(t) => Some(json(&a.join("audit.json"), &t)?),
             },
         })
     }
@@ -375,7 +498,10 @@ fn read_gallery(path: &Path) -> Result<Option<Vec<GalleryRow>>> {
     let c = Csv::parse(
         path,
         &text,
-        &["kind,rank,split,index,label,prob,loss,image,gradcam,occlusion"],
+        &[
+            "kind,rank,split,index,label,prob,loss,image,gradcam,occlusion,pred,explained_class,gradcam_raw_max,occlusion_max_drop",
+            "kind,rank,split,index,label,prob,loss,image,gradcam,occlusion",
+        ],
     )?;
     let rel = |line: usize, name: &str, v: &str| -> Result<Option<String>> {
         if v.is_empty() {
@@ -412,6 +538,11 @@ fn read_gallery(path: &Path) -> Result<Option<Vec<GalleryRow>>> {
                 .ok_or_else(|| format_err(path, format!("line {l}: `image` is empty")))?,
             gradcam: rel(l, "gradcam", c.text(f, "gradcam")?)?,
             occlusion: rel(l, "occlusion", c.text(f, "occlusion")?)?,
+            pred: if c.header.contains(&"pred") {
+                Some(c.label(l, f, "pred")?)
+            } else {
+                None
+            },
         });
     }
     out.sort_by(|a, b| a.kind.cmp(&b.kind).then(a.rank.cmp(&b.rank)));
@@ -425,18 +556,34 @@ fn read_robustness(path: &Path) -> Result<Option<Vec<RobustnessRow>>> {
     let c = Csv::parse(
         path,
         &text,
-        &["corruption,severity,auc,sensitivity,specificity,accuracy"],
+        &[
+            "corruption,severity,auc,sensitivity,specificity,accuracy,parameter",
+            "corruption,severity,auc,sensitivity,specificity,accuracy",
+        ],
     )?;
     let mut out = Vec::with_capacity(c.rows.len());
     for (line, f) in &c.rows {
         let l = *line;
+        let unit = |name: &str| -> Result<Option<f64>> {
+            if c.text(f, name)?.is_empty() {
+                Ok(None)
+            } else {
+                c.unit(l, f, name).map(Some)
+            }
+        };
+        let parameter = if c.header.contains(&"parameter") && !c.text(f, "parameter")?.is_empty() {
+            Some(c.float(l, f, "parameter")?)
+        } else {
+            None
+        };
         out.push(RobustnessRow {
             corruption: c.text(f, "corruption")?.to_string(),
             severity: c.get(l, f, "severity")?,
-            auc: c.unit(l, f, "auc")?,
-            sensitivity: c.unit(l, f, "sensitivity")?,
-            specificity: c.unit(l, f, "specificity")?,
-            accuracy: c.unit(l, f, "accuracy")?,
+            auc: unit("auc")?,
+            sensitivity: unit("sensitivity")?,
+            specificity: unit("specificity")?,
+            accuracy: unit("accuracy")?,
+            parameter,
         });
     }
     Ok(Some(out))

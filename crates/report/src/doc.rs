@@ -35,9 +35,10 @@ pub(crate) enum Block {
     Gallery(Vec<Tile>),
     /// A section whose input file is absent.
     NotComputed(String),
-    /// A hypothesis verdict.
+    /// A hypothesis verdict (`verdict`: supported, not supported, opposite
+    /// direction, not testable).
     Verdict {
-        supported: bool,
+        verdict: String,
         statement: String,
         summary: String,
     },
@@ -160,15 +161,11 @@ pub(crate) fn to_markdown(doc: &Doc) -> String {
                 let _ = writeln!(s, "*Not computed: {what}*\n");
             }
             Block::Verdict {
-                supported,
+                verdict,
                 statement,
                 summary,
             } => {
-                let v = if *supported {
-                    "SUPPORTED"
-                } else {
-                    "NOT SUPPORTED"
-                };
+                let v = verdict.to_uppercase();
                 let _ = writeln!(s, "- **{statement}: {v}.** {summary}");
             }
             Block::Links(links) => {
@@ -265,6 +262,8 @@ figcaption{font-size:.9em;color:#57606a;margin-top:.3em}
 .verdict.yes{border-color:#d55e00}.verdict.no{border-color:#009e73}
 .badge{font-weight:bold;padding:1px 7px;border-radius:3px;color:#fff;margin-right:6px}
 .yes .badge{background:#d55e00}.no .badge{background:#009e73}
+.verdict.opp{border-color:#cc79a7}.opp .badge{background:#cc79a7}
+.verdict.na{border-color:#999}.na .badge{background:#777}
 .gallery{display:flex;flex-wrap:wrap;gap:14px;margin:.6em 0 1.4em}
 .tile{border:1px solid #d0d7de;border-radius:6px;padding:8px;background:#fafbfc}
 .tile .imgs{display:flex;gap:6px}
@@ -355,15 +354,17 @@ pub(crate) fn to_html(doc: &Doc, base: &Path, gallery_csv: &Path) -> Result<Stri
                 );
             }
             Block::Verdict {
-                supported,
+                verdict,
                 statement,
                 summary,
             } => {
-                let (class, badge) = if *supported {
-                    ("yes", "SUPPORTED")
-                } else {
-                    ("no", "NOT SUPPORTED")
+                let class = match verdict.as_str() {
+                    "supported" => "yes",
+                    "opposite direction" => "opp",
+                    "not testable" => "na",
+                    _ => "no",
                 };
+                let badge = esc(&verdict.to_uppercase());
                 let _ = writeln!(
                     s,
                     "<div class=\"verdict {class}\"><span class=\"badge\">{badge}</span><b>{}</b><br>{}</div>",

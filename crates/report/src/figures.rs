@@ -775,14 +775,14 @@ pub fn robustness(rows: &[RobustnessRow]) -> Result<Figure> {
         }
         let max_sev = rows.iter().map(|r| r.severity).max().unwrap_or(5).max(1) as f64;
         let panels = root.split_evenly((1, 3));
-        type Get = fn(&RobustnessRow) -> f64;
+        type Get = fn(&RobustnessRow) -> Option<f64>;
         let metrics: [(&str, Get); 3] = [
             ("ROC AUC", |r| r.auc),
             ("sensitivity", |r| r.sensitivity),
             ("specificity", |r| r.specificity),
         ];
         for (pi, ((name, get), area)) in metrics.iter().zip(panels.iter()).enumerate() {
-            let lo = rows.iter().map(get).fold(1.0f64, f64::min);
+            let lo = rows.iter().filter_map(get).fold(1.0f64, f64::min);
             let lo = ((lo - 0.05).max(0.0) * 10.0).floor() / 10.0;
             let mut c = ChartBuilder::on(area)
                 .caption(*name, font(21))
@@ -801,11 +801,18 @@ pub fn robustness(rows: &[RobustnessRow]) -> Result<Figure> {
                 .draw()?;
             for (i, kind) in kinds.iter().enumerate() {
                 let col = PALETTE[i % PALETTE.len()];
-                let mut pts: Vec<(f64, f64)> = clean.map(|r| (0.0, get(r))).into_iter().collect();
+                let mut pts: Vec<(f64, f64)> = clean
+                    .and_then(|r| get(r))
+                    .map(|v| (0.0, v))
+                    .into_iter()
+                    .collect();
                 let mut own: Vec<&RobustnessRow> =
                     rows.iter().filter(|r| r.corruption == *kind).collect();
                 own.sort_by_key(|r| r.severity);
-                pts.extend(own.iter().map(|r| (r.severity as f64, get(r))));
+                pts.extend(
+                    own.iter()
+                        .filter_map(|r| get(r).map(|v| (r.severity as f64, v))),
+                );
                 let s = c.draw_series(LineSeries::new(pts.clone(), line(col, 2)))?;
                 if pi == 0 {
                     s.label(kind.replace('_', " ")).legend(legend_line(col, 2));

@@ -43,8 +43,27 @@ fn logit_cell(l: &Logit) -> String {
             format!("{c:+.3} [{a:+.3}, {b:+.3}], p {}", p_value(l.p_value))
         }
         (Some(c), _, _) => format!("{c:+.3}, p {}", p_value(l.p_value)),
-        _ => "–".into(),
+        _ => match &l.error {
+            Some(e) => format!("not fitted: {e}"),
+            None => "–".into(),
+        },
     }
+}
+
+fn test_cell(t: Option<&crate::audit::AssociationTest>) -> String {
+    match t {
+        None => "–".into(),
+        Some(t) => match (&t.error, t.p_value) {
+            (_, Some(p)) => p_value(Some(p)),
+            (Some(e), None) => format!("n/a: {e}"),
+            (None, None) => "–".into(),
+        },
+    }
+}
+
+fn opt_range(lo: Option<f64>, hi: Option<f64>) -> String {
+    let f = |v: Option<f64>| v.map(|v| format!("{v:.4}")).unwrap_or_else(|| "?".into());
+    format!("{} – {}", f(lo), f(hi))
 }
 
 fn label_name(l: u8) -> &'static str {
@@ -304,7 +323,7 @@ fn calibration_section(d: &mut Doc, run: &RunFolder, figs: &mut Vec<figures::Fig
     }
 }
 
-fn tile(g: &GalleryRow) -> Tile {
+fn tile(g: &GalleryRow, threshold: f64) -> Tile {
     let mut images = vec![("image".to_string(), g.image.clone())];
     if let Some(p) = &g.gradcam {
         images.push(("Grad-CAM".into(), p.clone()));
@@ -321,7 +340,11 @@ fn tile(g: &GalleryRow) -> Tile {
                 g.split,
                 g.index
             ),
-            format!("true label: {}", label_name(g.label)),
+            format!(
+                "true: {}; predicted: {}",
+                label_name(g.label),
+                label_name(g.pred.unwrap_or(u8::from(g.prob >= threshold)))
+            ),
             format!("P(pneumonia) = {:.4}", g.prob),
             format!("loss = {:.3}", g.loss),
         ],
@@ -333,9 +356,21 @@ fn gallery_section(d: &mut Doc, run: &RunFolder) {
     d.h(1, "Failure gallery");
     match &run.audit.gallery {
         Some(rows) => {
-            d.p("Each tile: the test image (upscaled), its Grad-CAM map (last convolutional block) and its occlusion-sensitivity map. In both maps HOT means strong evidence for the class the model predicted for that image (for images called normal, Grad-CAM of the negated logit); the colour scale is not inverted.");
+            let colormap = run
+                .audit
+                .meta
+                .as_ref()
+                .and_then(|m| m.overlay.as_ref())
+                .map(|o| format!(" (colormap {})", o.colormap))
+                .unwrap_or_default();
+            d.p(format!("Each tile: the test image (upscaled), its Grad-CAM map (last convolutional block) and its occlusion-sensitivity map{colormap}. In both maps HOT means strong evidence for the class the model predicted for that image (for images called normal, Grad-CAM of the negated logit); the colour scale is not inverted. Tiles without overlays were beyond the audit's explanation limit."));
+            let threshold = run.test.threshold;
             for kind in GalleryKind::ALL {
-                let tiles: Vec<Tile> = rows.iter().filter(|g| g.kind == kind).map(tile).collect();
+                let tiles: Vec<Tile> = rows
+                    .iter()
+                    .filter(|g| g.kind == kind)
+                    .map(|g| tile(g, threshold))
+                    .collect();
                 d.h(2, format!("{} ({})", kind.title(), tiles.len()));
                 if tiles.is_empty() {
                     d.p("None.");
@@ -379,13 +414,22 @@ fn failure_modes_section(d: &mut Doc, fm: Option<&FailureModes>, figs: &mut Vec<
         );
         return;
     };
+    if let (Some(n), Some(fp), Some(fn_)) = (fm.n_test, fm.false_positives, fm.false_negatives) {
+        d.p(format!(
+            "{n} test images at threshold {}: {fp} false positives, {fn_} false negatives.",
+            fm.threshold
+        ));
+    }
     d.h(2, "The study's hypotheses");
     if fm.hypotheses.is_empty() {
         d.p("No hypotheses recorded.");
     }
+    if let Some(rule) = &fm.decision_rule {
+        d.p(format!("Decision rule: {rule}."));
+    }
     for h in &fm.hypotheses {
         d.blocks.push(Block::Verdict {
-            supported: h.supported,
+            verdict: h.verdict_text(),
             statement: h.statement.clone(),
             summary: format!(
                 "{} (measure: {}; expected direction: {})",
@@ -404,7 +448,7 @@ fn failure_modes_section(d: &mut Doc, fm: Option<&FailureModes>, figs: &mut Vec<
             rows.push(vec![
                 m.measure.clone(),
                 format!("Q{}", q.q),
-                format!("{:.4} – {:.4}", q.lower, q.upper),
+                opt_range(q.lower, q.upper),
                 q.normals.to_string(),
                 q.fp.to_string(),
                 q.fp_rate
@@ -433,26 +477,23 @@ fn failure_modes_section(d: &mut Doc, fm: Option<&FailureModes>, figs: &mut Vec<
         rows,
     );
     d.h(2, "Tests of association");
-    d.p("Logistic regressions: log-odds of the error per standard deviation of the measure, with 95% intervals (FP among normals, FN among pneumonia).");
+    let test_name = fm
+        .measures
+        .first()
+        .map(|m| m.fp_test.test.replace('_', " "))
+        .unwrap_or_default();
+    d.p(format!("p-values of the {test_name} over the four quartiles and, where recorded, of Fisher's exact test (bottom vs top quartile). Logistic regressions: change in log-odds of the error per standard deviation of the measure, with 95% intervals (FP among normals, FN among pneumonia)."));
     let rows = fm
         .measures
         .iter()
         .map(|m| {
-            let test = if m.fp_test.test == m.fn_test.test {
-                m.fp_test.test.replace('_', " ")
-            } else {
-                format!(
-                    "FP: {}; FN: {}",
-                    m.fp_test.test.replace('_', " "),
-                    m.fn_test.test.replace('_', " ")
-                )
-            };
             vec![
                 m.measure.clone(),
-                test,
-                p_value(m.fp_test.p_value),
-                p_value(m.fn_test.p_value),
+                test_cell(Some(&m.fp_test)),
+                test_cell(m.fp_fisher.as_ref()),
                 logit_cell(&m.logit_fp),
+                test_cell(Some(&m.fn_test)),
+                test_cell(m.fn_fisher.as_ref()),
                 logit_cell(&m.logit_fn),
             ]
         })
@@ -460,14 +501,18 @@ fn failure_modes_section(d: &mut Doc, fm: Option<&FailureModes>, figs: &mut Vec<
     d.table(
         &[
             "measure",
-            "test",
-            "FP p-value",
-            "FN p-value",
+            "FP trend p",
+            "FP Fisher p",
             "logit FP (per SD)",
+            "FN trend p",
+            "FN Fisher p",
             "logit FN (per SD)",
         ],
         rows,
     );
+    if let Some(note) = &fm.measures_note {
+        d.p(format!("Measures: {note}."));
+    }
 }
 
 fn data_audit_section(d: &mut Doc, run: &RunFolder) {
@@ -487,48 +532,97 @@ fn data_audit_section(d: &mut Doc, run: &RunFolder) {
                     s.n.to_string(),
                     s.normal.to_string(),
                     s.pneumonia.to_string(),
-                    format!("{:.1}%", 100.0 * s.prevalence),
+                    s.prevalence
+                        .map(|p| format!("{:.1}%", 100.0 * p))
+                        .unwrap_or_else(|| "–".into()),
                 ]
             })
             .collect(),
     );
-    let mut shift: Option<(f64, &str, &str)> = None;
-    for (i, x) in a.splits.iter().enumerate() {
-        for y in &a.splits[i + 1..] {
-            let dlt = (x.prevalence - y.prevalence).abs();
-            if shift.is_none_or(|(s, _, _)| dlt > s) {
-                shift = Some((dlt, &x.split, &y.split));
+    // Pairwise prevalence differences: as recorded, else from the class balance.
+    let pairs: Vec<(String, String, f64)> = match &a.prevalence_shift {
+        Some(v) => v
+            .iter()
+            .filter_map(|s| s.difference.map(|d| (s.a.clone(), s.b.clone(), d)))
+            .collect(),
+        None => {
+            let mut v = Vec::new();
+            for (i, x) in a.splits.iter().enumerate() {
+                for y in &a.splits[i + 1..] {
+                    if let (Some(px), Some(py)) = (x.prevalence, y.prevalence) {
+                        v.push((x.split.clone(), y.split.clone(), py - px));
+                    }
+                }
             }
+            v
         }
+    };
+    if !pairs.is_empty() {
+        d.table(
+            &["splits", "prevalence difference (b − a)"],
+            pairs
+                .iter()
+                .map(|(x, y, dd)| {
+                    vec![
+                        format!("{x} → {y}"),
+                        format!("{:+.1} percentage points", 100.0 * dd),
+                    ]
+                })
+                .collect(),
+        );
     }
-    if let Some((dlt, x, y)) = shift {
+    if let Some((x, y, dd)) = pairs.iter().max_by(|p, q| p.2.abs().total_cmp(&q.2.abs())) {
         d.p(format!(
             "Prevalence shift: the largest difference in pneumonia prevalence between two splits is {:.1} percentage points ({x} vs {y}).",
-            100.0 * dlt
+            100.0 * dd.abs()
         ));
     }
     d.h(2, "Duplicates");
-    let dup = &a.duplicates;
+    let Some(dup) = &a.duplicates else {
+        d.not_computed("duplicate search (the audit ran without it)");
+        return;
+    };
     let mut rows: Vec<Vec<String>> = dup
         .exact_within
         .iter()
         .map(|(s, k)| vec!["exact, within split".into(), s.clone(), k.to_string()])
         .collect();
-    rows.extend(dup.exact_across.iter().map(|p| {
+    for r in &mut rows {
+        r.push("–".into());
+    }
+    rows.extend(dup.near_within.iter().map(|(s, k)| {
         vec![
-            "exact, across splits".into(),
-            format!("{} – {}", p.a, p.b),
-            p.pairs.to_string(),
+            "near, within split".into(),
+            s.clone(),
+            k.to_string(),
+            "–".into(),
         ]
     }));
-    rows.extend(dup.near_across.iter().map(|p| {
+    let across = |kind: &str, p: &crate::audit::PairCount| {
         vec![
-            "near, across splits".into(),
+            kind.to_string(),
             format!("{} – {}", p.a, p.b),
             p.pairs.to_string(),
+            match (p.images_a, p.images_b) {
+                (Some(x), Some(y)) => format!("{x} in {}, {y} in {}", p.a, p.b),
+                _ => "–".into(),
+            },
         ]
-    }));
-    d.table(&["kind", "split(s)", "pairs"], rows);
+    };
+    rows.extend(
+        dup.exact_across
+            .iter()
+            .map(|p| across("exact, across splits", p)),
+    );
+    rows.extend(
+        dup.near_across
+            .iter()
+            .map(|p| across("near, across splits", p)),
+    );
+    d.table(
+        &["kind", "split(s)", "pairs", "distinct images involved"],
+        rows,
+    );
     d.p(format!(
         "Method: {}. Images excluded because of duplicates: {}.",
         dup.method, a.excluded
@@ -548,11 +642,15 @@ fn robustness_section(
         return;
     };
     d.figure_named(figs, "robustness");
-    let clean = rows.iter().find(|r| r.corruption == "none").map(|r| r.auc);
+    let clean = rows
+        .iter()
+        .find(|r| r.corruption == "none")
+        .and_then(|r| r.auc);
     d.table(
         &[
             "corruption",
             "severity",
+            "parameter",
             "AUC",
             "ΔAUC vs clean",
             "sensitivity",
@@ -564,13 +662,17 @@ fn robustness_section(
                 vec![
                     r.corruption.clone(),
                     r.severity.to_string(),
-                    f4(r.auc),
-                    clean
-                        .map(|c| format!("{:+.4}", r.auc - c))
+                    r.parameter
+                        .map(|p| format!("{p}"))
                         .unwrap_or_else(|| "–".into()),
-                    f4(r.sensitivity),
-                    f4(r.specificity),
-                    f4(r.accuracy),
+                    opt4(r.auc),
+                    match (r.auc, clean) {
+                        (Some(a), Some(c)) => format!("{:+.4}", a - c),
+                        _ => "–".into(),
+                    },
+                    opt4(r.sensitivity),
+                    opt4(r.specificity),
+                    opt4(r.accuracy),
                 ]
             })
             .collect(),
@@ -600,6 +702,23 @@ fn provenance_section(d: &mut Doc, run: &RunFolder) {
         for (k, v) in obj {
             rows.push(vec![format!("train.{k}"), v.to_string()]);
         }
+    }
+    if let Some(m) = &run.audit.meta
+        && let Some(sec) = m.seconds
+    {
+        let stages: Vec<String> = m
+            .stage_seconds
+            .iter()
+            .map(|(k, v)| format!("{k} {v:.1} s"))
+            .collect();
+        rows.push(vec![
+            "audit time".into(),
+            if stages.is_empty() {
+                format!("{sec:.1} s")
+            } else {
+                format!("{sec:.1} s ({})", stages.join(", "))
+            },
+        ]);
     }
     if rows.is_empty() {
         d.p("config.json records no provenance.");

@@ -304,15 +304,8 @@ fn pipeline_doc(dir: &Path, runs: &[RunFolder]) -> Result<Doc> {
                         .failure_modes
                         .as_ref()
                         .and_then(|fm| fm.hypotheses.iter().find(|h| h.id == *id))
-                        .map(|h| {
-                            if h.supported {
-                                "supported"
-                            } else {
-                                "not supported"
-                            }
-                        })
-                        .unwrap_or("–")
-                        .to_string()
+                        .map(|h| h.verdict_text())
+                        .unwrap_or_else(|| "–".into())
                 }));
                 row
             })
@@ -324,7 +317,7 @@ fn pipeline_doc(dir: &Path, runs: &[RunFolder]) -> Result<Doc> {
                 d.h(2, r.name());
                 for h in &fm.hypotheses {
                     d.blocks.push(Block::Verdict {
-                        supported: h.supported,
+                        verdict: h.verdict_text(),
                         statement: h.statement.clone(),
                         summary: h.summary.clone(),
                     });
@@ -362,7 +355,10 @@ fn pipeline_doc(dir: &Path, runs: &[RunFolder]) -> Result<Doc> {
                         .flatten()
                         .filter(|x| x.corruption == *k)
                         .max_by_key(|x| x.severity)
-                        .map(|x| format!("{:.4} (severity {})", x.auc, x.severity))
+                        .map(|x| match x.auc {
+                            Some(a) => format!("{a:.4} (severity {})", x.severity),
+                            None => format!("– (severity {})", x.severity),
+                        })
                         .unwrap_or_else(|| "–".into())
                 }));
                 row

@@ -202,7 +202,9 @@ pub fn write_full_run(dir: &Path, model: &str, seed: u64) {
     write_audit(dir);
 }
 
-/// Every `audit/` file with two gallery tiles per kind.
+/// Every `audit/` file with two gallery tiles per kind, in the format the audit step
+/// writes (the contract's columns and fields plus its documented additions: gallery
+/// `pred,...`, robustness `parameter`, verdicts, Fisher tests, `audit.json`).
 pub fn write_audit(dir: &Path) {
     let a = dir.join("audit");
     std::fs::create_dir_all(a.join("gallery")).unwrap();
@@ -221,7 +223,9 @@ pub fn write_audit(dir: &Path) {
     }
     std::fs::write(a.join("quality.csv"), q).unwrap();
 
-    let mut g = String::from("kind,rank,split,index,label,prob,loss,image,gradcam,occlusion\n");
+    let mut g = String::from(
+        "kind,rank,split,index,label,prob,loss,image,gradcam,occlusion,pred,explained_class,gradcam_raw_max,occlusion_max_drop\n",
+    );
     for (kind, short, label, prob) in [
         ("false_positive", "fp", 0, 0.97_f64),
         ("false_negative", "fn", 1, 0.04),
@@ -238,17 +242,20 @@ pub fn write_audit(dir: &Path) {
             } else {
                 -(1.0 - prob).ln()
             };
+            let pred = u8::from(prob >= 0.5);
+            let class = if pred == 1 { "pneumonia" } else { "normal" };
             let _ = writeln!(
                 g,
-                "{kind},{rank},test,{},{label},{prob},{loss},{base}.png,{base}_gradcam.png,{base}_occlusion.png",
+                "{kind},{rank},test,{},{label},{prob},{loss},{base}.png,{base}_gradcam.png,{base}_occlusion.png,{pred},{class},0.8,0.3",
                 10 * rank
             );
         }
     }
     std::fs::write(a.join("gallery.csv"), g).unwrap();
 
-    let mut r = String::from("corruption,severity,auc,sensitivity,specificity,accuracy\n");
-    r.push_str("none,0,0.95,0.9,0.7,0.82\n");
+    let mut r =
+        String::from("corruption,severity,auc,sensitivity,specificity,accuracy,parameter\n");
+    r.push_str("none,0,0.95,0.9,0.7,0.82,\n");
     for (k, c) in [
         "gaussian_blur",
         "motion_blur",
@@ -264,11 +271,12 @@ pub fn write_audit(dir: &Path) {
             let drop = 0.01 * sev as f64 * (k + 1) as f64;
             let _ = writeln!(
                 r,
-                "{c},{sev},{},{},{},{}",
+                "{c},{sev},{},{},{},{},{}",
                 0.95 - drop,
                 (0.9 + drop / 2.0).min(1.0),
                 0.7 - drop,
-                0.82 - drop / 2.0
+                0.82 - drop / 2.0,
+                0.5 * sev as f64
             );
         }
     }
@@ -291,24 +299,36 @@ pub fn write_audit(dir: &Path) {
             .collect();
         format!(
             r#"{{"measure": "{name}", "quartile_edges": [0.1, 0.2, 0.3], "quartiles": [{}],
-      "fp_test": {{"test": "fisher_exact_bottom_vs_top_quartile", "p_value": 0.0021}},
-      "fn_test": {{"test": "fisher_exact_bottom_vs_top_quartile", "p_value": 0.62}},
-      "logit_fp": {{"coef": -0.81, "ci_low": -1.2, "ci_high": -0.4, "p_value": 0.0004}},
-      "logit_fn": {{"coef": 0.1, "ci_low": -0.3, "ci_high": 0.5, "p_value": null}}}}"#,
+      "fp_test": {{"test": "chi_square_trend", "z": -3.1, "chi_square": 9.6, "p_value": 0.0021}},
+      "fn_test": {{"test": "chi_square_trend", "z": 0.5, "chi_square": 0.25, "p_value": 0.62}},
+      "fp_fisher": {{"test": "fisher_exact_bottom_vs_top_quartile", "table": [[12, 28], [2, 38]], "odds_ratio": 8.1, "p_value": 0.0071}},
+      "fn_fisher": {{"test": "fisher_exact_bottom_vs_top_quartile", "p_value": null, "error": "no events"}},
+      "logit_fp": {{"coef": -0.81, "ci_low": -1.2, "ci_high": -0.4, "p_value": 0.0004, "se": 0.2, "odds_ratio_per_sd": 0.44}},
+      "logit_fn": {{"coef": null, "ci_low": null, "ci_high": null, "p_value": null, "error": "the measure is constant in this group"}}}}"#,
             quart.join(", ")
         )
     };
     std::fs::write(
         a.join("failure_modes.json"),
         format!(
-            r#"{{"threshold": 0.5, "measures": [{}, {}, {}],
+            r#"{{"threshold": 0.5, "n_test": 560, "normals": 160, "pneumonia": 400, "false_positives": 26,
+  "false_negatives": 6, "measures_note": "measures on the raw u8 test image scaled to [0,1]",
+  "decision_rule": "supported iff the logistic regression has Wald p < 0.05 with the hypothesised sign",
+  "measures": [{}, {}, {}],
   "hypotheses": [
-    {{"id": "blur_causes_fp", "statement": "Blur causes false positives", "measure": "sharpness",
-      "direction": "lower measure -> more FP", "supported": true,
-      "summary": "FP rate 30.0% in the blurriest quartile vs 5.0% in the sharpest (Fisher p = 0.0021)"}},
+    {{"id": "blur_causes_fp", "statement": "Blur causes false positives", "measure": "sharpness", "outcome": "fp",
+      "direction": "lower measure -> more FP", "supported": true, "verdict": "supported",
+      "summary": "FP rate 30.0% in the blurriest quartile vs 5.0% in the sharpest (Fisher p = 0.0021)",
+      "evidence": {{"coef": -0.81, "odds_ratio_per_sd": 0.44, "ci_low": 0.3, "ci_high": 0.67, "p_value": 0.0004}}}},
     {{"id": "low_contrast_causes_fp", "statement": "Low contrast causes false positives", "measure": "contrast_rms",
-      "direction": "lower measure -> more FP", "supported": false,
-      "summary": "FP rate 12.5% vs 10.0% (Fisher p = 0.74)"}}
+      "direction": "lower measure -> more FP", "supported": false, "verdict": "not supported",
+      "summary": "FP rate 12.5% vs 10.0% (Fisher p = 0.74)"}},
+    {{"id": "brightness_affects_fp", "statement": "Brightness affects false positives", "measure": "brightness",
+      "direction": "either direction -> FP", "supported": false, "verdict": "opposite direction",
+      "summary": "significant, but bright images have more FP"}},
+    {{"id": "low_contrast_causes_fn", "statement": "Low contrast causes false negatives", "measure": "contrast_rms",
+      "direction": "lower measure -> more FN", "supported": false, "verdict": "not testable",
+      "summary": "Not testable: the logistic regression could not be fitted"}}
   ]}}"#,
             measure("sharpness", [12, 8, 4, 2]),
             measure("contrast_rms", [5, 4, 6, 4]),
@@ -323,11 +343,22 @@ pub fn write_audit(dir: &Path) {
     {"split": "train", "n": 4708, "normal": 1214, "pneumonia": 3494, "prevalence": 0.7421},
     {"split": "val", "n": 524, "normal": 135, "pneumonia": 389, "prevalence": 0.7424},
     {"split": "test", "n": 624, "normal": 234, "pneumonia": 390, "prevalence": 0.625}],
+  "prevalence_shift": [{"a": "train", "b": "val", "difference": 0.0003},
+    {"a": "train", "b": "test", "difference": -0.1171}, {"a": "val", "b": "test", "difference": -0.1174}],
   "duplicates": {"exact_within": {"train": 2, "val": 0, "test": 0},
-    "exact_across": [{"a": "train", "b": "val", "pairs": 3}, {"a": "train", "b": "test", "pairs": 0}],
-    "near_across": [{"a": "train", "b": "val", "pairs": 7}],
+    "near_within": {"train": 5, "val": 1, "test": 0},
+    "exact_across": [{"a": "train", "b": "val", "pairs": 3, "images_a": 3, "images_b": 3, "examples": [[1, 2]]},
+                     {"a": "train", "b": "test", "pairs": 0, "images_a": 0, "images_b": 0, "examples": []}],
+    "near_across": [{"a": "train", "b": "val", "pairs": 7, "images_a": 6, "images_b": 7, "examples": []}],
     "method": "exact: hash of pixels; near: 64-bit dHash hamming <= 4"},
   "excluded": 0}"#,
+    )
+    .unwrap();
+    std::fs::write(
+        a.join("audit.json"),
+        r#"{"model": "cnn", "image_size": 28, "threshold": 0.5, "n_test": 624,
+  "overlay": {"colormap": "turbo", "alpha": 0.5}, "seconds": 12.5,
+  "stage_seconds": {"gallery": 2.5, "robustness": 9.0}}"#,
     )
     .unwrap();
 }

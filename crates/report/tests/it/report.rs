@@ -47,8 +47,14 @@ fn full_run_writes_every_figure_and_a_self_contained_html() {
         !html.contains("Not computed"),
         "every section has its input"
     );
-    assert!(html.contains("SUPPORTED</span><b>Blur causes false positives"));
-    assert!(html.contains("NOT SUPPORTED</span><b>Low contrast causes false positives"));
+    for needle in [
+        "<div class=\"verdict yes\"><span class=\"badge\">SUPPORTED</span><b>Blur causes false positives",
+        "<div class=\"verdict no\"><span class=\"badge\">NOT SUPPORTED</span><b>Low contrast causes false positives",
+        "<div class=\"verdict opp\"><span class=\"badge\">OPPOSITE DIRECTION</span>",
+        "<div class=\"verdict na\"><span class=\"badge\">NOT TESTABLE</span>",
+    ] {
+        assert!(html.contains(needle), "missing {needle}");
+    }
     assert!(html.contains("Fisher p = 0.0021"));
 
     let md = std::fs::read_to_string(&files.markdown).unwrap();
@@ -61,12 +67,18 @@ fn full_run_writes_every_figure_and_a_self_contained_html() {
         "| sensitivity ≥ 0.95 | 0.3000 |",
         "**Blur causes false positives: SUPPORTED.**",
         "| sharpness | Q1 | 0.0000 – 0.1000 | 40 | 12 | 30.0% |",
-        "logistic",
-        "-0.810 [-1.200, -0.400], p 0.0004",
-        "| exact, across splits | train – val | 3 |",
-        "| near, across splits | train – val | 7 |",
+        "decision rule: supported iff the logistic regression",
+        "560 test images at threshold 0.5: 26 false positives, 6 false negatives.",
+        "| sharpness | 0.0021 | 0.0071 | -0.810 [-1.200, -0.400], p 0.0004 | 0.6200 | n/a: no events | not fitted: the measure is constant in this group |",
+        "| exact, across splits | train – val | 3 | 3 in train, 3 in val |",
+        "| near, across splits | train – val | 7 | 6 in train, 7 in val |",
+        "| near, within split | train | 5 | – |",
+        "| val → test | -11.7 percentage points |",
         "11.7 percentage points (val vs test)",
-        "| gaussian_blur | 5 | 0.9000 | -0.0500 |",
+        "| gaussian_blur | 5 | 2.5 | 0.9000 | -0.0500 |",
+        "(colormap turbo)",
+        "true: normal; predicted: pneumonia",
+        "| audit time | 12.5 s (gallery 2.5 s, robustness 9.0 s) |",
         "![image](audit/gallery/fp_01.png)",
         "![Grad-CAM](audit/gallery/fp_01_gradcam.png)",
         "P(pneumonia) = 0.9700",
@@ -164,7 +176,7 @@ fn malformed_audit_files_are_typed_errors_naming_file_and_line_or_field() {
     replace_line(
         &d.join("audit/gallery.csv"),
         3,
-        "false_pos,1,test,1,0,0.9,2.3,a.png,,",
+        "false_pos,1,test,1,0,0.9,2.3,a.png,,,1,pneumonia,,",
     );
     expect_format_error(d, "gallery.csv", "line 3: unknown `kind`");
 
@@ -172,7 +184,7 @@ fn malformed_audit_files_are_typed_errors_naming_file_and_line_or_field() {
     replace_line(
         &d.join("audit/gallery.csv"),
         2,
-        "false_positive,1,test,1,0,0.9,2.3,../x.png,,",
+        "false_positive,1,test,1,0,0.9,2.3,../x.png,,,1,pneumonia,,",
     );
     expect_format_error(d, "gallery.csv", "line 2: `image` must be a path inside");
 
@@ -188,7 +200,7 @@ fn malformed_audit_files_are_typed_errors_naming_file_and_line_or_field() {
     replace_line(
         &d.join("audit/robustness.csv"),
         4,
-        "gaussian_blur,2,high,0.9,0.7,0.8",
+        "gaussian_blur,2,high,0.9,0.7,0.8,0.75",
     );
     expect_format_error(d, "robustness.csv", "line 4: `auc`");
 
@@ -199,6 +211,20 @@ fn malformed_audit_files_are_typed_errors_naming_file_and_line_or_field() {
         "corruption,severity,auc",
     );
     expect_format_error(d, "robustness.csv", "line 1: header");
+
+    // The contract's basic 6-column robustness file, with an empty (undefined)
+    // sensitivity, is fine.
+    reset();
+    std::fs::write(
+        d.join("audit/robustness.csv"),
+        "corruption,severity,auc,sensitivity,specificity,accuracy\nnone,0,0.9,,0.7,0.8\njpeg,1,0.85,0.9,0.6,0.75\n",
+    )
+    .unwrap();
+    let md = std::fs::read_to_string(write_report(d).unwrap().markdown).unwrap();
+    assert!(
+        md.contains("| none | 0 | – | 0.9000 | +0.0000 | – | 0.7000 | 0.8000 |"),
+        "{md}"
+    );
 
     reset();
     replace_line(
