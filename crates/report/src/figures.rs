@@ -802,7 +802,7 @@ pub fn robustness(rows: &[RobustnessRow]) -> Result<Figure> {
             for (i, kind) in kinds.iter().enumerate() {
                 let col = PALETTE[i % PALETTE.len()];
                 let mut pts: Vec<(f64, f64)> = clean
-                    .and_then(|r| get(r))
+                    .and_then(get)
                     .map(|v| (0.0, v))
                     .into_iter()
                     .collect();
