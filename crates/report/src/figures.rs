@@ -801,11 +801,8 @@ pub fn robustness(rows: &[RobustnessRow]) -> Result<Figure> {
                 .draw()?;
             for (i, kind) in kinds.iter().enumerate() {
                 let col = PALETTE[i % PALETTE.len()];
-                let mut pts: Vec<(f64, f64)> = clean
-                    .and_then(get)
-                    .map(|v| (0.0, v))
-                    .into_iter()
-                    .collect();
+                let mut pts: Vec<(f64, f64)> =
+                    clean.and_then(get).map(|v| (0.0, v)).into_iter().collect();
                 let mut own: Vec<&RobustnessRow> =
                     rows.iter().filter(|r| r.corruption == *kind).collect();
                 own.sort_by_key(|r| r.severity);
@@ -852,16 +849,32 @@ pub fn failure_modes(fm: &FailureModes) -> Result<Figure> {
     render(
         "failure_modes",
         caption,
-        (480 * cols as u32, 400 * rows_n as u32),
+        (480 * cols as u32, 400 * rows_n as u32 + 40),
         |root| {
-            let areas = root.split_evenly((rows_n, cols));
+            // One legend for all panels, in a band above them.
+            let (band, panels) = root.split_vertically(40);
+            let mut x = 20;
+            for (name, col) in [
+                ("false-positive rate among normals", PALETTE[3]),
+                ("false-negative rate among pneumonia", PALETTE[0]),
+            ] {
+                band.draw(&Rectangle::new([(x, 12), (x + 22, 28)], col.filled()))?;
+                band.draw(&Text::new(
+                    name,
+                    (x + 30, 20),
+                    font(16).pos(Pos::new(HPos::Left, VPos::Center)),
+                ))?;
+                x += 40 + 9 * name.len() as i32;
+            }
+            let areas = panels.split_evenly((rows_n, cols));
             let top = fm
                 .measures
                 .iter()
                 .flat_map(|m| m.quartiles.iter())
                 .flat_map(|q| [q.fp_rate.unwrap_or(0.0), q.fn_rate.unwrap_or(0.0)])
                 .fold(0.05f64, f64::max);
-            let top = (top * 1.15 * 100.0).min(100.0);
+            // Headroom above the bars for their k/n labels.
+            let top = (top * 100.0 + 12.0).min(112.0);
             for (m, area) in fm.measures.iter().zip(areas.iter()) {
                 let title = format!(
                     "{} (FP {}, FN {})",
@@ -887,19 +900,19 @@ pub fn failure_modes(fm: &FailureModes) -> Result<Figure> {
                     })
                     .x_desc(format!("quartile of {}", m.measure.replace('_', " ")))
                     .y_desc("error rate (%)")
-                    .y_label_formatter(&|y| format!("{y:.0}"))
+                    .y_label_formatter(&|y| {
+                        if *y <= 100.0 + 1e-9 {
+                            format!("{y:.0}")
+                        } else {
+                            String::new()
+                        }
+                    })
                     .label_style(font(14))
                     .axis_desc_style(font(15))
                     .light_line_style(WHITE)
                     .draw()?;
-                for (k, (name, col)) in [
-                    ("FP rate among normals", PALETTE[3]),
-                    ("FN rate among pneumonia", PALETTE[0]),
-                ]
-                .into_iter()
-                .enumerate()
-                {
-                    let s = c.draw_series(m.quartiles.iter().filter_map(|q| {
+                for (k, col) in [PALETTE[3], PALETTE[0]].into_iter().enumerate() {
+                    c.draw_series(m.quartiles.iter().filter_map(|q| {
                         let r = if k == 0 { q.fp_rate } else { q.fn_rate }?;
                         let x0 = q.q as f64 - 0.38 + k as f64 * 0.38;
                         Some(Rectangle::new(
@@ -907,9 +920,7 @@ pub fn failure_modes(fm: &FailureModes) -> Result<Figure> {
                             col.filled(),
                         ))
                     }))?;
-                    s.label(name).legend(move |(x, y)| {
-                        Rectangle::new([(x, y - 6), (x + 18, y + 6)], col.filled())
-                    });
+
                     c.draw_series(m.quartiles.iter().filter_map(|q| {
                         let (r, k_, n_) = if k == 0 {
                             (q.fp_rate, q.fp, q.normals)
@@ -925,12 +936,6 @@ pub fn failure_modes(fm: &FailureModes) -> Result<Figure> {
                         ))
                     }))?;
                 }
-                c.configure_series_labels()
-                    .position(SeriesLabelPosition::UpperRight)
-                    .background_style(WHITE.mix(0.92))
-                    .border_style(BLACK)
-                    .label_font(font(13))
-                    .draw()?;
             }
             Ok(())
         },
