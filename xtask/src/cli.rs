@@ -20,15 +20,19 @@ pub enum Command {
     Pipeline(PipelineArgs),
     /// Train one model into a run folder.
     Train(TrainArgs),
-    /// Rebuild report.md from a run folder (never trains).
+    /// Rebuild report.md, report.html, figures/ and predictions.parquet from a run
+    /// folder, or a pipeline folder's comparison plus each of its runs (never trains).
     Report {
-        /// The run folder.
+        /// The run folder, or a pipeline folder (one with summary.csv).
         #[arg(long)]
         run: PathBuf,
     },
     /// Recompute a run folder's audit (audit/: failure modes, gallery with Grad-CAM,
     /// robustness sweep, data audit) from its model.safetensors (never trains).
     Audit(AuditArgs),
+    /// Check a report.html in headless Chromium: screenshot, and every image loaded.
+    /// Skips (exit 0, with a warning) when no Chromium is installed.
+    ReportCheck(crate::report_check::ReportCheckArgs),
     /// Measure training and inference throughput (and PyTorch's, when available).
     Bench(BenchArgs),
     /// Run CI's checks: cargo fmt --check, clippy -D warnings, the tests.

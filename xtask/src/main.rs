@@ -3,7 +3,10 @@
 //! - `pipeline`: the seed recipe over several seeds, each run folder plus a
 //!   comparison (`summary.csv`, `summary.md`) and a report per run.
 //! - `train`: one training run into a run folder.
-//! - `report --run DIR`: rebuild `report.md` from a run folder, without retraining.
+//! - `report --run DIR`: rebuild `report.md`, `report.html`, `figures/` and
+//!   `predictions.parquet` from a run (or pipeline) folder, without retraining.
+//! - `report-check --run DIR`: render the report in headless Chromium and check that
+//!   every image loaded.
 //! - `audit --run DIR`: recompute a run folder's `audit/` from its weights, without
 //!   retraining.
 //! - `bench`: training and inference throughput, with PyTorch ratios when a
@@ -12,6 +15,7 @@
 
 mod bench;
 mod cli;
+mod report_check;
 mod tasks;
 
 use std::process::ExitCode;

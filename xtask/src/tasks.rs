@@ -27,7 +27,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let opts = run_options(a.resume, &data);
             let summary = cxr_train::train(&cfg, &data, &out, &opts)
                 .with_context(|| format!("training into {}", out.display()))?;
-            let report = cxr_report::write_report(&out)?;
+            let report = cxr_report::write_report(&out)?.html;
             println!(
                 "test AUC {:.4}, accuracy {:.4}, F1 {:.4} (best epoch {}); run folder {}; report {}",
                 summary.test.auc,
@@ -40,12 +40,8 @@ pub fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Pipeline(a) => pipeline(&a),
-        Command::Report { run } => {
-            let path = cxr_report::write_report(&run)
-                .with_context(|| format!("building the report of {}", run.display()))?;
-            println!("{}", path.display());
-            Ok(())
-        }
+        Command::Report { run } => crate::report_check::rebuild(&run),
+        Command::ReportCheck(a) => crate::report_check::check(&a),
         Command::Audit(a) => audit(&a),
         Command::Bench(a) => crate::bench::bench(&a),
         Command::Ci => ci(),
@@ -218,7 +214,9 @@ fn pipeline(a: &crate::cli::PipelineArgs) -> Result<()> {
     let md = cxr_report::render_summary_markdown(&rows);
     cxr_train::write_atomic(&out.join("summary.csv"), csv.as_bytes())?;
     cxr_train::write_atomic(&out.join("summary.md"), md.as_bytes())?;
+    let report = cxr_report::write_pipeline_report(&out, &runs)?;
     println!("{md}");
+    println!("comparison report {}", report.html.display());
     println!("pipeline written to {}", out.display());
     Ok(())
 }

@@ -19,6 +19,30 @@ pub enum ReportError {
         /// What is wrong, with the line or key where known.
         reason: String,
     },
+    /// A figure could not be drawn or encoded.
+    #[error("figure `{figure}`: {reason}")]
+    Figure {
+        /// The figure's name.
+        figure: String,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Headless Chromium could not render a report, or the render failed a check.
+    #[error("{path}: chromium: {reason}")]
+    Browser {
+        /// The report.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// Writing or reading `predictions.parquet` failed.
+    #[error("{path}: parquet: {reason}")]
+    Parquet {
+        /// The parquet file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
 }
 
 /// Result alias for this crate.

@@ -2,22 +2,44 @@
 //!
 //! Key types:
 //! - [`RunFolder`]: a run folder read back and checked against the contract
-//!   (`metrics.json`, `predictions.csv`, `history.csv`, `config.json`).
-//! - [`render_markdown`] / [`write_report`]: a `report.md` with the metrics, the
-//!   confusion matrix, the training history and the worst failure cases.
-//! - [`compare_runs`]: a comparison table over several run folders (the pipeline's
-//!   `summary.csv` and `summary.md`).
+//!   (`metrics.json`, `predictions.csv`, `history.csv`, `config.json`, and the optional
+//!   curves, `lr_find.csv` and [`Audit`] files).
+//! - [`write_report`]: `figures/*.png`, `report.md`, a self-contained `report.html` and
+//!   `predictions.parquet`; optional inputs that are absent give "Not computed"
+//!   sections, malformed ones a [`ReportError::Format`] naming file and line or field.
+//! - [`compare_runs`], [`write_pipeline_report`]: the pipeline's `summary.csv`,
+//!   `summary.md` and top-level `report.html` over several run folders.
+//! - [`check_embedded_images`], [`browser::check_in_chromium`]: offline and headless
+//!   Chromium checks of a written report.
 //!
 //! What this crate does not do: train, run models or touch tensors. It reads files
 //! that `cxr-train` wrote, so a report can be rebuilt at any time without retraining.
 #![warn(missing_docs)]
 
+pub mod audit;
+pub mod browser;
+mod doc;
 mod error;
+pub mod figures;
+mod files;
+mod html_check;
 mod markdown;
+mod parquet_io;
 mod run;
 mod summary;
 
+pub use audit::Audit;
+pub use doc::png_size;
 pub use error::{ReportError, Result};
-pub use markdown::{render_markdown, write_report};
-pub use run::{EpochRow, PredictionRow, RunFolder, SplitMetrics};
-pub use summary::{SummaryRow, compare_runs, render_summary_csv, render_summary_markdown};
+pub use figures::Figure;
+pub use html_check::{EmbeddedImage, check_embedded_images};
+pub use markdown::{ReportFiles, render_markdown, write_report};
+pub use parquet_io::{read_predictions_parquet, write_predictions_parquet};
+pub use run::{
+    BootstrapCi, Calibration, CurvePoint, EpochRow, Interval, LrFindRow, OperatingPoint,
+    PredictionRow, ReliabilityRow, RunFolder, SplitMetrics,
+};
+pub use summary::{
+    PipelineReportFiles, SUMMARY_CSV_HEADER, SummaryRow, compare_runs, open_pipeline,
+    render_summary_csv, render_summary_markdown, write_pipeline_report,
+};

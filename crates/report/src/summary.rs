@@ -1,6 +1,10 @@
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 
-use crate::RunFolder;
+use crate::doc::{Block, Doc, to_html, to_markdown};
+use crate::figures;
+use crate::files::{Csv, format_err, read, write_atomic};
+use crate::{Result, RunFolder};
 
 /// One line of the pipeline's comparison table.
 #[derive(Debug, Clone, PartialEq)]
@@ -29,11 +33,7 @@ pub struct SummaryRow {
 pub fn compare_runs(runs: &[RunFolder]) -> Vec<SummaryRow> {
     runs.iter()
         .map(|r| SummaryRow {
-            run: r
-                .dir
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default(),
+            run: r.name(),
             model: r.model.clone(),
             seed: r.config["train"]["seed"].as_u64(),
             image_size: r.config["train"]["image_size"].as_u64(),
@@ -52,8 +52,7 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
 
 /// `summary.csv`: `run,model,seed,image_size,val_auc,test_auc,test_accuracy,test_f1,seconds`.
 pub fn render_summary_csv(rows: &[SummaryRow]) -> String {
-    let mut s =
-        String::from("run,model,seed,image_size,val_auc,test_auc,test_accuracy,test_f1,seconds\n");
+    let mut s = format!("{SUMMARY_CSV_HEADER}\n");
     for r in rows {
         let _ = writeln!(
             s,
@@ -132,4 +131,292 @@ mod tests {
         assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
         assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
     }
+}
+
+/// Header of `summary.csv`.
+pub const SUMMARY_CSV_HEADER: &str =
+    "run,model,seed,image_size,val_auc,test_auc,test_accuracy,test_f1,seconds";
+
+/// Opens the run folders a pipeline folder's `summary.csv` lists, in its order.
+pub fn open_pipeline(dir: &Path) -> Result<Vec<RunFolder>> {
+    let path = dir.join("summary.csv");
+    let text = read(&path)?;
+    let csv = Csv::parse(&path, &text, &[SUMMARY_CSV_HEADER])?;
+    let mut runs = Vec::with_capacity(csv.rows.len());
+    for (line, f) in &csv.rows {
+        let name = csv.text(f, "run")?;
+        if name.is_empty() || name.contains(['/', '\\']) || name == ".." {
+            return Err(format_err(
+                &path,
+                format!("line {line}: `run` is not a folder name: `{name}`"),
+            ));
+        }
+        runs.push(RunFolder::open(&dir.join(name))?);
+    }
+    if runs.is_empty() {
+        return Err(format_err(&path, "no runs listed"));
+    }
+    Ok(runs)
+}
+
+fn mean_sd(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let sd = if v.len() > 1 {
+        (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n - 1.0)).sqrt()
+    } else {
+        0.0
+    };
+    (mean, sd)
+}
+
+fn pipeline_doc(dir: &Path, runs: &[RunFolder]) -> Result<Doc> {
+    let name = dir
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| dir.display().to_string());
+    let mut d = Doc {
+        title: format!("cxr pipeline report: {name}"),
+        ..Doc::default()
+    };
+    let mut models: Vec<&str> = runs.iter().map(|r| r.model.as_str()).collect();
+    models.sort();
+    models.dedup();
+    d.p(format!(
+        "{} run(s) of {} model(s): {}. Each run has its own report (links at the end).",
+        runs.len(),
+        models.len(),
+        models.join(", ")
+    ));
+
+    d.h(1, "Runs");
+    let rows = runs
+        .iter()
+        .map(|r| {
+            let t = &r.test;
+            let auc = match (t.auc_ci_low, t.auc_ci_high) {
+                (Some(l), Some(h)) => format!("{:.4} [{l:.4}, {h:.4}]", t.auc),
+                _ => format!("{:.4}", t.auc),
+            };
+            vec![
+                r.name(),
+                r.model.clone(),
+                opt(r.config["train"]["seed"].as_u64()),
+                format!("{:.4}", r.val.auc),
+                auc,
+                format!("{:.4}", t.accuracy),
+                format!("{:.4}", t.recall),
+                format!("{:.4}", t.specificity),
+                format!("{:.4}", t.f1),
+                r.calibration
+                    .as_ref()
+                    .map(|c| format!("{:.4} → {:.4}", c.ece_before, c.ece_after))
+                    .unwrap_or_else(|| "–".into()),
+                opt(r.train_seconds.map(|s| format!("{s:.0}"))),
+            ]
+        })
+        .collect();
+    d.table(
+        &[
+            "run",
+            "model",
+            "seed",
+            "val AUC",
+            "test AUC [95% CI]",
+            "test accuracy",
+            "sensitivity",
+            "specificity",
+            "F1",
+            "ECE before → after T",
+            "train s",
+        ],
+        rows,
+    );
+    d.h(2, "Per model, over seeds");
+    let rows = models
+        .iter()
+        .map(|m| {
+            let of: Vec<&RunFolder> = runs.iter().filter(|r| r.model == *m).collect();
+            let stat = |f: fn(&RunFolder) -> f64| {
+                let (mean, sd) = mean_sd(&of.iter().map(|r| f(r)).collect::<Vec<_>>());
+                format!("{mean:.4} ± {sd:.4}")
+            };
+            vec![
+                m.to_string(),
+                of.len().to_string(),
+                stat(|r| r.test.auc),
+                stat(|r| r.test.accuracy),
+                stat(|r| r.test.recall),
+                stat(|r| r.test.specificity),
+                stat(|r| r.test.f1),
+            ]
+        })
+        .collect();
+    d.table(
+        &[
+            "model",
+            "runs",
+            "test AUC",
+            "accuracy",
+            "sensitivity",
+            "specificity",
+            "F1",
+        ],
+        rows,
+    );
+    d.p("Mean ± sample standard deviation over the model's runs (seeds).");
+    let entries: Vec<figures::ComparisonEntry> = runs
+        .iter()
+        .map(|r| figures::ComparisonEntry {
+            run: r.name(),
+            model: r.model.clone(),
+            auc: r.test.auc,
+            ci: r.test.auc_ci_low.zip(r.test.auc_ci_high),
+        })
+        .collect();
+    d.figure(figures::model_comparison(&entries)?);
+    if runs.iter().any(|r| r.roc.is_some()) {
+        d.figure(figures::roc_overlay(runs)?);
+    }
+
+    d.h(1, "Hypotheses across runs");
+    let mut ids: Vec<(String, String)> = Vec::new();
+    for r in runs {
+        if let Some(fm) = &r.audit.failure_modes {
+            for h in &fm.hypotheses {
+                if !ids.iter().any(|(i, _)| *i == h.id) {
+                    ids.push((h.id.clone(), h.statement.clone()));
+                }
+            }
+        }
+    }
+    if ids.is_empty() {
+        d.not_computed("failure modes (no run has audit/failure_modes.json)");
+    } else {
+        let mut header = vec!["hypothesis".to_string()];
+        header.extend(runs.iter().map(|r| r.name()));
+        let rows = ids
+            .iter()
+            .map(|(id, statement)| {
+                let mut row = vec![statement.clone()];
+                row.extend(runs.iter().map(|r| {
+                    r.audit
+                        .failure_modes
+                        .as_ref()
+                        .and_then(|fm| fm.hypotheses.iter().find(|h| h.id == *id))
+                        .map(|h| h.verdict_text())
+                        .unwrap_or_else(|| "–".into())
+                }));
+                row
+            })
+            .collect();
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        d.table(&header, rows);
+        for r in runs {
+            if let Some(fm) = &r.audit.failure_modes {
+                d.h(2, r.name());
+                for h in &fm.hypotheses {
+                    d.blocks.push(Block::Verdict {
+                        verdict: h.verdict_text(),
+                        statement: h.statement.clone(),
+                        summary: h.summary.clone(),
+                    });
+                }
+            }
+        }
+    }
+
+    d.h(1, "Robustness across runs");
+    let with: Vec<&RunFolder> = runs
+        .iter()
+        .filter(|r| r.audit.robustness.as_ref().is_some_and(|v| !v.is_empty()))
+        .collect();
+    if with.is_empty() {
+        d.not_computed("robustness sweep (no run has audit/robustness.csv)");
+    } else {
+        let mut kinds: Vec<String> = Vec::new();
+        for r in &with {
+            for row in r.audit.robustness.iter().flatten() {
+                if !kinds.contains(&row.corruption) {
+                    kinds.push(row.corruption.clone());
+                }
+            }
+        }
+        let mut header = vec!["corruption (highest severity)".to_string()];
+        header.extend(with.iter().map(|r| format!("{} AUC", r.name())));
+        let rows = kinds
+            .iter()
+            .map(|k| {
+                let mut row = vec![k.clone()];
+                row.extend(with.iter().map(|r| {
+                    r.audit
+                        .robustness
+                        .iter()
+                        .flatten()
+                        .filter(|x| x.corruption == *k)
+                        .max_by_key(|x| x.severity)
+                        .map(|x| match x.auc {
+                            Some(a) => format!("{a:.4} (severity {})", x.severity),
+                            None => format!("– (severity {})", x.severity),
+                        })
+                        .unwrap_or_else(|| "–".into())
+                }));
+                row
+            })
+            .collect();
+        let header: Vec<&str> = header.iter().map(String::as_str).collect();
+        d.table(&header, rows);
+    }
+
+    d.h(1, "Run reports");
+    d.blocks.push(Block::Links(
+        runs.iter()
+            .map(|r| (r.name(), format!("{}/report.html", r.name())))
+            .collect(),
+    ));
+    Ok(d)
+}
+
+/// The files [`write_pipeline_report`] wrote.
+#[derive(Debug, Clone)]
+pub struct PipelineReportFiles {
+    /// `report.md`.
+    pub markdown: PathBuf,
+    /// `report.html` (self-contained; links to each run's own report).
+    pub html: PathBuf,
+    /// `figures/*.png`.
+    pub figures: Vec<PathBuf>,
+}
+
+/// Writes the pipeline folder's `report.md`, `report.html` and `figures/`
+/// comparing `runs` (each run folder's own report is written by
+/// [`write_report`](crate::write_report)).
+pub fn write_pipeline_report(dir: &Path, runs: &[RunFolder]) -> Result<PipelineReportFiles> {
+    if runs.is_empty() {
+        return Err(format_err(dir, "no runs to compare"));
+    }
+    let doc = pipeline_doc(dir, runs)?;
+    let fig_dir = dir.join("figures");
+    std::fs::create_dir_all(&fig_dir).map_err(|source| crate::ReportError::Io {
+        path: fig_dir.clone(),
+        source,
+    })?;
+    let mut figures = Vec::new();
+    for f in &doc.figures {
+        let p = fig_dir.join(format!("{}.png", f.name));
+        write_atomic(&p, &f.png)?;
+        figures.push(p);
+    }
+    let markdown = dir.join("report.md");
+    write_atomic(&markdown, to_markdown(&doc).as_bytes())?;
+    let html = dir.join("report.html");
+    write_atomic(
+        &html,
+        to_html(&doc, dir, &dir.join("summary.csv"))?.as_bytes(),
+    )?;
+    Ok(PipelineReportFiles {
+        markdown,
+        html,
+        figures,
+    })
 }

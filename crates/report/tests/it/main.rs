@@ -1,38 +1,18 @@
 //! Integration tests for cxr-report: reading run folders, rejecting malformed ones,
 //! and the rendered report's content.
 
+mod browser;
+mod fixture;
+mod pipeline;
+mod report;
+
 use std::path::Path;
 
 use cxr_report::{
     ReportError, RunFolder, compare_runs, render_markdown, render_summary_csv, write_report,
 };
 
-const METRICS: &str = r#"{
-  "val": {"accuracy": 0.9, "precision": 0.9, "recall": 0.95, "specificity": 0.8, "f1": 0.92, "auc": 0.97,
-          "threshold": 0.5, "tp": 19, "fp": 2, "tn": 8, "fn": 1},
-  "test": {"accuracy": 0.75, "precision": 0.6667, "recall": 1.0, "specificity": 0.5, "f1": 0.8, "auc": 0.875,
-           "threshold": 0.5, "tp": 2, "fp": 1, "tn": 1, "fn": 0},
-  "best_epoch": 2, "model": "cnn", "timing": {"train_seconds": 12.5}
-}"#;
-
-fn write_run(dir: &Path) {
-    std::fs::write(dir.join("metrics.json"), METRICS).unwrap();
-    std::fs::write(
-        dir.join("history.csv"),
-        "epoch,train_loss,val_loss,val_auc\n1,0.6,0.5,0.9\n2,0.4,0.45,0.97\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("predictions.csv"),
-        "split,index,label,prob\nval,0,1,0.9\ntest,0,0,0.2\ntest,1,0,0.7\ntest,2,1,0.8\ntest,3,1,0.95\n",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.join("config.json"),
-        r#"{"train": {"seed": 3, "image_size": 28}}"#,
-    )
-    .unwrap();
-}
+use crate::fixture::write_minimal_run as write_run;
 
 /// Asserts that opening `dir` fails with a format error naming `file` and containing `needle`.
 fn check_format_error(dir: &Path, file: &str, needle: &str) {
@@ -56,12 +36,12 @@ fn reads_and_renders_a_run() {
     assert_eq!(fp.len(), 1);
     assert_eq!(fp[0].index, 1);
     assert!(run.top_failures("test", 1, 0.5, 10).is_empty());
-    let md = render_markdown(&run);
-    assert!(md.contains("| test | 0.8750 |"), "{md}");
+    let md = render_markdown(&run).unwrap();
+    assert!(md.contains("| ROC AUC | 0.9700 | 0.8750 | – |"), "{md}");
     assert!(md.contains("| 2 (best) |"), "{md}");
     assert!(md.contains("false-positive rate 50.0%"), "{md}");
-    let path = write_report(dir.path()).unwrap();
-    assert_eq!(std::fs::read_to_string(path).unwrap(), md);
+    let files = write_report(dir.path()).unwrap();
+    assert_eq!(std::fs::read_to_string(files.markdown).unwrap(), md);
     let csv = render_summary_csv(&compare_runs(&[run]));
     assert!(
         csv.lines()

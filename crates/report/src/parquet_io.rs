@@ -1,0 +1,177 @@
+//! `predictions.parquet`: the rows of `predictions.csv` as a typed columnar file
+//! (one row group, uncompressed), written with the low-level `parquet` writer.
+//!
+//! Schema: `split` (UTF-8), `index` (INT64), `label` (INT32), `prob` (DOUBLE) and,
+//! when `predictions.csv` has them, `logit` and `prob_calibrated` (DOUBLE). All
+//! columns are required (no nulls).
+
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int32Type, Int64Type};
+use parquet::file::properties::WriterProperties;
+use parquet::file::reader::{FileReader, SerializedFileReader};
+use parquet::file::writer::SerializedFileWriter;
+use parquet::record::RowAccessor;
+use parquet::schema::parser::parse_message_type;
+
+use crate::{PredictionRow, ReportError, Result};
+
+fn perr(path: &Path, e: impl std::fmt::Display) -> ReportError {
+    ReportError::Parquet {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    }
+}
+
+/// Writes `rows` to `path` atomically (temp file + rename). The `logit` and
+/// `prob_calibrated` columns are written when every row has them.
+pub fn write_predictions_parquet(path: &Path, rows: &[PredictionRow]) -> Result<()> {
+    let full = !rows.is_empty()
+        && rows
+            .iter()
+            .all(|r| r.logit.is_some() && r.prob_calibrated.is_some());
+    let mut schema = String::from(
+        "message predictions {
+            REQUIRED BYTE_ARRAY split (UTF8);
+            REQUIRED INT64 index;
+            REQUIRED INT32 label;
+            REQUIRED DOUBLE prob;",
+    );
+    if full {
+        schema.push_str(
+            "
+            REQUIRED DOUBLE logit;
+            REQUIRED DOUBLE prob_calibrated;",
+        );
+    }
+    schema.push_str("\n}");
+    let schema = Arc::new(parse_message_type(&schema).map_err(|e| perr(path, e))?);
+    let props = Arc::new(WriterProperties::builder().build());
+
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "predictions.parquet".into());
+    let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let io = |source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let result = (|| -> Result<()> {
+        let file = File::create(&tmp).map_err(io)?;
+        let mut writer =
+            SerializedFileWriter::new(file, schema, props).map_err(|e| perr(path, e))?;
+        let mut group = writer.next_row_group().map_err(|e| perr(path, e))?;
+        let mut col = 0usize;
+        while let Some(mut w) = group.next_column().map_err(|e| perr(path, e))? {
+            let written = match col {
+                0 => {
+                    let v: Vec<ByteArray> = rows
+                        .iter()
+                        .map(|r| ByteArray::from(r.split.as_str()))
+                        .collect();
+                    w.typed::<ByteArrayType>().write_batch(&v, None, None)
+                }
+                1 => {
+                    let v: Vec<i64> = rows.iter().map(|r| r.index as i64).collect();
+                    w.typed::<Int64Type>().write_batch(&v, None, None)
+                }
+                2 => {
+                    let v: Vec<i32> = rows.iter().map(|r| i32::from(r.label)).collect();
+                    w.typed::<Int32Type>().write_batch(&v, None, None)
+                }
+                3 => {
+                    let v: Vec<f64> = rows.iter().map(|r| r.prob).collect();
+                    w.typed::<DoubleType>().write_batch(&v, None, None)
+                }
+                4 => {
+                    let v: Vec<f64> = rows.iter().map(|r| r.logit.unwrap_or(f64::NAN)).collect();
+                    w.typed::<DoubleType>().write_batch(&v, None, None)
+                }
+                _ => {
+                    let v: Vec<f64> = rows
+                        .iter()
+                        .map(|r| r.prob_calibrated.unwrap_or(f64::NAN))
+                        .collect();
+                    w.typed::<DoubleType>().write_batch(&v, None, None)
+                }
+            };
+            written.map_err(|e| perr(path, e))?;
+            w.close().map_err(|e| perr(path, e))?;
+            col += 1;
+        }
+        group.close().map_err(|e| perr(path, e))?;
+        let file = writer.into_inner().map_err(|e| perr(path, e))?;
+        file.sync_all().map_err(io)?;
+        std::fs::rename(&tmp, path).map_err(io)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Reads a `predictions.parquet` written by [`write_predictions_parquet`].
+pub fn read_predictions_parquet(path: &Path) -> Result<Vec<PredictionRow>> {
+    let file = File::open(path).map_err(|source| ReportError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let reader = SerializedFileReader::new(file).map_err(|e| perr(path, e))?;
+    let fields = reader.metadata().file_metadata().schema().get_fields();
+    let names: Vec<&str> = fields.iter().map(|f| f.name()).collect();
+    let full = match names.as_slice() {
+        ["split", "index", "label", "prob"] => false,
+        [
+            "split",
+            "index",
+            "label",
+            "prob",
+            "logit",
+            "prob_calibrated",
+        ] => true,
+        other => {
+            return Err(perr(
+                path,
+                format!(
+                    "unexpected columns {other:?} (expected split, index, label, prob[, logit, prob_calibrated])"
+                ),
+            ));
+        }
+    };
+    let mut out = Vec::new();
+    for (i, row) in reader
+        .get_row_iter(None)
+        .map_err(|e| perr(path, e))?
+        .enumerate()
+    {
+        let row = row.map_err(|e| perr(path, e))?;
+        let bad = |e: parquet::errors::ParquetError| perr(path, format!("row {i}: {e}"));
+        let label = row.get_int(2).map_err(bad)?;
+        let index = row.get_long(1).map_err(bad)?;
+        out.push(PredictionRow {
+            split: row.get_string(0).map_err(bad)?.clone(),
+            index: usize::try_from(index)
+                .map_err(|_| perr(path, format!("row {i}: negative index {index}")))?,
+            label: u8::try_from(label)
+                .ok()
+                .filter(|l| *l <= 1)
+                .ok_or_else(|| perr(path, format!("row {i}: label {label} is not 0 or 1")))?,
+            prob: row.get_double(3).map_err(bad)?,
+            logit: if full {
+                Some(row.get_double(4).map_err(bad)?)
+            } else {
+                None
+            },
+            prob_calibrated: if full {
+                Some(row.get_double(5).map_err(bad)?)
+            } else {
+                None
+            },
+        });
+    }
+    Ok(out)
+}
