@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::{AdamConfig, Result, TrainError};
+use crate::{AdamConfig, Precision, Result, TrainError};
 
 /// Which network to train.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +58,10 @@ pub struct TrainConfig {
     pub threshold: f64,
     /// Device spec (`cpu`, `cuda[:N]`, `metal`, `auto`).
     pub device: String,
+    /// Forward-pass precision: f32, or bf16/f16 autocast on CUDA and Metal (absent in
+    /// configs written before it existed, which were f32).
+    #[serde(default)]
+    pub precision: Precision,
 }
 
 impl Default for TrainConfig {
@@ -78,6 +82,7 @@ impl Default for TrainConfig {
             train_limit: None,
             threshold: 0.5,
             device: "cpu".into(),
+            precision: Precision::F32,
         }
     }
 }

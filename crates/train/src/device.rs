@@ -1,4 +1,4 @@
-use candle_core::Device;
+use candle_core::{Device, DeviceLocation};
 
 use crate::{Result, TrainError};
 
@@ -56,12 +56,13 @@ pub fn parse_device(spec: &str) -> Result<Device> {
     }
 }
 
-/// A short name for a device, as written to `config.json`.
+/// A short name for a device with its ordinal (`cpu`, `cuda:0`, `metal:0`), as logged
+/// and written to `config.json`.
 pub fn device_name(device: &Device) -> String {
-    match device {
-        Device::Cpu => "cpu".into(),
-        Device::Cuda(_) => "cuda".into(),
-        Device::Metal(_) => "metal".into(),
+    match device.location() {
+        DeviceLocation::Cpu => "cpu".into(),
+        DeviceLocation::Cuda { gpu_id } => format!("cuda:{gpu_id}"),
+        DeviceLocation::Metal { gpu_id } => format!("metal:{gpu_id}"),
     }
 }
 
@@ -72,6 +73,7 @@ mod tests {
     #[test]
     fn parses_specs() {
         assert!(parse_device("cpu").unwrap().is_cpu());
+        assert_eq!(device_name(&parse_device(" CPU ").unwrap()), "cpu");
         assert!(parse_device("auto").is_ok());
         for bad in ["gpu", "cuda:x", "cuda:", "", "tpu:0"] {
             assert!(

@@ -9,6 +9,8 @@
 //!   [`bce_with_logits`].
 //! - [`parse_device`]: `cpu`, `cuda[:N]`, `metal`, `auto`; the `cuda` and `metal`
 //!   cargo features pass through to candle.
+//! - [`Precision`]: f32, or bf16/f16 autocast of the forward pass over f32 master
+//!   weights on CUDA and Metal ([`Autocast`], [`LossScaler`]).
 //! - [`write_atomic`]: every file a run writes goes through it.
 //! - [`audit_run`] / [`audit_model`]: the audit of a trained model written to
 //!   `<run>/audit/` (quality measures, failure modes and hypothesis verdicts, a
@@ -30,6 +32,7 @@ mod io;
 mod lock;
 mod loss;
 mod optim;
+mod precision;
 mod runfolder;
 mod trainer;
 
@@ -42,4 +45,5 @@ pub use io::{ensure_writable_dir, write_atomic};
 pub use lock::RunLock;
 pub use loss::{bce_with_logits, bce_with_logits_host};
 pub use optim::{Adam, AdamConfig, OptimizerKind};
+pub use precision::{Autocast, LossScaler, Precision};
 pub use trainer::{RunOptions, RunSummary, train};

@@ -16,8 +16,8 @@ use crate::checkpoint::{CheckpointMeta, EpochRecord, load_checkpoint, save_check
 use crate::evaluation::{SplitScores, evaluate};
 use crate::runfolder::{Prediction, RunFiles};
 use crate::{
-    Adam, AugmentPreset, ModelKind, Result, RunLock, TrainConfig, TrainError, bce_with_logits,
-    bce_with_logits_host, device_name, ensure_writable_dir, parse_device,
+    Adam, AugmentPreset, Autocast, LossScaler, ModelKind, Result, RunLock, TrainConfig, TrainError,
+    bce_with_logits, bce_with_logits_host, device_name, ensure_writable_dir, parse_device,
 };
 
 /// How a run is carried out (not part of the model's recipe).
@@ -55,13 +55,19 @@ pub struct RunSummary {
 /// A model being trained. Only the seed CNN exists today; the enum keeps the loop
 /// model-agnostic.
 enum Net {
-    Cnn(SeedCnn),
+    Cnn(SeedCnn, CnnConfig),
 }
 
 impl Net {
-    fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        match self {
-            Net::Cnn(m) => Ok(m.forward(x)?),
+    /// f32 logits `[N]`. Under autocast the network is rebuilt from half-precision
+    /// casts of the current f32 weights and runs in that type.
+    fn logits(&self, x: &Tensor, autocast: Option<&Autocast>) -> Result<Tensor> {
+        match (self, autocast) {
+            (Net::Cnn(m, _), None) => Ok(m.forward(x)?),
+            (Net::Cnn(_, mcfg), Some(ac)) => {
+                let half = SeedCnn::new(ac.var_builder(x.device())?, mcfg)?;
+                ac.output(&half.forward(&ac.input(x)?)?)
+            }
         }
     }
 }
@@ -79,6 +85,13 @@ pub fn train(
     ensure_writable_dir(out_dir)?;
     let _lock = RunLock::acquire(out_dir)?;
     let device = parse_device(&cfg.device)?;
+    cfg.precision.check_device(&device)?;
+    info!(
+        device = device_name(&device),
+        requested = cfg.device.as_str(),
+        precision = cfg.precision.as_str(),
+        "device"
+    );
     let files = RunFiles::new(out_dir);
 
     let (train_set, val_set, test_set) = sized_splits(data, cfg.image_size)?;
@@ -101,6 +114,7 @@ pub fn train(
             "test": test_set.len(),
         },
         "device_resolved": device_name(&device),
+        "precision": cfg.precision.as_str(),
         "threads": rayon_threads(),
         "cxr_version": env!("CARGO_PKG_VERSION"),
         "status": "running",
@@ -116,14 +130,16 @@ pub fn train(
         ModelKind::Cnn => {
             let mcfg = CnnConfig::default();
             init_seed_cnn(&varmap, &mcfg, cfg.seed, &device)?;
-            Net::Cnn(SeedCnn::new(
-                VarBuilder::from_varmap(&varmap, DType::F32, &device),
-                &mcfg,
-            )?)
+            Net::Cnn(
+                SeedCnn::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), &mcfg)?,
+                mcfg,
+            )
         }
     };
     let params = sorted_params(&varmap)?;
-    let mut opt = Adam::new(params, cfg.optimizer)?;
+    let autocast = Autocast::new(cfg.precision, params.clone());
+    let mut scaler = LossScaler::new(cfg.precision);
+    let mut opt = Adam::new(params.clone(), cfg.optimizer)?;
 
     let mut history: Vec<EpochRecord> = Vec::new();
     let mut best: Option<(usize, f64)> = None;
@@ -185,7 +201,7 @@ pub fn train(
         let mut seen = 0usize;
         for (step, batch) in batcher.enumerate() {
             let batch = batch?;
-            let logits = net.logits(&batch.x)?;
+            let logits = net.logits(&batch.x, autocast.as_ref())?;
             let loss = bce_with_logits(&logits, &batch.y)?;
             let loss_value = loss.to_scalar::<f32>()? as f64;
             if !loss_value.is_finite() {
@@ -195,8 +211,17 @@ pub fn train(
                     what: "the training loss".into(),
                 });
             }
-            let grads = loss.backward()?;
-            opt.step(&grads)?;
+            let mut grads = scaler.scale_loss(&loss)?.backward()?;
+            if scaler.unscale(&mut grads, &params)? {
+                opt.step(&grads)?;
+            } else {
+                warn!(
+                    epoch = epoch + 1,
+                    step = step + 1,
+                    scale = scaler.scale(),
+                    "f16 gradient overflow: step skipped, loss scale halved"
+                );
+            }
             let n = batch.indices.len();
             loss_sum += loss_value * n as f64;
             seen += n;
@@ -215,7 +240,7 @@ pub fn train(
             });
         }
 
-        let val_logits = predict_logits(&net, &val_set, cfg, &device)?;
+        let val_logits = predict_logits(&net, autocast.as_ref(), &val_set, cfg, &device)?;
         let (val_loss, val_auc) = loss_and_auc(&val_set.labels, &val_logits)?;
         let rec = EpochRecord {
             epoch: epoch + 1,
@@ -269,8 +294,8 @@ pub fn train(
         }
     })?;
     set_weights(&varmap, &best_weights, &best_path)?;
-    let val_logits = predict_logits(&net, &val_set, cfg, &device)?;
-    let test_logits = predict_logits(&net, &test_set, cfg, &device)?;
+    let val_logits = predict_logits(&net, autocast.as_ref(), &val_set, cfg, &device)?;
+    let test_logits = predict_logits(&net, autocast.as_ref(), &test_set, cfg, &device)?;
     let val_scores = SplitScores::new("val", &val_set.labels, &val_logits);
     let test_scores = SplitScores::new("test", &test_set.labels, &test_logits);
     let eval = evaluate(&val_scores, &test_scores, cfg.threshold, cfg.seed)?;
@@ -466,6 +491,7 @@ fn progress_bar(show: bool, len: u64, epoch: usize, epochs: usize) -> ProgressBa
 /// Logits for every image of `set`, in order (no shuffling, no augmentation).
 fn predict_logits(
     net: &Net,
+    autocast: Option<&Autocast>,
     set: &ImageSet,
     cfg: &TrainConfig,
     device: &Device,
@@ -490,7 +516,7 @@ fn predict_logits(
     let mut out = Vec::with_capacity(set.len());
     for batch in batcher {
         let batch = batch?;
-        let logits = net.logits(&batch.x)?.detach();
+        let logits = net.logits(&batch.x, autocast)?.detach();
         out.extend(logits.to_dtype(DType::F32)?.to_vec1::<f32>()?);
     }
     Ok(out)

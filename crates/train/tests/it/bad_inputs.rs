@@ -1,23 +1,8 @@
 //! Bad settings and unusable output folders give typed errors, never panics.
 
-use cxr_data::{Dataset, ImageSet};
 use cxr_train::{RunOptions, TrainConfig, TrainError, train};
 
-fn tiny_dataset() -> Dataset {
-    let set = |n: usize| ImageSet {
-        images: (0..n * 28 * 28).map(|i| (i % 251) as u8).collect(),
-        labels: (0..n).map(|i| (i % 2) as u8).collect(),
-        height: 28,
-        width: 28,
-    };
-    Dataset {
-        train: set(8),
-        val: set(6),
-        test: set(6),
-        source: "tiny".into(),
-        sha256: "0".repeat(64),
-    }
-}
+use crate::tiny_dataset;
 
 #[test]
 fn unwritable_output_folder_is_an_error_naming_it() {
@@ -82,6 +67,24 @@ fn bad_settings_are_rejected_before_training() {
         ),
         Err(TrainError::Device { .. })
     ));
+    // Half precision is refused on the CPU, naming the setting and the alternative.
+    for precision in [cxr_train::Precision::Bf16, cxr_train::Precision::F16] {
+        let err = train(
+            &TrainConfig {
+                precision,
+                ..Default::default()
+            },
+            &tiny_dataset(),
+            dir.path(),
+            &RunOptions::default(),
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, TrainError::Config { field, .. } if field == "precision"),
+            "{err:?}"
+        );
+        assert!(err.to_string().contains("--precision f32"), "{err}");
+    }
 }
 
 #[test]

@@ -8,7 +8,8 @@ mod smoke;
 
 use std::path::PathBuf;
 
-use candle_core::Tensor;
+use candle_core::{Device, Tensor};
+use cxr_data::{Dataset, ImageSet};
 
 /// The fixture folder: `CXR_FIXTURES`, else `../shared/fixtures` beside the checkout.
 /// `None` (test skipped with a note) only outside CI; in CI a missing folder fails.
@@ -35,6 +36,46 @@ fn shared_path(var: &str, sub: &str, file: &str) -> Option<PathBuf> {
         eprintln!("skipped: no {file} in {} (set {var})", dir.display());
         None
     }
+}
+
+/// A synthetic 28×28 dataset (8 train, 6 val, 6 test images, both classes in each).
+pub fn tiny_dataset() -> Dataset {
+    let set = |n: usize| ImageSet {
+        images: (0..n * 28 * 28).map(|i| (i % 251) as u8).collect(),
+        labels: (0..n).map(|i| (i % 2) as u8).collect(),
+        height: 28,
+        width: 28,
+    };
+    Dataset {
+        train: set(8),
+        val: set(6),
+        test: set(6),
+        source: "tiny".into(),
+        sha256: "0".repeat(64),
+    }
+}
+
+/// A GPU of `kind` (`cuda` or `metal`) for the GPU variants of the tests: `None`
+/// (test skipped with a note) when this build lacks the backend or no device answers,
+/// unless `CXR_REQUIRE_GPU` names that kind (the GPU CI runner sets it), then it fails.
+pub fn gpu(kind: &str) -> Option<Device> {
+    let built = match kind {
+        "cuda" => candle_core::utils::cuda_is_available(),
+        "metal" => candle_core::utils::metal_is_available(),
+        other => panic!("unknown GPU kind {other}"),
+    };
+    let why = if built {
+        match cxr_train::parse_device(kind) {
+            Ok(d) => return Some(d),
+            Err(e) => format!("no {kind} device: {e}"),
+        }
+    } else {
+        format!("this build has no {kind} support (build with --features {kind})")
+    };
+    let required = std::env::var("CXR_REQUIRE_GPU").is_ok_and(|v| v.split(',').any(|k| k == kind));
+    assert!(!required, "CXR_REQUIRE_GPU={kind} but {why}");
+    eprintln!("skipped: {why}");
+    None
 }
 
 /// Asserts max |a − b| / max(1, max |b|) ≤ `tol`, naming `what` on failure.

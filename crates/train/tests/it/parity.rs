@@ -1,62 +1,133 @@
 //! One training step of the seed CNN against PyTorch (`cnn_step.safetensors`):
-//! logits, loss, every gradient, and every weight after one Adam(lr 1e-3) step.
+//! logits, loss, every gradient, and every weight after one Adam(lr 1e-3) step — on
+//! the CPU, and on CUDA / Metal when the build has the backend and a GPU answers.
 
-use candle_core::{DType, Device, Var};
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use cxr_models::{CnnConfig, SeedCnn};
-use cxr_train::{Adam, AdamConfig, bce_with_logits};
+use cxr_train::{Adam, AdamConfig, Autocast, Precision, bce_with_logits};
 
-use crate::{check, fixtures};
+use crate::{check, fixtures, gpu};
 
-/// Tolerance: 1e-5 of each tensor's scale (max(1, max |reference|)).
+/// CPU tolerance: 1e-5 of each tensor's scale (max(1, max |reference|)).
 const TOL: f32 = 1e-5;
 
-#[test]
-fn one_adam_step_matches_pytorch() {
-    let Some(dir) = fixtures() else { return };
-    let t = candle_core::safetensors::load(dir.join("cnn_step.safetensors"), &Device::Cpu).unwrap();
+/// GPU f32 with TF32 off (candle's default): the same arithmetic summed in another
+/// order (cuBLAS / Metal GEMM, im2col), over up to 12 544 terms (the weight gradient
+/// of conv1): 1e-4.
+const TOL_GPU_F32: f32 = 1e-4;
+
+/// CUDA with TF32 matmuls (10-bit mantissa, unit roundoff 2⁻¹¹ ≈ 4.9e-4, for each
+/// GEMM input): 5e-3 for logits, loss and gradients. After the step: Adam's first step
+/// moves each weight by about lr·sign(g), so a near-zero gradient whose sign flips
+/// costs up to 2·lr = 2e-3; 5e-3 covers that too.
+const TOL_TF32: f32 = 5e-3;
+
+/// bf16 autocast of the forward (8-bit mantissa, unit roundoff 2⁻⁹ ≈ 2e-3 per
+/// rounding, four layers deep, backward in bf16 too): 5e-2.
+const TOL_BF16: f32 = 5e-2;
+
+fn load_fixture(dir: &Path) -> HashMap<String, Tensor> {
+    candle_core::safetensors::load(dir.join("cnn_step.safetensors"), &Device::Cpu).unwrap()
+}
+
+/// Runs the step on `dev` in `precision` and compares everything with PyTorch.
+fn adam_step_matches(t: &HashMap<String, Tensor>, dev: &Device, precision: Precision, tol: f32) {
+    let label = format!("{:?}/{}", dev.location(), precision.as_str());
     let varmap = VarMap::new();
     let mut names = Vec::new();
     {
         let mut data = varmap.data().lock().unwrap();
-        for (name, v) in &t {
+        for (name, v) in t {
             if let Some(p) = name.strip_prefix("before.") {
-                data.insert(p.to_string(), Var::from_tensor(v).unwrap());
+                let v = v.to_device(dev).unwrap();
+                data.insert(p.to_string(), Var::from_tensor(&v).unwrap());
                 names.push(p.to_string());
             }
         }
     }
     names.sort();
     assert_eq!(names.len(), 8, "fixture should hold 8 parameters");
-    let model = SeedCnn::new(
-        VarBuilder::from_varmap(&varmap, DType::F32, &Device::Cpu),
-        &CnnConfig::default(),
-    )
-    .unwrap();
-    let logits = model.forward(&t["x"]).unwrap();
-    check("logits", &logits, &t["logits"], TOL);
-    let loss = bce_with_logits(&logits, &t["y"]).unwrap();
-    check("loss", &loss.reshape(1).unwrap(), &t["loss"], TOL);
-
     let params: Vec<(String, Var)> = {
         let data = varmap.data().lock().unwrap();
         names.iter().map(|n| (n.clone(), data[n].clone())).collect()
     };
+    let cfg = CnnConfig::default();
+    let x = t["x"].to_device(dev).unwrap();
+    let logits = match Autocast::new(precision, params.clone()) {
+        None => SeedCnn::new(VarBuilder::from_varmap(&varmap, DType::F32, dev), &cfg)
+            .unwrap()
+            .forward(&x)
+            .unwrap(),
+        Some(ac) => {
+            let half = SeedCnn::new(ac.var_builder(dev).unwrap(), &cfg).unwrap();
+            ac.output(&half.forward(&ac.input(&x).unwrap()).unwrap())
+                .unwrap()
+        }
+    };
+    check(&format!("{label} logits"), &logits, &t["logits"], tol);
+    let loss = bce_with_logits(&logits, &t["y"].to_device(dev).unwrap()).unwrap();
+    check(
+        &format!("{label} loss"),
+        &loss.reshape(1).unwrap(),
+        &t["loss"],
+        tol,
+    );
+
     let grads = loss.backward().unwrap();
     for (name, var) in &params {
         let g = grads
             .get(var.as_tensor())
-            .unwrap_or_else(|| panic!("no gradient for {name}"));
-        check(&format!("grad.{name}"), g, &t[&format!("grad.{name}")], TOL);
+            .unwrap_or_else(|| panic!("{label}: no gradient for {name}"));
+        assert_eq!(g.dtype(), DType::F32, "{label}: master gradients are f32");
+        check(
+            &format!("{label} grad.{name}"),
+            g,
+            &t[&format!("grad.{name}")],
+            tol,
+        );
     }
     let mut opt = Adam::new(params.clone(), AdamConfig::default()).unwrap();
     opt.step(&grads).unwrap();
     for (name, var) in &params {
         check(
-            &format!("after.{name}"),
+            &format!("{label} after.{name}"),
             var.as_tensor(),
             &t[&format!("after.{name}")],
-            TOL,
+            tol,
         );
     }
+}
+
+#[test]
+fn one_adam_step_matches_pytorch() {
+    let Some(dir) = fixtures() else { return };
+    adam_step_matches(&load_fixture(&dir), &Device::Cpu, Precision::F32, TOL);
+}
+
+/// The step on CUDA GPU 0: f32 (TF32 off), f32 with TF32 matmuls, and bf16 autocast.
+#[test]
+fn one_adam_step_matches_pytorch_on_cuda() {
+    let Some(dev) = gpu("cuda") else { return };
+    let Some(dir) = fixtures() else { return };
+    let t = load_fixture(&dir);
+    // Process-wide switch; this is the only CUDA test in this binary, and it restores
+    // the default.
+    candle_core::cuda::set_gemm_reduced_precision_f32(false);
+    adam_step_matches(&t, &dev, Precision::F32, TOL_GPU_F32);
+    candle_core::cuda::set_gemm_reduced_precision_f32(true);
+    adam_step_matches(&t, &dev, Precision::F32, TOL_TF32);
+    candle_core::cuda::set_gemm_reduced_precision_f32(false);
+    adam_step_matches(&t, &dev, Precision::Bf16, TOL_BF16);
+}
+
+/// The step on the Metal GPU in f32.
+#[test]
+fn one_adam_step_matches_pytorch_on_metal() {
+    let Some(dev) = gpu("metal") else { return };
+    let Some(dir) = fixtures() else { return };
+    adam_step_matches(&load_fixture(&dir), &dev, Precision::F32, TOL_GPU_F32);
 }

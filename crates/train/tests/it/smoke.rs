@@ -6,7 +6,7 @@ use std::path::Path;
 use cxr_data::load_npz;
 use cxr_train::{RunOptions, TrainConfig, train};
 
-use crate::data_dir;
+use crate::{data_dir, gpu, tiny_dataset};
 
 fn smoke_config(epochs: usize) -> TrainConfig {
     TrainConfig {
@@ -245,4 +245,51 @@ fn resume_reproduces_an_uninterrupted_run() {
         std::fs::read(straight.path().join("history.csv")).unwrap(),
         std::fs::read(resumed.path().join("history.csv")).unwrap()
     );
+}
+
+/// `config.json` records the requested and resolved device and the precision.
+fn assert_device_recorded(out: &Path, requested: &str, resolved: &str, precision: &str) {
+    let cfg: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("config.json")).unwrap()).unwrap();
+    assert_eq!(cfg["train"]["device"], requested);
+    assert_eq!(cfg["device_resolved"], resolved);
+    assert_eq!(cfg["precision"], precision);
+    assert_eq!(cfg["train"]["precision"], precision);
+}
+
+#[test]
+fn device_and_precision_are_recorded_in_config_json() {
+    let out = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        epochs: 1,
+        batch_size: 4,
+        ..TrainConfig::default()
+    };
+    train(&cfg, &tiny_dataset(), out.path(), &RunOptions::default()).unwrap();
+    assert_device_recorded(out.path(), "cpu", "cpu", "f32");
+}
+
+/// Two short epochs on CUDA GPU 0 in f32 and in each half precision: the run folder
+/// is complete and records `cuda:0`.
+#[test]
+fn short_runs_on_cuda_in_each_precision() {
+    let Some(_) = gpu("cuda") else { return };
+    for precision in [
+        cxr_train::Precision::F32,
+        cxr_train::Precision::Bf16,
+        cxr_train::Precision::F16,
+    ] {
+        let out = tempfile::tempdir().unwrap();
+        let cfg = TrainConfig {
+            epochs: 2,
+            batch_size: 4,
+            device: "cuda".into(),
+            precision,
+            ..TrainConfig::default()
+        };
+        let summary = train(&cfg, &tiny_dataset(), out.path(), &RunOptions::default()).unwrap();
+        assert!(summary.test.auc.is_finite(), "{}", precision.as_str());
+        assert!(out.path().join("model.safetensors").is_file());
+        assert_device_recorded(out.path(), "cuda", "cuda:0", precision.as_str());
+    }
 }
