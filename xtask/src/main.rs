@@ -6,10 +6,13 @@
 //! - `report --run DIR`: rebuild `report.md` from a run folder, without retraining.
 //! - `bench`: training and inference throughput, with PyTorch ratios when a
 //!   `python3` with torch is available.
-//! - `ci`: the checks CI runs, cheapest first: fmt, clippy, tests.
+//! - `ci`: the checks CI runs, cheapest first: fmt, clippy, docs, tests, actionlint.
+//! - `cuda-build`: a `--features cuda` build on a machine without a GPU or CUDA
+//!   install (nvcc and the CUDA libraries from PyPI).
 
 mod bench;
 mod cli;
+mod cuda;
 mod tasks;
 
 use std::process::ExitCode;
