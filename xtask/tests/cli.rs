@@ -26,6 +26,27 @@ fn usage_errors_exit_2() {
     check(&xtask(&["train", "--no-such-flag"]), 2, &["--no-such-flag"]);
     check(&xtask(&["train", "--epochs", "many"]), 2, &["--epochs"]);
     check(&xtask(&["train", "--model", "vgg"]), 2, &["vgg"]);
+    check(
+        &xtask(&["train", "--precision", "int8"]),
+        2,
+        &["--precision", "int8"],
+    );
+    check(
+        &xtask(&["ci", "--features", "tpu"]),
+        2,
+        &["--features", "tpu"],
+    );
+}
+
+#[test]
+fn cuda_build_with_a_bad_cuda_root_exits_1_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().to_str().unwrap();
+    let out = xtask(&["cuda-build", "--cuda-root", root]);
+    check(&out, 1, &[root, "bin/nvcc"]);
+    let missing = dir.path().join("no-such-toolkit");
+    let out = xtask(&["cuda-build", "--cuda-root", missing.to_str().unwrap()]);
+    check(&out, 1, &["no-such-toolkit"]);
 }
 
 #[test]
