@@ -302,6 +302,7 @@ fn ci(a: &CiArgs) -> Result<()> {
         v
     };
     step("fmt", &["fmt", "--all", "--check"])?;
+    actionlint()?;
     step(
         "clippy",
         &with(
@@ -314,7 +315,6 @@ fn ci(a: &CiArgs) -> Result<()> {
         &with(&["doc", "--workspace", "--no-deps", "--quiet"], &[]),
     )?;
     step("test", &with(&["test", "--workspace"], &[]))?;
-    actionlint()?;
     Ok(())
 }
 
