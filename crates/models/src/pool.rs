@@ -191,7 +191,8 @@ mod tests {
         // both the CPU fast path and the shifted-views path used on other devices
         let shifted = |x: &Tensor| pool_3x3_s2_shifted(x, x.dims4().unwrap());
         let fast = |x: &Tensor| max_pool2d_3x3_s2(x);
-        let paths: [&dyn Fn(&Tensor) -> Result<Tensor>; 2] = [&fast, &shifted];
+        type Pool<'a> = &'a dyn Fn(&Tensor) -> Result<Tensor>;
+        let paths: [Pool<'_>; 2] = [&fast, &shifted];
         for ((h, w), pool) in [(7usize, 7usize), (8, 8), (5, 6), (1, 2), (9, 4)]
             .into_iter()
             .flat_map(|hw| paths.iter().map(move |p| (hw, p)))
