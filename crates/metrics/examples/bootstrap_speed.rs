@@ -25,7 +25,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         if i > 0 {
             times.push(t0.elapsed().as_secs_f64());
         } else {
-            println!("accuracy {:.4} [{:.4}, {:.4}]", ci.accuracy.estimate, ci.accuracy.low, ci.accuracy.high);
+            println!(
+                "accuracy {:.4} [{:.4}, {:.4}]",
+                ci.accuracy.estimate, ci.accuracy.low, ci.accuracy.high
+            );
         }
     }
     times.sort_by(f64::total_cmp);
