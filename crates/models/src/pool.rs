@@ -17,18 +17,32 @@ fn check_pool_input(x: &Tensor) -> Result<(usize, usize, usize, usize)> {
     Ok((n, c, h, w))
 }
 
+/// The CPU fast path for a `k`×`k` pool with `stride` and `pad` (optionally after a
+/// ReLU), or `None` where it does not apply (other devices or dtypes, or switched off).
+fn fast_pool(
+    x: &Tensor,
+    k: usize,
+    stride: usize,
+    pad: usize,
+    relu: bool,
+) -> Option<Result<Tensor>> {
+    (cpu_fast_path_enabled() && pool_fast_path_applies(x)).then(|| {
+        let spec = PoolSpec {
+            k,
+            stride,
+            pad,
+            relu,
+        };
+        Ok(max_pool2d_cpu(x, spec)?)
+    })
+}
+
 /// `max_pool2d(relu(x))` (equal to `relu(max_pool2d(x))`), fused into one pass each way
 /// on the CPU fast path; elsewhere a ReLU followed by [`max_pool2d`].
 pub fn relu_max_pool2d(x: &Tensor) -> Result<Tensor> {
     check_pool_input(x)?;
-    if cpu_fast_path_enabled() && pool_fast_path_applies(x) {
-        let spec = PoolSpec {
-            k: 2,
-            stride: 2,
-            pad: 0,
-            relu: true,
-        };
-        return Ok(max_pool2d_cpu(x, spec)?);
+    if let Some(y) = fast_pool(x, 2, 2, 0, true) {
+        return y;
     }
     max_pool2d(&x.relu()?)
 }
@@ -46,14 +60,8 @@ pub fn relu_max_pool2d(x: &Tensor) -> Result<Tensor> {
 /// then zeroes it for negative pre-activations).
 pub fn max_pool2d(x: &Tensor) -> Result<Tensor> {
     let (n, c, h, w) = check_pool_input(x)?;
-    if cpu_fast_path_enabled() && pool_fast_path_applies(x) {
-        let spec = PoolSpec {
-            k: 2,
-            stride: 2,
-            pad: 0,
-            relu: false,
-        };
-        return Ok(max_pool2d_cpu(x, spec)?);
+    if let Some(y) = fast_pool(x, 2, 2, 0, false) {
+        return y;
     }
     let (ho, wo) = (h / 2, w / 2);
     let x = if h % 2 == 1 || w % 2 == 1 {
@@ -85,14 +93,8 @@ pub fn max_pool2d_3x3_s2(x: &Tensor) -> Result<Tensor> {
             actual: x.dims().to_vec(),
         });
     }
-    if cpu_fast_path_enabled() && pool_fast_path_applies(x) {
-        let spec = PoolSpec {
-            k: 3,
-            stride: 2,
-            pad: 1,
-            relu: false,
-        };
-        return Ok(max_pool2d_cpu(x, spec)?);
+    if let Some(y) = fast_pool(x, 3, 2, 1, false) {
+        return y;
     }
     pool_3x3_s2_shifted(x, (n, c, h, w))
 }
