@@ -70,7 +70,7 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
         }
         return Ok(());
     }
-    let data = load_data(&a.data)?;
+    let data = load_data(&a.data, 28)?;
     let scratch = project_root().join("target").join("bench-runs");
     let mut runs = Vec::new();
     for rep in 0..a.repeats {

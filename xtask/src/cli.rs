@@ -15,8 +15,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Train the seed recipe over several seeds and write every run folder, a
-    /// summary and the reports.
+    /// Train the seed CNN over several seeds and ResNet18 (pretrained when the hub is
+    /// reachable, else from scratch, said loudly), and write every run folder, a
+    /// comparison summary and the reports.
     Pipeline(PipelineArgs),
     /// Train one model into a run folder.
     Train(TrainArgs),
@@ -60,10 +61,20 @@ pub struct DataArgs {
     pub skip_bad: bool,
 }
 
-#[derive(Debug, Clone, Copy, ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum ModelArg {
     /// The seed study's 3-block CNN.
     Cnn,
+    /// torchvision's ResNet18, fine-tuned fastai-style (or trained from scratch).
+    Resnet18,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ScheduleArg {
+    /// One learning rate throughout.
+    Constant,
+    /// One-cycle: cosine warm-up over 30% of the steps, then cosine annealing.
+    OneCycle,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -92,30 +103,57 @@ pub enum AugmentArg {
     Light,
 }
 
-/// Recipe settings shared by `train` and `pipeline`.
+/// Recipe settings shared by `train` and `pipeline`. Unset values take the model's
+/// recipe: cnn = the seed study (15 epochs, Adam 1e-3, 28 px, no augmentation,
+/// constant rate); resnet18 = fastai-style fine-tuning when pretrained (1 frozen + 5
+/// epochs, AdamW 2e-3, discriminative rates ×100, one-cycle) or 10 epochs of AdamW
+/// 1e-3 one-cycle from scratch; both at 64 px with light augmentation.
 #[derive(Debug, Args, Clone)]
 pub struct RecipeArgs {
-    /// Epochs.
-    #[arg(long, default_value_t = 15)]
-    pub epochs: usize,
+    /// Epochs (for resnet18: after the frozen ones, as fastai's `fine_tune(epochs)`).
+    #[arg(long)]
+    pub epochs: Option<usize>,
     /// Training batch size.
     #[arg(long, default_value_t = 64)]
     pub batch_size: usize,
-    /// Learning rate.
-    #[arg(long, default_value_t = 1e-3)]
-    pub lr: f64,
+    /// Learning rate (the head's peak rate under one-cycle).
+    #[arg(long)]
+    pub lr: Option<f64>,
     /// Optimizer.
-    #[arg(long, value_enum, default_value_t = OptimizerArg::Adam)]
-    pub optimizer: OptimizerArg,
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerArg>,
     /// Weight decay (L2 for adam, decoupled for adamw).
-    #[arg(long, default_value_t = 0.0)]
-    pub weight_decay: f64,
-    /// Input size in pixels (data of another size is resized).
-    #[arg(long, default_value_t = 28)]
-    pub image_size: usize,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Input size in pixels: npz data is resized (bilinear), folder data decoded at it.
+    #[arg(long)]
+    pub image_size: Option<usize>,
     /// Training augmentation.
-    #[arg(long, value_enum, default_value_t = AugmentArg::None)]
-    pub augment: AugmentArg,
+    #[arg(long, value_enum)]
+    pub augment: Option<AugmentArg>,
+    /// Learning-rate schedule.
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleArg>,
+    /// resnet18: initial weights, `hub:owner/name[@rev]`, `PATH.safetensors` or `none`
+    /// [default: hub:timm/resnet18.a1_in1k, falling back to `none` (loudly) when the
+    /// hub cannot be reached; an explicit hub id fails instead].
+    #[arg(long)]
+    pub weights: Option<String>,
+    /// resnet18: epochs with the body frozen before unfreezing (default 1 when
+    /// pretrained, 0 from scratch).
+    #[arg(long)]
+    pub freeze_epochs: Option<usize>,
+    /// resnet18: discriminative rates once unfrozen, earliest layers at lr / LR_MULT
+    /// (default 100 when pretrained, 1 from scratch).
+    #[arg(long)]
+    pub lr_mult: Option<f64>,
+    /// Run a learning-rate range test first and write lr_find.csv / lr_find.json.
+    #[arg(long)]
+    pub lr_find: bool,
+    /// Leave out training images that duplicate a validation or test image, and
+    /// repeated copies within train (validation and test stay as they are).
+    #[arg(long)]
+    pub exclude_duplicates: bool,
     /// Use only this many training images per epoch (smoke runs).
     #[arg(long)]
     pub limit: Option<usize>,
@@ -149,9 +187,20 @@ pub struct TrainArgs {
 
 #[derive(Debug, Args)]
 pub struct PipelineArgs {
-    /// Seeds to train (one run folder each).
+    /// Models to train.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "cnn,resnet18"
+    )]
+    pub models: Vec<ModelArg>,
+    /// Seeds of the CNN (one run folder each).
     #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
     pub seeds: Vec<u64>,
+    /// Seeds of ResNet18 (one run folder each).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub resnet_seeds: Vec<u64>,
     /// Output folder (default `runs/<timestamp>/`).
     #[arg(long)]
     pub out: Option<PathBuf>,

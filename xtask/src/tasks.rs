@@ -3,14 +3,16 @@ use std::process::Command as Process;
 
 use anyhow::{Context, Result, bail};
 use cxr_data::{DataLocator, Dataset};
+use cxr_models::{HubOptions, WeightsSource};
 use cxr_train::{
-    AdamConfig, AugmentPreset, ModelKind, OptimizerKind, Precision, RunOptions, TrainConfig,
+    AdamConfig, AugmentPreset, ModelKind, OptimizerKind, Precision, RunOptions, Schedule,
+    TrainConfig,
 };
 use tracing::{info, warn};
 
 use crate::cli::{
     AugmentArg, CiArgs, Cli, Command, DataArgs, GpuFeature, ModelArg, OptimizerArg, PrecisionArg,
-    RecipeArgs,
+    RecipeArgs, ScheduleArg,
 };
 
 /// The workspace root (xtask lives one level below it).
@@ -24,12 +26,22 @@ pub fn project_root() -> PathBuf {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Train(a) => {
-            let data = load_data(&a.data)?;
-            let cfg = train_config(a.model, a.seed, &a.recipe);
+            let (weights, fallback) = match a.model {
+                ModelArg::Cnn => {
+                    if let Some(w) = &a.recipe.weights {
+                        bail!("--weights {w}: only resnet18 loads pretrained weights");
+                    }
+                    ("none".to_string(), None)
+                }
+                ModelArg::Resnet18 => resnet_weights(a.recipe.weights.as_deref())?,
+            };
+            let cfg = train_config(a.model, a.seed, &a.recipe, &weights);
+            let data = load_data(&a.data, cfg.image_size)?;
             let out = a.out.unwrap_or_else(|| {
                 runs_dir().join(format!("{}-{}", timestamp(), cfg.model.as_str()))
             });
-            let opts = run_options(a.resume, &data);
+            let mut opts = run_options(a.resume, &data);
+            note_fallback(&mut opts, fallback.as_deref());
             let summary = cxr_train::train(&cfg, &data, &out, &opts)
                 .with_context(|| format!("training into {}", out.display()))?;
             let report = cxr_report::write_report(&out)?.html;
@@ -65,28 +77,52 @@ pub fn timestamp() -> String {
         .unwrap_or_else(|_| "run".into())
 }
 
-pub fn train_config(model: ModelArg, seed: u64, r: &RecipeArgs) -> TrainConfig {
+/// The model's recipe ([`TrainConfig::default`] for the CNN,
+/// [`TrainConfig::resnet18`]) with every flag the user set applied on top.
+pub fn train_config(model: ModelArg, seed: u64, r: &RecipeArgs, weights: &str) -> TrainConfig {
+    let base = match model {
+        ModelArg::Cnn => TrainConfig::default(),
+        ModelArg::Resnet18 => TrainConfig::resnet18(weights),
+    };
+    let schedule = match (r.schedule, base.schedule) {
+        (None, s) => s,
+        (Some(ScheduleArg::Constant), _) => Schedule::Constant,
+        (Some(ScheduleArg::OneCycle), s @ Schedule::OneCycle { .. }) => s,
+        (Some(ScheduleArg::OneCycle), Schedule::Constant) => Schedule::OneCycle {
+            pct_start: 0.3,
+            div: 25.0,
+            div_final: 1e4,
+        },
+    };
     TrainConfig {
         model: match model {
             ModelArg::Cnn => ModelKind::Cnn,
+            ModelArg::Resnet18 => ModelKind::Resnet18,
         },
-        epochs: r.epochs,
+        epochs: r.epochs.unwrap_or(base.epochs),
         batch_size: r.batch_size,
         optimizer: AdamConfig {
             kind: match r.optimizer {
-                OptimizerArg::Adam => OptimizerKind::Adam,
-                OptimizerArg::Adamw => OptimizerKind::AdamW,
+                None => base.optimizer.kind,
+                Some(OptimizerArg::Adam) => OptimizerKind::Adam,
+                Some(OptimizerArg::Adamw) => OptimizerKind::AdamW,
             },
-            lr: r.lr,
-            weight_decay: r.weight_decay,
-            ..AdamConfig::default()
+            lr: r.lr.unwrap_or(base.optimizer.lr),
+            weight_decay: r.weight_decay.unwrap_or(base.optimizer.weight_decay),
+            ..base.optimizer
         },
         seed,
-        image_size: r.image_size,
+        image_size: r.image_size.unwrap_or(base.image_size),
         augment: match r.augment {
-            AugmentArg::None => AugmentPreset::None,
-            AugmentArg::Light => AugmentPreset::Light,
+            None => base.augment,
+            Some(AugmentArg::None) => AugmentPreset::None,
+            Some(AugmentArg::Light) => AugmentPreset::Light,
         },
+        schedule,
+        freeze_epochs: r.freeze_epochs.unwrap_or(base.freeze_epochs),
+        lr_mult: r.lr_mult.unwrap_or(base.lr_mult),
+        lr_find: r.lr_find,
+        exclude_duplicates: r.exclude_duplicates,
         train_limit: r.limit,
         device: r.device.clone(),
         precision: match r.precision {
@@ -94,7 +130,50 @@ pub fn train_config(model: ModelArg, seed: u64, r: &RecipeArgs) -> TrainConfig {
             PrecisionArg::Bf16 => Precision::Bf16,
             PrecisionArg::F16 => Precision::F16,
         },
-        ..TrainConfig::default()
+        ..base
+    }
+}
+
+/// The `--weights` a resnet18 run starts from. Unset: the default hub checkpoint if
+/// the hub (or its cache) has it, else `none` with the reason, logged loudly. An
+/// explicit hub id that cannot be fetched is an error.
+pub fn resnet_weights(explicit: Option<&str>) -> Result<(String, Option<String>)> {
+    let spec = explicit.unwrap_or(cxr_models::DEFAULT_WEIGHTS);
+    let source: WeightsSource = spec.parse().with_context(|| format!("--weights {spec}"))?;
+    if !matches!(source, WeightsSource::Hub { .. }) {
+        return Ok((spec.to_string(), None));
+    }
+    let hub = HubOptions::from_env();
+    match source.resolve(&hub) {
+        Ok(_) => Ok((spec.to_string(), None)),
+        Err(e) if explicit.is_none() && e.is_hub_unavailable() => {
+            let reason = format!(
+                "the ImageNet weights {spec} could not be fetched ({e}); trained from scratch instead"
+            );
+            warn!("==============================================================");
+            warn!("NO PRETRAINED WEIGHTS: {reason}");
+            warn!(
+                "resnet18 uses the from-scratch recipe; to fine-tune, put the hub cache in {} \
+                 (or set HF_HOME / HF_HUB_CACHE) or pass --weights PATH.safetensors",
+                hub.cache_dir.display()
+            );
+            warn!("==============================================================");
+            Ok(("none".to_string(), Some(reason)))
+        }
+        Err(e) => Err(e).with_context(|| {
+            format!(
+                "--weights {spec}: fetching the checkpoint failed (pass --weights none to train \
+                 from scratch, or a local .safetensors file)"
+            )
+        }),
+    }
+}
+
+/// Records in `config.json` why a run that wanted pretrained weights has none.
+fn note_fallback(opts: &mut RunOptions, reason: Option<&str>) {
+    if let Some(reason) = reason {
+        opts.provenance
+            .insert("pretrained_fallback".into(), reason.into());
     }
 }
 
@@ -165,12 +244,14 @@ impl std::ops::Deref for LoadedData {
 
 /// `--data PATH` (npz file, folder with the npz, or Kaggle folder), else
 /// `CXR_DATA_DIR`, else `data/`, else the official download.
-pub fn load_data(args: &DataArgs) -> Result<LoadedData> {
+/// Folder data is decoded at `size` pixels (npz data keeps its own size; training
+/// resizes it).
+pub fn load_data(args: &DataArgs, size: usize) -> Result<LoadedData> {
     if let Some(p) = &args.data
         && p.join("train").is_dir()
     {
-        info!("loading image folders from {}", p.display());
-        let (dataset, skipped) = cxr_data::load_folder(p, 224, args.skip_bad)
+        info!("loading image folders from {} at {size} px", p.display());
+        let (dataset, skipped) = cxr_data::load_folder(p, size, args.skip_bad)
             .with_context(|| format!("loading the image folders under {}", p.display()))?;
         if !skipped.is_empty() {
             warn!(
@@ -197,25 +278,67 @@ pub fn load_data(args: &DataArgs) -> Result<LoadedData> {
 }
 
 fn pipeline(a: &crate::cli::PipelineArgs) -> Result<()> {
-    if a.seeds.is_empty() {
-        bail!("--seeds: give at least one seed");
+    if a.models.is_empty() {
+        bail!("--models: give at least one model");
     }
-    let data = load_data(&a.data)?;
+    let start = std::time::Instant::now();
+    let mut plan: Vec<(ModelArg, u64)> = Vec::new();
+    for &model in &a.models {
+        let seeds = match model {
+            ModelArg::Cnn => &a.seeds,
+            ModelArg::Resnet18 => &a.resnet_seeds,
+        };
+        if seeds.is_empty() {
+            bail!("no seeds given for {model:?}");
+        }
+        plan.extend(seeds.iter().map(|&s| (model, s)));
+    }
+    let (weights, fallback) = if a.models.contains(&ModelArg::Resnet18) {
+        resnet_weights(a.recipe.weights.as_deref())?
+    } else {
+        ("none".to_string(), None)
+    };
+    let configs: Vec<TrainConfig> = plan
+        .iter()
+        .map(|&(model, seed)| {
+            if model == ModelArg::Resnet18 {
+                train_config(model, seed, &a.recipe, &weights)
+            } else {
+                // ResNet-only flags do not apply to the CNN runs of a pipeline.
+                let recipe = RecipeArgs {
+                    weights: None,
+                    freeze_epochs: None,
+                    lr_mult: None,
+                    ..a.recipe.clone()
+                };
+                train_config(model, seed, &recipe, "none")
+            }
+        })
+        .collect();
+    let decode = configs.iter().map(|c| c.image_size).max().unwrap_or(28);
+    let data = load_data(&a.data, decode)?;
     let out = a
         .out
         .clone()
         .unwrap_or_else(|| runs_dir().join(timestamp()));
     std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
     let mut runs = Vec::new();
-    for &seed in &a.seeds {
-        let cfg = train_config(ModelArg::Cnn, seed, &a.recipe);
+    for cfg in &configs {
+        let seed = cfg.seed;
         let dir = out.join(format!("{}-seed{seed}", cfg.model.as_str()));
         info!(
-            "training {} seed {seed} into {}",
+            "training {} seed {seed} ({} px, {} epochs, weights {}) into {}",
             cfg.model.as_str(),
+            cfg.image_size,
+            cfg.total_epochs(),
+            cfg.weights,
             dir.display()
         );
-        cxr_train::train(&cfg, &data, &dir, &run_options(false, &data))
+        let mut opts = run_options(false, &data);
+        if cfg.model == ModelKind::Resnet18 {
+            note_fallback(&mut opts, fallback.as_deref());
+        }
+        cxr_train::train(cfg, &data, &dir, &opts)
             .with_context(|| format!("training into {}", dir.display()))?;
         cxr_report::write_report(&dir)?;
         runs.push(cxr_report::RunFolder::open(&dir)?);
@@ -227,14 +350,31 @@ fn pipeline(a: &crate::cli::PipelineArgs) -> Result<()> {
     cxr_train::write_atomic(&out.join("summary.md"), md.as_bytes())?;
     let report = cxr_report::write_pipeline_report(&out, &runs)?;
     println!("{md}");
+    if let Some(reason) = &fallback {
+        println!("NOTE: resnet18 was not pretrained: {reason}");
+    }
     println!("comparison report {}", report.html.display());
-    println!("pipeline written to {}", out.display());
+    println!(
+        "pipeline written to {} in {:.0} s",
+        out.display(),
+        start.elapsed().as_secs_f64()
+    );
     Ok(())
+}
+
+/// The input size recorded in a run folder's config.json (28 when unreadable: the
+/// audit itself reports a broken config).
+fn audit_image_size(run: &Path) -> usize {
+    std::fs::read_to_string(run.join("config.json"))
+        .ok()
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .and_then(|v| v["train"]["image_size"].as_u64())
+        .map_or(28, |s| s as usize)
 }
 
 /// `cargo xtask audit --run DIR`: recomputes `DIR/audit/` from `model.safetensors`.
 fn audit(a: &crate::cli::AuditArgs) -> Result<()> {
-    let data = load_data(&a.data)?;
+    let data = load_data(&a.data, audit_image_size(&a.run))?;
     let opts = cxr_train::AuditOptions {
         gallery_k: a.gallery_k,
         robustness: !a.no_robustness,

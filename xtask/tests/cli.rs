@@ -101,3 +101,56 @@ fn audit_on_a_folder_without_a_run_exits_1_naming_the_file() {
     ]);
     check(&out, 1, &["config.json"]);
 }
+
+fn offline_hub(args: &[&str], cache: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_xtask"))
+        .args(args)
+        .env_remove("CXR_DATA_DIR")
+        .env("CXR_LOG", "warn")
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HUB_CACHE", cache)
+        .output()
+        .unwrap()
+}
+
+/// An explicit hub id that cannot be fetched is an error that says what to do;
+/// without `--weights` the run falls back to training from scratch, loudly (here it
+/// then stops at the missing data file).
+#[test]
+fn unreachable_hub_weights_fail_when_explicit_and_fall_back_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.npz");
+    let data = missing.to_str().unwrap();
+    let out = offline_hub(
+        &[
+            "train",
+            "--model",
+            "resnet18",
+            "--weights",
+            "hub:timm/resnet18.a1_in1k",
+            "--offline",
+            "--data",
+            data,
+        ],
+        dir.path(),
+    );
+    check(
+        &out,
+        1,
+        &["--weights hub:timm/resnet18.a1_in1k", "--weights none"],
+    );
+    let out = offline_hub(
+        &["train", "--model", "resnet18", "--offline", "--data", data],
+        dir.path(),
+    );
+    check(
+        &out,
+        1,
+        &["NO PRETRAINED WEIGHTS", "trained from scratch", "nope.npz"],
+    );
+    check(
+        &xtask(&["train", "--weights", "none", "--offline", "--data", data]),
+        1,
+        &["only resnet18"],
+    );
+}

@@ -138,24 +138,7 @@ pub fn find_duplicates(
     max_hamming: u32,
     min_correlation: f64,
 ) -> DuplicateReport {
-    let hashes: Vec<Vec<u64>> = sets
-        .iter()
-        .map(|(_, s)| {
-            (0..s.len())
-                .into_par_iter()
-                .map(|i| dhash(pixels(s, i), s.height, s.width))
-                .collect()
-        })
-        .collect();
-    let unit: Vec<Vec<Vec<f32>>> = sets
-        .iter()
-        .map(|(_, s)| {
-            (0..s.len())
-                .into_par_iter()
-                .map(|i| standardised(pixels(s, i)))
-                .collect()
-        })
-        .collect();
+    let index: Vec<SplitIndex> = sets.iter().map(|(_, s)| SplitIndex::new(s)).collect();
     let mut report = DuplicateReport {
         exact_within: Vec::new(),
         exact_across: Vec::new(),
@@ -167,33 +150,15 @@ pub fn find_duplicates(
     for (ia, (na, sa)) in sets.iter().enumerate() {
         for (ib, (nb, sb)) in sets.iter().enumerate().skip(ia) {
             let within = ia == ib;
-            let same_size = sa.height == sb.height && sa.width == sb.width;
-            let exact = exact_pairs(sa, sb, within && same_size, same_size);
-            let (ha, hb) = (&hashes[ia], &hashes[ib]);
-            let candidates: Vec<(usize, usize)> = if same_size {
-                (0..ha.len())
-                    .into_par_iter()
-                    .flat_map_iter(|i| {
-                        let start = if within { i + 1 } else { 0 };
-                        (start..hb.len())
-                            .filter(move |&j| (ha[i] ^ hb[j]).count_ones() <= max_hamming)
-                            .map(move |j| (i, j))
-                    })
-                    .collect()
-            } else {
-                Vec::new()
-            };
-            let (ua, ub) = (&unit[ia], &unit[ib]);
-            let near: Vec<(usize, usize)> = candidates
-                .par_iter()
-                .copied()
-                .filter(|&(i, j)| {
-                    let r: f32 = ua[i].iter().zip(&ub[j]).map(|(x, y)| x * y).sum();
-                    r as f64 >= min_correlation
-                })
-                .collect();
-            let e = count(na, nb, &exact, within, exact.len());
-            let n = count(na, nb, &near, within, candidates.len());
+            let m = matches(
+                (sa, &index[ia]),
+                (sb, &index[ib]),
+                within,
+                max_hamming,
+                min_correlation,
+            );
+            let e = count(na, nb, &m.exact, within, m.exact.len());
+            let n = count(na, nb, &m.near, within, m.candidates);
             if within {
                 report.exact_within.push(e);
                 report.near_within.push(n);
@@ -204,6 +169,131 @@ pub fn find_duplicates(
         }
     }
     report
+}
+
+/// Per-image dHashes and standardised pixels of one split.
+struct SplitIndex {
+    hashes: Vec<u64>,
+    unit: Vec<Vec<f32>>,
+}
+
+impl SplitIndex {
+    fn new(s: &ImageSet) -> Self {
+        Self {
+            hashes: (0..s.len())
+                .into_par_iter()
+                .map(|i| dhash(pixels(s, i), s.height, s.width))
+                .collect(),
+            unit: (0..s.len())
+                .into_par_iter()
+                .map(|i| standardised(pixels(s, i)))
+                .collect(),
+        }
+    }
+}
+
+/// Matching pairs between two splits (within one: `i < j`).
+struct Matches {
+    exact: Vec<(usize, usize)>,
+    near: Vec<(usize, usize)>,
+    candidates: usize,
+}
+
+fn matches(
+    (sa, xa): (&ImageSet, &SplitIndex),
+    (sb, xb): (&ImageSet, &SplitIndex),
+    within: bool,
+    max_hamming: u32,
+    min_correlation: f64,
+) -> Matches {
+    let same_size = sa.height == sb.height && sa.width == sb.width;
+    let exact = exact_pairs(sa, sb, within && same_size, same_size);
+    let (ha, hb) = (&xa.hashes, &xb.hashes);
+    let candidates: Vec<(usize, usize)> = if same_size {
+        (0..ha.len())
+            .into_par_iter()
+            .flat_map_iter(|i| {
+                let start = if within { i + 1 } else { 0 };
+                (start..hb.len())
+                    .filter(move |&j| (ha[i] ^ hb[j]).count_ones() <= max_hamming)
+                    .map(move |j| (i, j))
+            })
+            .collect()
+    } else {
+        Vec::new()
+    };
+    let (ua, ub) = (&xa.unit, &xb.unit);
+    let near: Vec<(usize, usize)> = candidates
+        .par_iter()
+        .copied()
+        .filter(|&(i, j)| {
+            let r: f32 = ua[i].iter().zip(&ub[j]).map(|(x, y)| x * y).sum();
+            r as f64 >= min_correlation
+        })
+        .collect();
+    Matches {
+        exact,
+        near,
+        candidates: candidates.len(),
+    }
+}
+
+/// Training images to leave out so that training shares no image with evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DuplicateExclusion {
+    /// Indices into the training split to drop, ascending.
+    pub removed: Vec<usize>,
+    /// Of those, images that duplicate (exactly or nearly) an image of a held-out
+    /// split.
+    pub across: usize,
+    /// Of those, later copies of a duplicate within the training split (the first
+    /// copy is kept) that are not already counted in `across`.
+    pub within: usize,
+}
+
+/// Plans the `--exclude-duplicates` option: every training image that is an exact
+/// or near duplicate (see [`find_duplicates`]) of an image in one of `held_out`
+/// (validation, test) is dropped, and of each group of duplicates within `train`
+/// only the lowest index is kept. Held-out splits are never changed, so their
+/// metrics stay comparable with the official splits.
+pub fn plan_duplicate_exclusion(
+    train: &ImageSet,
+    held_out: &[&ImageSet],
+    max_hamming: u32,
+    min_correlation: f64,
+) -> DuplicateExclusion {
+    let xt = SplitIndex::new(train);
+    let mut drop = vec![false; train.len()];
+    for other in held_out {
+        let xo = SplitIndex::new(other);
+        let m = matches(
+            (train, &xt),
+            (other, &xo),
+            false,
+            max_hamming,
+            min_correlation,
+        );
+        for &(i, _) in m.exact.iter().chain(&m.near) {
+            drop[i] = true;
+        }
+    }
+    let across = drop.iter().filter(|&&d| d).count();
+    let m = matches(
+        (train, &xt),
+        (train, &xt),
+        true,
+        max_hamming,
+        min_correlation,
+    );
+    for &(_, j) in m.exact.iter().chain(&m.near) {
+        drop[j] = true; // i < j: the later copy goes
+    }
+    let removed: Vec<usize> = (0..train.len()).filter(|&i| drop[i]).collect();
+    DuplicateExclusion {
+        within: removed.len() - across,
+        across,
+        removed,
+    }
 }
 
 fn pixels(s: &ImageSet, i: usize) -> &[u8] {
@@ -368,5 +458,23 @@ mod tests {
         assert_eq!(strict.near_across[0].pairs, 0);
         assert_eq!(strict.near_across[0].candidates, 2);
         assert_eq!(strict.exact_across[0].pairs, 1);
+    }
+
+    #[test]
+    fn exclusion_drops_leaked_and_repeated_training_images() {
+        // train: 0 = a, 1 = b, 2 = a again, 3 = c (also in test), 4 = d
+        let train = set(vec![img(1), img(2), img(1), img(3), img(4)]);
+        let test = set(vec![img(3), img(5)]);
+        let val = set(vec![img(6)]);
+        let plan = plan_duplicate_exclusion(
+            &train,
+            &[&val, &test],
+            NEAR_DUPLICATE_HAMMING,
+            NEAR_DUPLICATE_CORRELATION,
+        );
+        assert_eq!(plan.removed, vec![2, 3]);
+        assert_eq!((plan.across, plan.within), (1, 1));
+        let none = plan_duplicate_exclusion(&val, &[&set(vec![img(7)])], 4, 0.98);
+        assert!(none.removed.is_empty());
     }
 }

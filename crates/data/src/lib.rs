@@ -20,7 +20,8 @@
 //! - [`Corruption`] and [`ImageSet::corrupted`]: seeded, graded corruptions (blur,
 //!   motion blur, noise, contrast, brightness, JPEG) for robustness sweeps.
 //! - [`find_duplicates`], [`pixel_hash`], [`dhash`]: exact and near-duplicate images
-//!   within and across splits.
+//!   within and across splits; [`plan_duplicate_exclusion`] picks the training images
+//!   to drop so that training shares no image with evaluation.
 //!
 //! Every failure is a [`DataError`] naming the file (and the npz key or image); bad
 //! input never panics.
@@ -45,8 +46,8 @@ pub use augment::{Augment, Normalize};
 pub use batch::{Batch, Batcher, BatcherConfig};
 pub use corrupt::{Corruption, MAX_SEVERITY};
 pub use duplicates::{
-    DuplicateCount, DuplicateReport, NEAR_DUPLICATE_CORRELATION, NEAR_DUPLICATE_HAMMING, dhash,
-    find_duplicates, pixel_hash,
+    DuplicateCount, DuplicateExclusion, DuplicateReport, NEAR_DUPLICATE_CORRELATION,
+    NEAR_DUPLICATE_HAMMING, dhash, find_duplicates, pixel_hash, plan_duplicate_exclusion,
 };
 pub use error::{DataError, Result};
 pub use folder::{decode_image, load_folder};

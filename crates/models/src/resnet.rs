@@ -417,6 +417,18 @@ impl ResNet18 {
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.forward_t(x, false)
     }
+
+    /// Logits from the last block's activations `[N, 512, h, w]` (global average
+    /// pool and `fc`), as [`ResNet18::forward_with_features_t`] computes them; the
+    /// gradient flows back to `features` (Grad-CAM).
+    pub fn head(&self, features: &Tensor) -> Result<Tensor> {
+        let logits = self.fc.forward(&global_avg_pool(features)?)?;
+        Ok(if self.num_classes == 1 {
+            logits.squeeze(1)?
+        } else {
+            logits
+        })
+    }
 }
 
 impl ModuleT for ResNet18 {

@@ -70,6 +70,43 @@ fn label_name(l: u8) -> &'static str {
     if l == 1 { "pneumonia" } else { "normal" }
 }
 
+/// One sentence on how the run was trained, from `config.json` (`None` when it has
+/// no `train` settings).
+fn recipe_line(config: &serde_json::Value) -> Option<String> {
+    let t = config.get("train")?;
+    let mut s = format!(
+        "Recipe: {} px, batch {}, {} {} (weight decay {}), ",
+        t["image_size"],
+        t["batch_size"],
+        t["optimizer"]["kind"].as_str().unwrap_or("?"),
+        t["optimizer"]["lr"],
+        t["optimizer"]["weight_decay"],
+    );
+    let freeze = t["freeze_epochs"].as_u64().unwrap_or(0);
+    if freeze > 0 {
+        s.push_str(&format!(
+            "{freeze} frozen + {} unfrozen epochs (discriminative rates ×{}), ",
+            t["epochs"], t["lr_mult"]
+        ));
+    } else {
+        s.push_str(&format!("{} epochs, ", t["epochs"]));
+    }
+    s.push_str(match t["schedule"]["kind"].as_str() {
+        Some("one_cycle") => "one-cycle schedule, ",
+        _ => "constant learning rate, ",
+    });
+    s.push_str(&format!(
+        "augmentation {}, seed {}; weights: {}.",
+        t["augment"].as_str().unwrap_or("?"),
+        t["seed"],
+        match config["pretrained"].as_bool() {
+            Some(true) => format!("pretrained ({})", t["weights"].as_str().unwrap_or("?")),
+            _ => "from scratch".to_string(),
+        }
+    ));
+    Some(s)
+}
+
 /// Builds the document of one run; `figs` are the run's figures (consumed).
 pub(crate) fn run_doc(run: &RunFolder, mut figs: Vec<figures::Figure>) -> Doc {
     let mut d = Doc {
@@ -93,6 +130,20 @@ pub(crate) fn run_doc(run: &RunFolder, mut figs: Vec<figures::Figure>) -> Doc {
         d.p(format!(
             "Data: {} (sha256 {sha}).",
             run.config["data"]["source"].as_str().unwrap_or("?")
+        ));
+    }
+
+    if let Some(recipe) = recipe_line(&run.config) {
+        d.p(recipe);
+    }
+    if let Some(reason) = run.config["pretrained_fallback"].as_str() {
+        d.p(format!("**Not pretrained:** {reason}."));
+    }
+    if let Some(n) = run.config["data"]["excluded_duplicates"]["train_removed"].as_u64() {
+        d.p(format!(
+            "Trained with --exclude-duplicates: {n} training images left out ({} duplicating a validation or test image, {} repeated copies within train).",
+            run.config["data"]["excluded_duplicates"]["duplicating_val_or_test"],
+            run.config["data"]["excluded_duplicates"]["repeated_within_train"]
         ));
     }
 

@@ -17,6 +17,9 @@ pub struct SummaryRow {
     pub seed: Option<u64>,
     /// Input size, if recorded.
     pub image_size: Option<u64>,
+    /// Whether training started from pretrained weights (`config.json`'s
+    /// `pretrained`; `None` for runs that predate it).
+    pub pretrained: Option<bool>,
     /// Validation AUC.
     pub val_auc: f64,
     /// Test AUC.
@@ -37,6 +40,7 @@ pub fn compare_runs(runs: &[RunFolder]) -> Vec<SummaryRow> {
             model: r.model.clone(),
             seed: r.config["train"]["seed"].as_u64(),
             image_size: r.config["train"]["image_size"].as_u64(),
+            pretrained: r.config["pretrained"].as_bool(),
             val_auc: r.val.auc,
             test_auc: r.test.auc,
             test_accuracy: r.test.accuracy,
@@ -50,17 +54,18 @@ fn opt<T: std::fmt::Display>(v: Option<T>) -> String {
     v.map(|v| v.to_string()).unwrap_or_default()
 }
 
-/// `summary.csv`: `run,model,seed,image_size,val_auc,test_auc,test_accuracy,test_f1,seconds`.
+/// `summary.csv`: `run,model,seed,image_size,pretrained,val_auc,test_auc,test_accuracy,test_f1,seconds`.
 pub fn render_summary_csv(rows: &[SummaryRow]) -> String {
     let mut s = format!("{SUMMARY_CSV_HEADER}\n");
     for r in rows {
         let _ = writeln!(
             s,
-            "{},{},{},{},{:.6},{:.6},{:.6},{:.6},{}",
+            "{},{},{},{},{},{:.6},{:.6},{:.6},{:.6},{}",
             r.run,
             r.model,
             opt(r.seed),
             opt(r.image_size),
+            opt(r.pretrained),
             r.val_auc,
             r.test_auc,
             r.test_accuracy,
@@ -87,17 +92,18 @@ fn median(mut v: Vec<f64>) -> f64 {
 /// F1 over its runs (seeds).
 pub fn render_summary_markdown(rows: &[SummaryRow]) -> String {
     let mut s = String::from(
-        "| run | model | seed | size | val AUC | test AUC | test acc | test F1 | seconds |\n",
+        "| run | model | seed | size | pretrained | val AUC | test AUC | test acc | test F1 | seconds |\n",
     );
-    s.push_str("|---|---|---|---|---|---|---|---|---|\n");
+    s.push_str("|---|---|---|---|---|---|---|---|---|---|\n");
     for r in rows {
         let _ = writeln!(
             s,
-            "| {} | {} | {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {} |",
+            "| {} | {} | {} | {} | {} | {:.4} | {:.4} | {:.4} | {:.4} | {} |",
             r.run,
             r.model,
             opt(r.seed),
             opt(r.image_size),
+            opt(r.pretrained),
             r.val_auc,
             r.test_auc,
             r.test_accuracy,
@@ -135,13 +141,17 @@ mod tests {
 
 /// Header of `summary.csv`.
 pub const SUMMARY_CSV_HEADER: &str =
+    "run,model,seed,image_size,pretrained,val_auc,test_auc,test_accuracy,test_f1,seconds";
+
+/// The header pipelines wrote before the `pretrained` column existed (still read).
+const SUMMARY_CSV_HEADER_V1: &str =
     "run,model,seed,image_size,val_auc,test_auc,test_accuracy,test_f1,seconds";
 
 /// Opens the run folders a pipeline folder's `summary.csv` lists, in its order.
 pub fn open_pipeline(dir: &Path) -> Result<Vec<RunFolder>> {
     let path = dir.join("summary.csv");
     let text = read(&path)?;
-    let csv = Csv::parse(&path, &text, &[SUMMARY_CSV_HEADER])?;
+    let csv = Csv::parse(&path, &text, &[SUMMARY_CSV_HEADER, SUMMARY_CSV_HEADER_V1])?;
     let mut runs = Vec::with_capacity(csv.rows.len());
     for (line, f) in &csv.rows {
         let name = csv.text(f, "run")?;

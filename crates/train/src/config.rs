@@ -8,6 +8,8 @@ use crate::{AdamConfig, Precision, Result, TrainError};
 pub enum ModelKind {
     /// The seed study's 3-block CNN ([`cxr_models::SeedCnn`]).
     Cnn,
+    /// torchvision's ResNet18 with a one-logit head ([`cxr_models::ResNet18`]).
+    Resnet18,
 }
 
 impl ModelKind {
@@ -15,6 +17,7 @@ impl ModelKind {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Cnn => "cnn",
+            Self::Resnet18 => "resnet18",
         }
     }
 }
@@ -27,6 +30,34 @@ pub enum AugmentPreset {
     None,
     /// Random resized crop 0.85–1, rotation ±10°, brightness/contrast ±0.1.
     Light,
+}
+
+/// Learning-rate schedule over a training phase (see [`TrainConfig::freeze_epochs`]).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case", tag = "kind")]
+pub enum Schedule {
+    /// The configured learning rate throughout (the seed recipe).
+    #[default]
+    Constant,
+    /// fastai's / PyTorch's one-cycle policy ([`crate::OneCycle`]): cosine warm-up from
+    /// `lr / div` to `lr` over the first `pct_start` of the phase, cosine annealing to
+    /// `lr / div_final`, and Adam's β₁ cycled 0.95 → 0.85 → 0.95 against it.
+    OneCycle {
+        /// Fraction of the phase spent warming up.
+        pct_start: f64,
+        /// Initial learning rate = `lr / div`.
+        div: f64,
+        /// Final learning rate = `lr / div_final`.
+        div_final: f64,
+    },
+}
+
+fn default_weights() -> String {
+    "none".into()
+}
+
+fn default_lr_mult() -> f64 {
+    1.0
 }
 
 /// Every setting of a training run; written to `config.json`.
@@ -62,6 +93,31 @@ pub struct TrainConfig {
     /// configs written before it existed, which were f32).
     #[serde(default)]
     pub precision: Precision,
+    /// Initial weights (ResNet18 only): `none` (from scratch), `hub:owner/name[@rev]`
+    /// or a `.safetensors` path — see [`cxr_models::WeightsSource`].
+    #[serde(default = "default_weights")]
+    pub weights: String,
+    /// Epochs trained first with the body frozen (head and BatchNorm layers only,
+    /// fastai's `fine_tune`); [`TrainConfig::epochs`] more follow with everything
+    /// unfrozen. ResNet18 only.
+    #[serde(default)]
+    pub freeze_epochs: usize,
+    /// Discriminative learning rates once unfrozen (ResNet18): the head gets `lr`, the
+    /// earliest layer group `lr / lr_mult`, the middle group their geometric mean
+    /// (fastai's `slice(lr / lr_mult, lr)`); 1 = one rate for all.
+    #[serde(default = "default_lr_mult")]
+    pub lr_mult: f64,
+    /// Learning-rate schedule of each phase.
+    #[serde(default)]
+    pub schedule: Schedule,
+    /// Run a learning-rate range test before training and write `lr_find.csv` and
+    /// `lr_find.json` (the weights are restored afterwards).
+    #[serde(default)]
+    pub lr_find: bool,
+    /// Drop training images that duplicate (exactly or nearly) a validation or test
+    /// image, and all but the first copy of duplicates within the training split.
+    #[serde(default)]
+    pub exclude_duplicates: bool,
 }
 
 impl Default for TrainConfig {
@@ -83,11 +139,57 @@ impl Default for TrainConfig {
             threshold: 0.5,
             device: "cpu".into(),
             precision: Precision::F32,
+            weights: default_weights(),
+            freeze_epochs: 0,
+            lr_mult: 1.0,
+            schedule: Schedule::Constant,
+            lr_find: false,
+            exclude_duplicates: false,
         }
     }
 }
 
 impl TrainConfig {
+    /// The ResNet18 recipe. Pretrained (`weights` not `none`): fastai's `fine_tune` —
+    /// 1 frozen epoch then `epochs` unfrozen, lr 2e-3 halved after unfreezing,
+    /// discriminative rates (`lr_mult` 100), one-cycle (`pct_start` 0.3, `div` 5),
+    /// AdamW with weight decay 0.01. From scratch: 10 epochs, all layers from the start,
+    /// AdamW 1e-3 with weight decay 0.01 and PyTorch's `OneCycleLR` defaults
+    /// (`pct_start` 0.3, `div` 25, `div_final` 1e4). Both: 64×64 input, light
+    /// augmentation, batch 64, pixels in [0, 1] (ImageNet normalisation is part of the
+    /// model input, see [`cxr_models::imagenet_input`]).
+    pub fn resnet18(weights: &str) -> Self {
+        let pretrained = !weights.trim().eq_ignore_ascii_case("none");
+        Self {
+            model: ModelKind::Resnet18,
+            epochs: if pretrained { 5 } else { 10 },
+            optimizer: AdamConfig {
+                kind: crate::OptimizerKind::AdamW,
+                lr: if pretrained { 2e-3 } else { 1e-3 },
+                weight_decay: 0.01,
+                ..AdamConfig::default()
+            },
+            image_size: 64,
+            augment: AugmentPreset::Light,
+            normalize_mean: 0.0,
+            normalize_std: 1.0,
+            weights: weights.to_string(),
+            freeze_epochs: usize::from(pretrained),
+            lr_mult: if pretrained { 100.0 } else { 1.0 },
+            schedule: Schedule::OneCycle {
+                pct_start: 0.3,
+                div: if pretrained { 5.0 } else { 25.0 },
+                div_final: if pretrained { 1e5 } else { 1e4 },
+            },
+            ..Self::default()
+        }
+    }
+
+    /// Frozen plus unfrozen epochs: the epochs the run trains in all.
+    pub fn total_epochs(&self) -> usize {
+        self.freeze_epochs + self.epochs
+    }
+
     /// Checks every value, naming the offending setting.
     pub fn validate(&self) -> Result<()> {
         let bad = |field: &str, reason: String| {
@@ -96,8 +198,11 @@ impl TrainConfig {
                 reason,
             })
         };
-        if self.epochs == 0 {
-            return bad("epochs", "must be at least 1".into());
+        if self.total_epochs() == 0 {
+            return bad(
+                "epochs",
+                "must be at least 1 (or 0 after at least one --freeze-epochs epoch)".into(),
+            );
         }
         if self.batch_size == 0 {
             return bad("batch-size", "must be at least 1".into());
@@ -128,6 +233,73 @@ impl TrainConfig {
                 "threshold",
                 format!("must lie in (0, 1), got {}", self.threshold),
             );
+        }
+        let weights = match self.weights.parse::<cxr_models::WeightsSource>() {
+            Ok(w) => w,
+            Err(e) => return bad("weights", e.to_string()),
+        };
+        if !(self.lr_mult.is_finite() && self.lr_mult >= 1.0) {
+            return bad(
+                "lr-mult",
+                format!("must be a number ≥ 1, got {}", self.lr_mult),
+            );
+        }
+        if let Schedule::OneCycle {
+            pct_start,
+            div,
+            div_final,
+        } = self.schedule
+            && !(pct_start > 0.0
+                && pct_start < 1.0
+                && div.is_finite()
+                && div >= 1.0
+                && div_final.is_finite()
+                && div_final >= 1.0)
+        {
+            return bad(
+                "schedule",
+                format!(
+                    "one-cycle needs 0 < pct_start < 1 and div, div_final ≥ 1, got {pct_start}, {div}, {div_final}"
+                ),
+            );
+        }
+        if self.model == ModelKind::Cnn {
+            if weights != cxr_models::WeightsSource::None {
+                return bad(
+                    "weights",
+                    format!(
+                        "only resnet18 loads pretrained weights; the cnn trains from scratch (got `{}`)",
+                        self.weights
+                    ),
+                );
+            }
+            if self.freeze_epochs > 0 {
+                return bad(
+                    "freeze-epochs",
+                    "the cnn has no pretrained body to freeze".into(),
+                );
+            }
+        }
+        if self.model == ModelKind::Resnet18 {
+            if self.precision != Precision::F32 {
+                return bad(
+                    "precision",
+                    "resnet18 trains in f32 only (its BatchNorm running statistics are updated in place, which a half-precision copy would lose)".into(),
+                );
+            }
+            if self.batch_size < 2 {
+                return bad(
+                    "batch-size",
+                    "resnet18 needs at least 2 images per batch (BatchNorm batch statistics)"
+                        .into(),
+                );
+            }
+            if self.image_size < 28 {
+                return bad(
+                    "image-size",
+                    format!("resnet18 needs at least 28 px, got {}", self.image_size),
+                );
+            }
         }
         Ok(())
     }

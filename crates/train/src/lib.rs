@@ -5,8 +5,11 @@
 //!   folder (`metrics.json`, `predictions.csv`, `history.csv`, `model.safetensors`,
 //!   `config.json`, `checkpoint.safetensors`); [`RunOptions::resume`] continues a
 //!   killed run from its last checkpoint.
-//! - [`Adam`] (Adam and AdamW with PyTorch's arithmetic and savable state) and
+//! - [`Adam`] (Adam and AdamW with PyTorch's arithmetic and savable state, per-parameter
+//!   rates and freezing for fine-tuning), [`OneCycle`], [`lr_range_test`] and
 //!   [`bce_with_logits`].
+//! - [`ModelKind`]: the seed CNN, or ResNet18 fine-tuned fastai-style
+//!   ([`TrainConfig::resnet18`]: frozen epochs, discriminative rates, one-cycle).
 //! - [`parse_device`]: `cpu`, `cuda[:N]`, `metal`, `auto`; the `cuda` and `metal`
 //!   cargo features pass through to candle.
 //! - [`Precision`]: f32, or bf16/f16 autocast of the forward pass over f32 master
@@ -31,19 +34,23 @@ mod evaluation;
 mod io;
 mod lock;
 mod loss;
+mod lr_find;
 mod optim;
 mod precision;
 mod runfolder;
+mod schedule;
 mod trainer;
 
 pub use audit::{AuditModel, AuditOptions, AuditSummary, audit_model, audit_run};
 pub use checkpoint::{Checkpoint, CheckpointMeta, EpochRecord, load_checkpoint, save_checkpoint};
-pub use config::{AugmentPreset, ModelKind, TrainConfig};
+pub use config::{AugmentPreset, ModelKind, Schedule, TrainConfig};
 pub use device::{device_name, parse_device};
 pub use error::{Result, TrainError};
 pub use io::{ensure_writable_dir, write_atomic};
 pub use lock::RunLock;
 pub use loss::{bce_with_logits, bce_with_logits_host};
+pub use lr_find::{LrFindPoint, LrFindResult, LrFindSettings, lr_range_test};
 pub use optim::{Adam, AdamConfig, OptimizerKind};
 pub use precision::{Autocast, LossScaler, Precision};
+pub use schedule::{ONE_CYCLE_MOMS, OneCycle, even_mults};
 pub use trainer::{RunOptions, RunSummary, train};

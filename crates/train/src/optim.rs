@@ -51,12 +51,20 @@ impl Default for AdamConfig {
 ///
 /// candle-nn's `AdamW` cannot save its state; this one can ([`Adam::state`],
 /// [`Adam::load_state`]).
+///
+/// For fine-tuning, each parameter can get its own learning-rate multiplier
+/// ([`Adam::set_lr_scales`], discriminative rates) and be frozen ([`Adam::set_frozen`]);
+/// as in PyTorch, a parameter keeps its own step count for the bias correction, so
+/// one unfrozen late starts its moments afresh.
 #[derive(Debug)]
 pub struct Adam {
     cfg: AdamConfig,
     params: Vec<(String, Var)>,
     m: Vec<Tensor>,
     v: Vec<Tensor>,
+    scale: Vec<f64>,
+    frozen: Vec<bool>,
+    steps: Vec<u64>,
     step: u64,
 }
 
@@ -87,13 +95,37 @@ impl Adam {
             m.push(p.zeros_like()?);
             v.push(p.zeros_like()?);
         }
+        let n = params.len();
         Ok(Self {
             cfg,
             params,
             m,
             v,
+            scale: vec![1.0; n],
+            frozen: vec![false; n],
+            steps: vec![0; n],
             step: 0,
         })
+    }
+
+    /// Sets every parameter's learning-rate multiplier from its name.
+    pub fn set_lr_scales(&mut self, scale_of: impl Fn(&str) -> f64) {
+        for (i, (name, _)) in self.params.iter().enumerate() {
+            self.scale[i] = scale_of(name);
+        }
+    }
+
+    /// Freezes (true) or unfreezes every parameter by name: a frozen parameter is
+    /// not updated and its moments and step count stay as they are.
+    pub fn set_frozen(&mut self, frozen: impl Fn(&str) -> bool) {
+        for (i, (name, _)) in self.params.iter().enumerate() {
+            self.frozen[i] = frozen(name);
+        }
+    }
+
+    /// Changes β₁ (for one-cycle momentum schedules).
+    pub fn set_beta1(&mut self, beta1: f64) {
+        self.cfg.beta1 = beta1;
     }
 
     /// The hyper-parameters.
@@ -116,20 +148,25 @@ impl Adam {
     pub fn step(&mut self, grads: &GradStore) -> Result<()> {
         self.step += 1;
         let c = self.cfg;
-        let t = self.step as i32;
-        let bias1 = 1.0 - c.beta1.powi(t);
-        let bias2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
-        let step_size = c.lr / bias1;
         for (i, (_, p)) in self.params.iter().enumerate() {
+            if self.frozen[i] {
+                continue;
+            }
             let Some(g) = grads.get(p.as_tensor()) else {
                 continue;
             };
+            self.steps[i] += 1;
+            let t = self.steps[i] as i32;
+            let lr = c.lr * self.scale[i];
+            let bias1 = 1.0 - c.beta1.powi(t);
+            let bias2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
+            let step_size = lr / bias1;
             let mut g = g.clone();
             let mut theta = p.as_tensor().clone();
             if c.weight_decay > 0.0 {
                 match c.kind {
                     OptimizerKind::Adam => g = (g + (&theta * c.weight_decay)?)?,
-                    OptimizerKind::AdamW => theta = (&theta * (1.0 - c.lr * c.weight_decay))?,
+                    OptimizerKind::AdamW => theta = (&theta * (1.0 - lr * c.weight_decay))?,
                 }
             }
             // m ← m + (1 − β₁)(g − m)   (torch: exp_avg.lerp_(grad, 1 − β₁))
@@ -145,13 +182,18 @@ impl Adam {
         Ok(())
     }
 
-    /// The optimizer state as named tensors (`m.<param>`, `v.<param>`) plus the
-    /// step count.
+    /// The optimizer state as named tensors (`m.<param>`, `v.<param>`, and each
+    /// parameter's own step count `t.<param>` as a one-element u32 tensor) plus the
+    /// optimizer's step count.
     pub fn state(&self) -> (HashMap<String, Tensor>, u64) {
         let mut out = HashMap::new();
-        for (i, (name, _)) in self.params.iter().enumerate() {
+        for (i, (name, p)) in self.params.iter().enumerate() {
             out.insert(format!("m.{name}"), self.m[i].clone());
             out.insert(format!("v.{name}"), self.v[i].clone());
+            let t = u32::try_from(self.steps[i]).unwrap_or(u32::MAX);
+            if let Ok(t) = Tensor::new(&[t], p.device()) {
+                out.insert(format!("t.{name}"), t);
+            }
         }
         (out, self.step)
     }
@@ -187,6 +229,33 @@ impl Adam {
                     self.v[i] = t;
                 }
             }
+            // Checkpoints written before per-parameter counts existed: every
+            // parameter was stepped with the optimizer.
+            self.steps[i] = match tensors.get(&format!("t.{name}")) {
+                Some(t) => {
+                    let v = t
+                        .flatten_all()
+                        .and_then(|t| t.to_dtype(candle_core::DType::U32))
+                        .and_then(|t| t.to_vec1::<u32>())
+                        .map_err(|e| TrainError::Checkpoint {
+                            path: source.to_path_buf(),
+                            reason: format!("optimizer state `t.{name}`: {e}"),
+                        })?;
+                    match v.as_slice() {
+                        [t] => u64::from(*t),
+                        _ => {
+                            return Err(TrainError::Checkpoint {
+                                path: source.to_path_buf(),
+                                reason: format!(
+                                    "optimizer state `t.{name}` must hold one value, has {}",
+                                    v.len()
+                                ),
+                            });
+                        }
+                    }
+                }
+                None => step,
+            };
         }
         self.step = step;
         Ok(())
@@ -254,6 +323,45 @@ mod tests {
                 .load_state(&HashMap::new(), 1, std::path::Path::new("ckpt"))
                 .is_err()
         );
+    }
+
+    /// A frozen parameter is left alone and starts its own bias correction when
+    /// unfrozen; a scale of 0.5 halves the first step (Adam's first step is lr·sign(g)).
+    #[test]
+    fn frozen_and_scaled_parameters() {
+        let a = Var::new(&[1.0f32], &Device::Cpu).unwrap();
+        let b = Var::new(&[1.0f32], &Device::Cpu).unwrap();
+        let mut opt = Adam::new(
+            vec![("a".into(), a.clone()), ("b".into(), b.clone())],
+            AdamConfig::default(),
+        )
+        .unwrap();
+        opt.set_frozen(|n| n == "a");
+        opt.set_lr_scales(|n| if n == "b" { 0.5 } else { 1.0 });
+        let loss = |p: &Var| p.as_tensor().sqr().unwrap().sum_all().unwrap();
+        let both = (loss(&a) + loss(&b)).unwrap();
+        opt.step(&both.backward().unwrap()).unwrap();
+        let av: Vec<f32> = a.as_tensor().to_vec1().unwrap();
+        let bv: Vec<f32> = b.as_tensor().to_vec1().unwrap();
+        assert_eq!(av, vec![1.0]);
+        assert!((bv[0] - (1.0 - 0.5e-3)).abs() < 1e-7, "{bv:?}");
+        // unfrozen now: `a`'s first step is again a full lr·sign(g)
+        opt.set_frozen(|_| false);
+        let both = (loss(&a) + loss(&b)).unwrap();
+        opt.step(&both.backward().unwrap()).unwrap();
+        let av: Vec<f32> = a.as_tensor().to_vec1().unwrap();
+        assert!((av[0] - (1.0 - 1e-3)).abs() < 1e-7, "{av:?}");
+        // per-parameter counts survive a save and load
+        let (state, step) = opt.state();
+        let mut other = Adam::new(
+            vec![("a".into(), a.clone()), ("b".into(), b.clone())],
+            AdamConfig::default(),
+        )
+        .unwrap();
+        other
+            .load_state(&state, step, std::path::Path::new("x"))
+            .unwrap();
+        assert_eq!(other.steps, vec![1, 2]);
     }
 
     #[test]

@@ -7,17 +7,23 @@ use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use cxr_data::{Augment, Batcher, BatcherConfig, Dataset, ImageSet, Normalize};
 use cxr_metrics::BinaryReport;
-use cxr_models::{CnnConfig, SeedCnn, init_seed_cnn};
+use cxr_models::{
+    CnnConfig, HubOptions, ResNet18, ResNetConfig, SeedCnn, TensorRole, WeightsSource,
+    imagenet_input, init_resnet18, init_seed_cnn, load_resnet18_weights,
+};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use serde::Serialize;
 use tracing::{info, warn};
 
 use crate::checkpoint::{CheckpointMeta, EpochRecord, load_checkpoint, save_checkpoint};
 use crate::evaluation::{SplitScores, evaluate};
+use crate::lr_find::{LrFindSettings, lr_range_test};
 use crate::runfolder::{Prediction, RunFiles};
+use crate::schedule::{OneCycle, even_mults};
 use crate::{
-    Adam, AugmentPreset, Autocast, LossScaler, ModelKind, Result, RunLock, TrainConfig, TrainError,
-    bce_with_logits, bce_with_logits_host, device_name, ensure_writable_dir, parse_device,
+    Adam, AugmentPreset, Autocast, LossScaler, ModelKind, Result, RunLock, Schedule, TrainConfig,
+    TrainError, bce_with_logits, bce_with_logits_host, device_name, ensure_writable_dir,
+    parse_device,
 };
 
 /// How a run is carried out (not part of the model's recipe).
@@ -52,21 +58,118 @@ pub struct RunSummary {
     pub train_images_per_second: f64,
 }
 
-/// A model being trained. Only the seed CNN exists today; the enum keeps the loop
-/// model-agnostic.
+/// A model being trained; the enum keeps the loop model-agnostic.
 enum Net {
     Cnn(SeedCnn, CnnConfig),
+    /// Takes `[N, 1, H, W]` pixels in [0, 1] and maps them with [`imagenet_input`].
+    Resnet(ResNet18),
 }
 
 impl Net {
-    /// f32 logits `[N]`. Under autocast the network is rebuilt from half-precision
-    /// casts of the current f32 weights and runs in that type.
-    fn logits(&self, x: &Tensor, autocast: Option<&Autocast>) -> Result<Tensor> {
+    /// f32 logits `[N]`; `train` selects BatchNorm's training mode (batch statistics,
+    /// running statistics updated). Under autocast the network is rebuilt from
+    /// half-precision casts of the current f32 weights and runs in that type
+    /// (the CNN only: [`TrainConfig::validate`] keeps ResNet18 in f32).
+    fn logits(&self, x: &Tensor, autocast: Option<&Autocast>, train: bool) -> Result<Tensor> {
         match (self, autocast) {
             (Net::Cnn(m, _), None) => Ok(m.forward(x)?),
             (Net::Cnn(_, mcfg), Some(ac)) => {
                 let half = SeedCnn::new(ac.var_builder(x.device())?, mcfg)?;
                 ac.output(&half.forward(&ac.input(x)?)?)
+            }
+            (Net::Resnet(m), _) => Ok(m.forward_t(&imagenet_input(x)?, train)?),
+        }
+    }
+}
+
+/// Optimizer settings of one epoch: which parameters train and at what rate.
+#[derive(Debug, Clone, Copy)]
+struct Phase {
+    /// The body's convolutions are frozen (fastai's frozen `fine_tune` epochs).
+    frozen: bool,
+    /// First epoch (0-based) of this phase and its length.
+    start: usize,
+    epochs: usize,
+    /// Peak (or constant) learning rate of the head.
+    lr: f64,
+    /// Multipliers of the three layer groups (stem..layer2, layer3..layer4, head).
+    group_scale: [f64; 3],
+    /// One-cycle parameters `(pct_start, div, div_final)`, or a constant rate.
+    cycle: Option<(f64, f64, f64)>,
+}
+
+impl Phase {
+    /// The phase `epoch` (0-based) belongs to, as fastai's `fine_tune` sets it up:
+    /// frozen epochs train the head (and BatchNorm) with `slice(lr)` and a one-cycle
+    /// with `pct_start` 0.99; then everything trains with `slice(lr/2/lr_mult, lr/2)`
+    /// (no halving without frozen epochs).
+    fn of(cfg: &TrainConfig, epoch: usize) -> Self {
+        let lr = cfg.optimizer.lr;
+        let cycle = match cfg.schedule {
+            Schedule::Constant => None,
+            Schedule::OneCycle {
+                pct_start,
+                div,
+                div_final,
+            } => Some((pct_start, div, div_final)),
+        };
+        if epoch < cfg.freeze_epochs {
+            Self {
+                frozen: true,
+                start: 0,
+                epochs: cfg.freeze_epochs,
+                lr,
+                group_scale: [0.1, 0.1, 1.0],
+                cycle: cycle.map(|(_, _, div_final)| (0.99, 25.0, div_final)),
+            }
+        } else {
+            let m = even_mults(1.0 / cfg.lr_mult, 1.0, 3);
+            Self {
+                frozen: false,
+                start: cfg.freeze_epochs,
+                epochs: cfg.epochs,
+                lr: if cfg.freeze_epochs > 0 { lr / 2.0 } else { lr },
+                group_scale: [m[0], m[1], m[2]],
+                cycle,
+            }
+        }
+    }
+
+    /// Applies the phase to `opt` for a model of `kind`.
+    fn configure(&self, opt: &mut Adam, kind: ModelKind, groups: &HashMap<String, usize>) {
+        match kind {
+            ModelKind::Cnn => {
+                opt.set_frozen(|_| false);
+                opt.set_lr_scales(|_| 1.0);
+            }
+            ModelKind::Resnet18 => {
+                let frozen = self.frozen;
+                opt.set_frozen(|n| {
+                    frozen && ResNet18::tensor_role(n) == Some(TensorRole::BodyConv)
+                });
+                let scale = self.group_scale;
+                opt.set_lr_scales(|n| scale[groups.get(n).copied().unwrap_or(2).min(2)]);
+            }
+        }
+    }
+
+    /// Sets the rate (and one-cycle β₁) for step `step` of the phase, of `total`.
+    fn schedule(&self, opt: &mut Adam, step: usize, total: usize, beta1: f64) {
+        match self.cycle {
+            None => {
+                opt.set_lr(self.lr);
+                opt.set_beta1(beta1);
+            }
+            Some((pct_start, div, div_final)) => {
+                let c = OneCycle {
+                    lr_max: self.lr,
+                    pct_start,
+                    div,
+                    div_final,
+                    total_steps: total,
+                };
+                opt.set_lr(c.lr(step));
+                opt.set_beta1(c.beta1(step));
             }
         }
     }
@@ -95,6 +198,32 @@ pub fn train(
     let files = RunFiles::new(out_dir);
 
     let (train_set, val_set, test_set) = sized_splits(data, cfg.image_size)?;
+    let (train_set, excluded) = if cfg.exclude_duplicates {
+        let plan = cxr_data::plan_duplicate_exclusion(
+            &data.train,
+            &[&data.val, &data.test],
+            cxr_data::NEAR_DUPLICATE_HAMMING,
+            cxr_data::NEAR_DUPLICATE_CORRELATION,
+        );
+        let keep: Vec<usize> = (0..train_set.len())
+            .filter(|i| plan.removed.binary_search(i).is_err())
+            .collect();
+        info!(
+            removed = plan.removed.len(),
+            duplicating_val_or_test = plan.across,
+            repeated_within_train = plan.within,
+            "--exclude-duplicates: training images left out"
+        );
+        let json = serde_json::json!({
+            "train_removed": plan.removed.len(),
+            "duplicating_val_or_test": plan.across,
+            "repeated_within_train": plan.within,
+            "removed_indices": plan.removed,
+        });
+        (train_set.subset(&keep)?, json)
+    } else {
+        (train_set, serde_json::Value::Null)
+    };
     info!(
         train = train_set.len(),
         val = val_set.len(),
@@ -112,6 +241,7 @@ pub fn train(
             "train": train_set.len(),
             "val": val_set.len(),
             "test": test_set.len(),
+            "excluded_duplicates": excluded,
         },
         "device_resolved": device_name(&device),
         "precision": cfg.precision.as_str(),
@@ -126,17 +256,56 @@ pub fn train(
 
     // Model and optimizer.
     let varmap = VarMap::new();
-    let net = match cfg.model {
+    let mut lr_groups: HashMap<String, usize> = HashMap::new();
+    let (net, params) = match cfg.model {
         ModelKind::Cnn => {
             let mcfg = CnnConfig::default();
             init_seed_cnn(&varmap, &mcfg, cfg.seed, &device)?;
-            Net::Cnn(
+            let net = Net::Cnn(
                 SeedCnn::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), &mcfg)?,
                 mcfg,
-            )
+            );
+            config_json["pretrained"] = false.into();
+            (net, sorted_params(&varmap)?)
+        }
+        ModelKind::Resnet18 => {
+            let rcfg = ResNetConfig::default();
+            init_resnet18(&varmap, &rcfg, cfg.seed, &device)?;
+            let source: WeightsSource = cfg.weights.parse()?;
+            let loaded = match source.resolve(&HubOptions::from_env())? {
+                Some(path) => {
+                    let r = load_resnet18_weights(&varmap, &rcfg, &path)?;
+                    info!(
+                        weights = %source,
+                        file = %path.display(),
+                        tensors = r.loaded,
+                        head_loaded = r.head_loaded,
+                        "pretrained weights loaded"
+                    );
+                    serde_json::json!({
+                        "source": source.to_string(),
+                        "file": path.display().to_string(),
+                        "tensors": r.loaded,
+                        "head_loaded": r.head_loaded,
+                        "skipped": r.skipped,
+                    })
+                }
+                None => serde_json::Value::Null,
+            };
+            config_json["pretrained"] = (!loaded.is_null()).into();
+            config_json["weights_loaded"] = loaded;
+            for spec in ResNet18::tensor_specs(&rcfg) {
+                lr_groups.insert(spec.name, spec.lr_group);
+            }
+            let groups = ResNet18::param_groups(&varmap, &rcfg)?;
+            let net = Net::Resnet(ResNet18::new(
+                VarBuilder::from_varmap(&varmap, DType::F32, &device),
+                &rcfg,
+            )?);
+            (net, groups.trainable())
         }
     };
-    let params = sorted_params(&varmap)?;
+    files.write_json("config.json", &config_json)?;
     let autocast = Autocast::new(cfg.precision, params.clone());
     let mut scaler = LossScaler::new(cfg.precision);
     let mut opt = Adam::new(params.clone(), cfg.optimizer)?;
@@ -171,37 +340,111 @@ pub fn train(
     };
     let show_progress =
         opts.progress && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
-
-    let mut train_images = 0usize;
-    let mut train_only_seconds = 0.0f64;
-    let run_start = Instant::now();
-    for epoch in start_epoch..cfg.epochs {
-        let t0 = Instant::now();
-        let batcher = Batcher::new(
+    let drop_last = cfg.model == ModelKind::Resnet18;
+    let train_batches = |epoch: u64| {
+        Batcher::new(
             &train_set,
             BatcherConfig {
                 batch_size: cfg.batch_size,
                 shuffle: true,
                 seed: cfg.seed,
-                epoch: epoch as u64,
+                epoch,
                 augment,
                 normalize,
                 limit: cfg.train_limit,
-                drop_last: false,
+                drop_last,
             },
             &device,
+        )
+    };
+
+    if cfg.lr_find && start_epoch == 0 {
+        let t0 = Instant::now();
+        let snapshot: HashMap<String, Tensor> = weights(&varmap)?
+            .into_iter()
+            .map(|(k, t)| Ok((k, t.copy()?)))
+            .collect::<Result<_>>()?;
+        let mut probe = Adam::new(params.clone(), cfg.optimizer)?;
+        let phase = Phase::of(cfg, 0);
+        phase.configure(&mut probe, cfg.model, &lr_groups);
+        // Batches from epochs no training run uses, reshuffled as needed.
+        let mut round = u64::MAX;
+        let mut batches = train_batches(round)?;
+        let result = lr_range_test(LrFindSettings::default(), |lr| {
+            let batch = match batches.next() {
+                Some(b) => b?,
+                None => {
+                    round -= 1;
+                    batches = train_batches(round)?;
+                    batches.next().ok_or_else(|| TrainError::Config {
+                        field: "data".into(),
+                        reason: "no training batch for the learning-rate range test".into(),
+                    })??
+                }
+            };
+            probe.set_lr(lr);
+            let loss = bce_with_logits(&net.logits(&batch.x, autocast.as_ref(), true)?, &batch.y)?;
+            let value = loss.to_scalar::<f32>()? as f64;
+            if value.is_finite() {
+                probe.step(&loss.backward()?)?;
+            }
+            Ok(value)
+        })?;
+        set_weights(&varmap, &snapshot, &files.path("lr_find.csv"))?;
+        files.write_text("lr_find.csv", &result.csv())?;
+        files.write_json(
+            "lr_find.json",
+            &serde_json::json!({
+                "settings": result.settings,
+                "steps": result.points.len(),
+                "stopped_early": result.stopped_early,
+                "suggested_lr_min_div_10": result.suggested_min_div_10,
+                "suggested_lr_steepest": result.suggested_steepest,
+                "lr_used": cfg.optimizer.lr,
+                "seconds": t0.elapsed().as_secs_f64(),
+            }),
         )?;
-        let bar = progress_bar(
-            show_progress,
-            batcher.num_batches() as u64,
-            epoch + 1,
-            cfg.epochs,
+        info!(
+            steps = result.points.len(),
+            minimum_div_10 = format!("{:.2e}", result.suggested_min_div_10),
+            steepest = format!("{:.2e}", result.suggested_steepest),
+            lr = cfg.optimizer.lr,
+            "learning-rate range test written to lr_find.csv (weights restored; training uses --lr)"
         );
+    }
+
+    let mut train_images = 0usize;
+    let mut train_only_seconds = 0.0f64;
+    let run_start = Instant::now();
+    let total_epochs = cfg.total_epochs();
+    for epoch in start_epoch..total_epochs {
+        let t0 = Instant::now();
+        let batcher = train_batches(epoch as u64)?;
+        let per_epoch = batcher.num_batches();
+        if per_epoch == 0 {
+            return Err(TrainError::Config {
+                field: "batch-size".into(),
+                reason: format!(
+                    "{} training images make no full batch of {}",
+                    train_set.len(),
+                    cfg.batch_size
+                ),
+            });
+        }
+        let phase = Phase::of(cfg, epoch);
+        phase.configure(&mut opt, cfg.model, &lr_groups);
+        let bar = progress_bar(show_progress, per_epoch as u64, epoch + 1, total_epochs);
         let mut loss_sum = 0.0f64;
         let mut seen = 0usize;
         for (step, batch) in batcher.enumerate() {
             let batch = batch?;
-            let logits = net.logits(&batch.x, autocast.as_ref())?;
+            phase.schedule(
+                &mut opt,
+                (epoch - phase.start) * per_epoch + step,
+                phase.epochs * per_epoch,
+                cfg.optimizer.beta1,
+            );
+            let logits = net.logits(&batch.x, autocast.as_ref(), true)?;
             let loss = bce_with_logits(&logits, &batch.y)?;
             let loss_value = loss.to_scalar::<f32>()? as f64;
             if !loss_value.is_finite() {
@@ -516,7 +759,7 @@ fn predict_logits(
     let mut out = Vec::with_capacity(set.len());
     for batch in batcher {
         let batch = batch?;
-        let logits = net.logits(&batch.x, autocast)?.detach();
+        let logits = net.logits(&batch.x, autocast, false)?.detach();
         out.extend(logits.to_dtype(DType::F32)?.to_vec1::<f32>()?);
     }
     Ok(out)
@@ -547,4 +790,45 @@ fn report(labels: &[u8], logits: &[f32], threshold: f64, split: &str) -> Result<
         split: split.into(),
         source,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// fastai's `fine_tune(epochs=2, base_lr=2e-3, freeze_epochs=1)`: the frozen epoch
+    /// uses `slice(2e-3)` (body groups at a tenth) and `pct_start` 0.99; then the rate
+    /// is halved and spread over `slice(1e-3 / 100, 1e-3)`.
+    #[test]
+    fn phases_follow_fastai_fine_tune() {
+        let cfg = TrainConfig {
+            epochs: 2,
+            ..TrainConfig::resnet18("hub:timm/resnet18.a1_in1k")
+        };
+        assert_eq!(cfg.total_epochs(), 3);
+        let p0 = Phase::of(&cfg, 0);
+        assert!(p0.frozen);
+        assert_eq!((p0.start, p0.epochs), (0, 1));
+        assert_eq!(p0.lr, 2e-3);
+        assert_eq!(p0.group_scale, [0.1, 0.1, 1.0]);
+        assert_eq!(p0.cycle, Some((0.99, 25.0, 1e5)));
+        for e in [1, 2] {
+            let p = Phase::of(&cfg, e);
+            assert!(!p.frozen);
+            assert_eq!((p.start, p.epochs), (1, 2));
+            assert_eq!(p.lr, 1e-3);
+            assert!((p.group_scale[0] - 0.01).abs() < 1e-15);
+            assert!((p.group_scale[1] - 0.1).abs() < 1e-15);
+            assert_eq!(p.group_scale[2], 1.0);
+            assert_eq!(p.cycle, Some((0.3, 5.0, 1e5)));
+        }
+        // from scratch: one phase, no halving, one rate for every group
+        let scratch = TrainConfig::resnet18("none");
+        let p = Phase::of(&scratch, 0);
+        assert!(!p.frozen);
+        assert_eq!((p.lr, p.group_scale), (1e-3, [1.0, 1.0, 1.0]));
+        // the seed recipe: constant rate
+        let cnn = Phase::of(&TrainConfig::default(), 3);
+        assert_eq!((cnn.lr, cnn.cycle, cnn.frozen), (1e-3, None, false));
+    }
 }

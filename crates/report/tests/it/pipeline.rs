@@ -82,7 +82,7 @@ fn summary_csv_naming_a_missing_or_odd_run_is_an_error() {
     std::fs::write(
         d.join("summary.csv"),
         format!(
-            "{}\ngone,cnn,0,28,0.9,0.9,0.9,0.9,1\n",
+            "{}\ngone,cnn,0,28,false,0.9,0.9,0.9,0.9,1\n",
             cxr_report::SUMMARY_CSV_HEADER
         ),
     )

@@ -2,7 +2,7 @@
 
 use candle_core::{D, Device, Tensor, Var};
 use cxr_data::{Normalize, resize_bilinear};
-use cxr_models::SeedCnn;
+use cxr_models::{ResNet18, SeedCnn, imagenet_input};
 
 use crate::{Result, TrainError};
 
@@ -10,7 +10,7 @@ use crate::{Result, TrainError};
 /// its last convolutional block so that Grad-CAM can differentiate the logit with
 /// respect to that block's activations.
 ///
-/// Implemented for [`SeedCnn`]; another network (e.g. a ResNet) joins the audit by
+/// Implemented for [`SeedCnn`] and [`ResNet18`]; another network joins the audit by
 /// implementing these three methods (inference mode: batch-norm statistics frozen).
 pub trait AuditModel {
     /// Logits `[N]` for normalised images `[N, C, H, W]`.
@@ -33,6 +33,22 @@ impl AuditModel for SeedCnn {
 
     fn head(&self, features: &Tensor) -> Result<Tensor> {
         Ok(SeedCnn::head(self, features)?)
+    }
+}
+
+/// ResNet18 takes `[N, 1, H, W]` pixels in [0, 1] here (a run's normalisation is
+/// mean 0, std 1) and maps them to its ImageNet-normalised 3-channel input itself.
+impl AuditModel for ResNet18 {
+    fn logits(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.forward(&imagenet_input(x)?)?)
+    }
+
+    fn features(&self, x: &Tensor) -> Result<Tensor> {
+        Ok(self.forward_with_features(&imagenet_input(x)?)?.0)
+    }
+
+    fn head(&self, features: &Tensor) -> Result<Tensor> {
+        Ok(ResNet18::head(self, features)?)
     }
 }
 

@@ -23,7 +23,7 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use cxr_data::{Corruption, Dataset, ImageSet, MAX_SEVERITY, Normalize, Quality, Split};
-use cxr_models::{CnnConfig, SeedCnn};
+use cxr_models::{CnnConfig, ResNet18, ResNetConfig, SeedCnn};
 use serde_json::{Value, json};
 use tracing::info;
 
@@ -159,6 +159,16 @@ pub(crate) fn audit_run_locked(
                 })?;
             audit_model(&model, &cfg, data, run_dir, opts)
         }
+        ModelKind::Resnet18 => {
+            let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
+            let model = ResNet18::new(vb, &ResNetConfig::default()).map_err(|e| {
+                TrainError::Checkpoint {
+                    path: weights_path.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+            audit_model(&model, &cfg, data, run_dir, opts)
+        }
     }
 }
 
@@ -245,7 +255,7 @@ pub fn audit_model(
     stage("failure_modes", &mut lap);
 
     // Data audit.
-    let (data_audit, exact_across) = data_audit(data, opts);
+    let (data_audit, exact_across) = data_audit(data, opts, cfg.exclude_duplicates);
     files.write_json("data_audit.json", &data_audit)?;
     stage("data_audit", &mut lap);
 
@@ -623,7 +633,11 @@ fn count_json(c: &cxr_data::DuplicateCount) -> Value {
 }
 
 /// `data_audit.json` and the exact cross-split pair counts.
-fn data_audit(data: &Dataset, opts: &AuditOptions) -> (Value, Vec<(String, String, usize)>) {
+fn data_audit(
+    data: &Dataset,
+    opts: &AuditOptions,
+    excluded: bool,
+) -> (Value, Vec<(String, String, usize)>) {
     let splits: Vec<Value> = Split::ALL
         .iter()
         .map(|&s| {
@@ -690,12 +704,37 @@ fn data_audit(data: &Dataset, opts: &AuditOptions) -> (Value, Vec<(String, Strin
     } else {
         Value::Null
     };
+    // `--exclude-duplicates` drops training images only (the plan is deterministic,
+    // so it is recomputed here rather than read back).
+    let (excluded_count, excluded_note) = if excluded {
+        let plan = cxr_data::plan_duplicate_exclusion(
+            &data.train,
+            &[&data.val, &data.test],
+            cxr_data::NEAR_DUPLICATE_HAMMING,
+            cxr_data::NEAR_DUPLICATE_CORRELATION,
+        );
+        (
+            plan.removed.len(),
+            format!(
+                "trained with --exclude-duplicates: {} training images left out ({} duplicating a validation or test image, {} repeated copies within train); validation and test unchanged",
+                plan.removed.len(),
+                plan.across,
+                plan.within
+            ),
+        )
+    } else {
+        (
+            0,
+            "nothing excluded (train with --exclude-duplicates to leave out training images that duplicate validation or test images)".to_string(),
+        )
+    };
     (
         json!({
             "splits": splits,
             "prevalence_shift": shift,
             "duplicates": duplicates,
-            "excluded": 0,
+            "excluded": excluded_count,
+            "excluded_note": excluded_note,
         }),
         exact_across,
     )

@@ -4,6 +4,7 @@
 mod audit;
 mod bad_inputs;
 mod parity;
+mod resnet;
 mod smoke;
 
 use std::path::PathBuf;
