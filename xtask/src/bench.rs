@@ -1,6 +1,8 @@
 //! `cargo xtask bench`: cxr's seed-CNN training and inference throughput, and the
 //! same recipe in PyTorch (bench/torch_seed_cnn.py) when torch is installed, with
-//! ratios from the same run. Medians over `--repeats`.
+//! ratios from the same run; then ResNet18's training step (forward + backward +
+//! AdamW) and eval throughput at `--resnet-sizes` against torchvision's
+//! (bench/torch_resnet18.py --time-only). Medians over `--repeats`.
 
 use std::process::Command as Process;
 use std::time::Instant;
@@ -9,8 +11,10 @@ use anyhow::{Context, Result, bail};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use cxr_data::{Batcher, BatcherConfig, Normalize};
-use cxr_models::{CnnConfig, SeedCnn, init_seed_cnn};
-use cxr_train::{RunOptions, TrainConfig};
+use cxr_models::{
+    CnnConfig, ResNet18, ResNetConfig, SeedCnn, imagenet_input, init_resnet18, init_seed_cnn,
+};
+use cxr_train::{Adam, AdamConfig, OptimizerKind, RunOptions, TrainConfig, bce_with_logits};
 use tracing::info;
 
 use crate::cli::BenchArgs;
@@ -52,8 +56,11 @@ fn peak_rss_mib() -> f64 {
 }
 
 pub fn bench(a: &BenchArgs) -> Result<()> {
-    if a.repeats == 0 || a.epochs == 0 || a.threads == 0 {
-        bail!("--repeats, --epochs and --threads must be at least 1");
+    if a.repeats == 0 || a.epochs == 0 || a.threads == 0 || a.resnet_batch < 2 {
+        bail!("--repeats, --epochs and --threads must be at least 1, --resnet-batch at least 2");
+    }
+    if let Some(s) = a.resnet_sizes.iter().find(|&&s| s < 28) {
+        bail!("--resnet-sizes: {s} px is too small for ResNet18 (at least 28)");
     }
     // candle and gemm read RAYON_NUM_THREADS once, at first use: re-run ourselves
     // with it set so that cxr and PyTorch get the same number of threads.
@@ -112,7 +119,122 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
         torch_figures(a, &data.source)?
     };
     print_table(a, &cxr, torch.as_ref());
+    if !a.no_resnet {
+        for &size in &a.resnet_sizes {
+            resnet_bench(a, size)?;
+        }
+    }
     Ok(())
+}
+
+/// Images per second of one ResNet18 training step (train-mode forward, BCE,
+/// backward, AdamW) and of eval-mode inference, on a random batch of
+/// `--resnet-batch` images at `size` px: medians of `--repeats` after one warm-up.
+fn resnet_step_figures(size: usize, batch: usize, repeats: usize) -> Result<(f64, f64)> {
+    let device = Device::Cpu;
+    let cfg = ResNetConfig::default();
+    let varmap = VarMap::new();
+    init_resnet18(&varmap, &cfg, 0, &device)?;
+    let net = ResNet18::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), &cfg)?;
+    let params = ResNet18::param_groups(&varmap, &cfg)?.trainable();
+    let mut opt = Adam::new(
+        params,
+        AdamConfig {
+            kind: OptimizerKind::AdamW,
+            weight_decay: 0.01,
+            ..AdamConfig::default()
+        },
+    )?;
+    let x = Tensor::rand(0f32, 1f32, (batch, 1, size, size), &device)?;
+    let y = Tensor::from_vec(
+        (0..batch).map(|i| (i % 2) as f32).collect::<Vec<_>>(),
+        batch,
+        &device,
+    )?;
+    let mut train = Vec::new();
+    let mut eval = Vec::new();
+    for i in 0..=repeats {
+        let t0 = Instant::now();
+        let loss = bce_with_logits(&net.forward_t(&imagenet_input(&x)?, true)?, &y)?;
+        opt.step(&loss.backward()?)?;
+        let dt_train = t0.elapsed().as_secs_f64();
+        let t0 = Instant::now();
+        net.forward_t(&imagenet_input(&x)?, false)?
+            .to_vec1::<f32>()?;
+        let dt_eval = t0.elapsed().as_secs_f64();
+        if i > 0 {
+            train.push(batch as f64 / dt_train);
+            eval.push(batch as f64 / dt_eval);
+        }
+    }
+    Ok((median(train), median(eval)))
+}
+
+fn resnet_bench(a: &BenchArgs, size: usize) -> Result<()> {
+    let batch = a.resnet_batch;
+    let (train, eval) = resnet_step_figures(size, batch, a.repeats)?;
+    let torch = if a.no_torch {
+        None
+    } else {
+        torch_resnet(a, size, batch)?
+    };
+    println!(
+        "\nResNet18, {size}×{size}, batch {batch}, {} thread(s), {} repeats (medians)",
+        a.threads, a.repeats
+    );
+    println!(
+        "{:<34} {:>12} {:>12} {:>14}",
+        "figure", "cxr", "pytorch", "cxr/pytorch"
+    );
+    for (name, c, t) in [
+        ("train step images/s", train, torch.map(|t| t.0)),
+        ("inference images/s", eval, torch.map(|t| t.1)),
+    ] {
+        match t {
+            Some(t) => println!("{name:<34} {c:>12.2} {t:>12.2} {:>14.3}", c / t),
+            None => println!("{name:<34} {c:>12.2} {:>12} {:>14}", "–", "–"),
+        }
+    }
+    Ok(())
+}
+
+/// torchvision's figures from bench/torch_resnet18.py, or `None` without torch.
+fn torch_resnet(a: &BenchArgs, size: usize, batch: usize) -> Result<Option<(f64, f64)>> {
+    let script = project_root().join("bench").join("torch_resnet18.py");
+    let out = Process::new(&a.python)
+        .arg(&script)
+        .args([
+            "--time-only",
+            "--json",
+            "--size",
+            &size.to_string(),
+            "--batch-size",
+            &batch.to_string(),
+            "--threads",
+            &a.threads.to_string(),
+            "--repeats",
+            &a.repeats.to_string(),
+        ])
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        println!(
+            "PyTorch ResNet18 peer skipped: {} failed ({}); it needs torch and torchvision",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
+        return Ok(None);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or("");
+    let v: serde_json::Value = serde_json::from_str(line)
+        .with_context(|| format!("parsing {}'s output: `{line}`", script.display()))?;
+    Ok(v["train_images_per_second"]
+        .as_f64()
+        .zip(v["eval_images_per_second"].as_f64()))
 }
 
 /// (batched images/s with batch 256, batch-1 latency in ms): medians.

@@ -245,6 +245,15 @@ pub struct BenchArgs {
     /// Python interpreter for the PyTorch peer.
     #[arg(long, default_value = "python3")]
     pub python: String,
+    /// Input sizes of the ResNet18 step benchmark (each at least 28).
+    #[arg(long, value_delimiter = ',', default_value = "64,128")]
+    pub resnet_sizes: Vec<usize>,
+    /// Skip the ResNet18 step benchmark.
+    #[arg(long)]
+    pub no_resnet: bool,
+    /// Batch size of the ResNet18 step benchmark.
+    #[arg(long, default_value_t = 32)]
+    pub resnet_batch: usize,
     #[command(flatten)]
     pub data: DataArgs,
 }
