@@ -6,7 +6,8 @@
 //! `compare` (both, repeats interleaved so that load on a shared machine hits both
 //! alike, and the plain/fast ratio); `norm` compares the fused BatchNorm against
 //! candle's ops with the convolution and pool fast paths on in both. Threads:
-//! `RAYON_NUM_THREADS`.
+//! `RAYON_NUM_THREADS`. On Linux it also prints the process CPU time (all threads) per
+//! image, which is steadier than wall time on a loaded machine.
 
 use std::time::Instant;
 
@@ -49,9 +50,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect();
     let x = imagenet_input(&Tensor::from_vec(gray, (batch, 1, size, size), &dev)?)?;
 
-    // Per mode: (best, total) seconds for eval and train.
-    let mut eval_t = vec![(f64::INFINITY, 0.0); modes.len()];
-    let mut train_t = vec![(f64::INFINITY, 0.0); modes.len()];
+    // Per mode: (best, total, CPU total) seconds for eval and train.
+    let mut eval_t = vec![(f64::INFINITY, 0.0, 0.0); modes.len()];
+    let mut train_t = vec![(f64::INFINITY, 0.0, 0.0); modes.len()];
     let eval = || -> Result<(), Box<dyn std::error::Error>> {
         net.forward_t(&x, false)?.sum_all()?.to_scalar::<f32>()?;
         Ok(())
@@ -78,13 +79,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 ),
                 (&train, &mut train_t[m]),
             ] {
-                let t = Instant::now();
+                let (t, c) = (Instant::now(), cpu_seconds());
                 f()?;
                 let s = t.elapsed().as_secs_f64();
                 if rep > 0 {
                     // rep 0 is the warm-up
                     acc.0 = acc.0.min(s);
                     acc.1 += s;
+                    acc.2 += cpu_seconds() - c;
                 }
             }
         }
@@ -97,17 +99,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     let per_img = |t: f64| t * 1e3 / batch as f64;
     for (m, &(path, ..)) in modes.iter().enumerate() {
-        for (what, (best, total)) in [
+        for (what, (best, total, cpu)) in [
             ("eval forward", eval_t[m]),
             ("train fwd+backward", train_t[m]),
         ] {
             let mean = total / repeats as f64;
             println!(
-                "  {path:12} {what:18} {:8.1} / {:8.1} ms per batch, {:6.2} / {:6.2} ms per image",
+                "  {path:12} {what:18} {:8.1} / {:8.1} ms per batch, {:6.2} / {:6.2} ms per image, CPU {:6.2} ms per image",
                 best * 1e3,
                 mean * 1e3,
                 per_img(best),
-                per_img(mean)
+                per_img(mean),
+                per_img(cpu / repeats as f64)
             );
         }
     }
@@ -121,4 +124,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
+}
+
+/// CPU time (user + system, all threads) of this process so far, from `/proc/self/stat`
+/// (clock ticks of 1/100 s); 0 where that file does not exist.
+fn cpu_seconds() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the parenthesised command name: state is field 3; utime, stime 14, 15.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (ticks(11) + ticks(12)) / 100.0
 }
