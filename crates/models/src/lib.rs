@@ -9,8 +9,9 @@
 //!   built-in max-pool backward is not; see `docs/architecture.md`).
 //! - [`conv2d_cpu`], [`relu_max_pool2d`]: the CPU fast paths (im2col + one GEMM with a
 //!   hand-written backward; a fused ReLU + max-pool) that [`Conv2d`], [`SeedCnn`] and
-//!   [`ResNet18`] use for `f32` on the CPU; [`set_cpu_fast_path`] switches them off for
-//!   comparison.
+//!   [`ResNet18`] use for `f32` on the CPU, as does [`BatchNorm2d`] (one fused op for
+//!   normalisation, affine map and the following ReLU or residual add + ReLU, each way);
+//!   [`set_cpu_fast_path`] switches them off for comparison.
 //! - [`ResNet18`]: torchvision/timm ResNet18 (same weight names) with trainable
 //!   parameters and real train/eval [`BatchNorm2d`]; [`imagenet_input`] turns grayscale
 //!   batches into its normalised 3-channel input; [`ResNet18::param_groups`] splits
