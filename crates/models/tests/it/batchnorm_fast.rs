@@ -12,13 +12,20 @@ use rand_chacha::ChaCha8Rng;
 
 /// Relative tolerance: max |a − b| / max(1, max |b|). The two paths sum in different
 /// orders (the fused one in f64 across planes) and fold the affine map differently.
-const TOL: f32 = 1e-4;
+const TOL: f32 = 1e-5;
+/// Tolerance for the running statistics: both paths apply the same momentum update to
+/// batch statistics that differ only by summation order.
+const STATS_TOL: f32 = 1e-6;
 
 fn vec(t: &Tensor) -> Vec<f32> {
     t.flatten_all().unwrap().to_vec1().unwrap()
 }
 
 fn check(what: &str, a: &[f32], b: &[f32]) {
+    check_tol(what, a, b, TOL);
+}
+
+fn check_tol(what: &str, a: &[f32], b: &[f32], tol: f32) {
     assert_eq!(a.len(), b.len(), "{what}: lengths differ");
     let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
     let err = a
@@ -26,7 +33,7 @@ fn check(what: &str, a: &[f32], b: &[f32]) {
         .zip(b)
         .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
         / scale;
-    assert!(err <= TOL, "{what}: scaled max error {err} > {TOL}");
+    assert!(err <= tol, "{what}: scaled max error {err} > {tol}");
 }
 
 /// A layer over a fresh VarMap holding the given `weight`, `bias` and running stats.
@@ -138,8 +145,18 @@ fn case(rng: &mut ChaCha8Rng, dims: (usize, usize, usize, usize), act: Act, trai
         (None, None) => assert!(!matches!(act, Act::AddRelu)),
         _ => panic!("{label}: residual gradient on one path only"),
     }
-    check(&format!("{label} running_mean"), &fast.5, &plain.5);
-    check(&format!("{label} running_var"), &fast.6, &plain.6);
+    check_tol(
+        &format!("{label} running_mean"),
+        &fast.5,
+        &plain.5,
+        STATS_TOL,
+    );
+    check_tol(
+        &format!("{label} running_var"),
+        &fast.6,
+        &plain.6,
+        STATS_TOL,
+    );
     if train {
         assert_ne!(fast.5, params[2], "{label}: running mean not updated");
         assert_ne!(fast.6, params[3], "{label}: running var not updated");
