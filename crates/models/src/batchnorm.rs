@@ -2,6 +2,7 @@ use candle_core::{Tensor, Var};
 use candle_nn::{ModuleT, VarBuilder};
 
 use crate::Result;
+use crate::cpu_norm::{Act, Norm, batch_norm_cpu, bn_fast_path_applies};
 
 /// PyTorch's default `BatchNorm2d` momentum: `running = 0.9·running + 0.1·batch`.
 pub const BN_MOMENTUM: f64 = 0.1;
@@ -78,16 +79,142 @@ impl BatchNorm2d {
         }
     }
 
-    fn forward_train(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        let (n, c, h, w) = self.check(x)?;
-        let count = n * h * w;
-        if count < 2 {
+    /// `relu(bn(x))` in training or evaluation mode. On the CPU fast path (see
+    /// [`crate::set_cpu_fast_path`]) the normalisation and the ReLU are one op each
+    /// way; elsewhere [`ModuleT::forward_t`] followed by a ReLU.
+    pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
+        self.forward_path(
+            x,
+            None,
+            true,
+            train,
+            crate::fast_path::cpu_fast_norm_enabled(),
+        )
+    }
+
+    /// `relu(bn(x) + residual)` (the end of a ResNet `BasicBlock`), `residual` of
+    /// `x`'s shape. On the CPU fast path one op each way; elsewhere
+    /// [`ModuleT::forward_t`], an addition and a ReLU.
+    pub fn forward_add_relu_t(
+        &self,
+        x: &Tensor,
+        residual: &Tensor,
+        train: bool,
+    ) -> candle_core::Result<Tensor> {
+        self.forward_path(
+            x,
+            Some(residual),
+            true,
+            train,
+            crate::fast_path::cpu_fast_norm_enabled(),
+        )
+    }
+
+    /// `bn(x)` (+ `residual`) (→ ReLU), through the fused CPU op when `fast` is set and
+    /// it applies (`f32` on the CPU), else through candle's tensor ops; for tests and
+    /// benchmarks that compare the two paths without the process-wide switch. A
+    /// residual needs `relu`.
+    #[doc(hidden)]
+    pub fn forward_path(
+        &self,
+        x: &Tensor,
+        residual: Option<&Tensor>,
+        relu: bool,
+        train: bool,
+        fast: bool,
+    ) -> candle_core::Result<Tensor> {
+        let act = match (residual, relu) {
+            (None, false) => Act::None,
+            (None, true) => Act::Relu,
+            (Some(_), true) => Act::AddRelu,
+            (Some(_), false) => candle_core::bail!("BatchNorm2d: a residual add needs the ReLU"),
+        };
+        let (_, c, _, _) = self.check(x)?;
+        if let Some(r) = residual
+            && r.dims() != x.dims()
+        {
+            candle_core::bail!(
+                "BatchNorm2d: residual {:?} does not match input {:?}",
+                r.dims(),
+                x.dims()
+            );
+        }
+        let params = [&self.weight, &self.bias];
+        let fast = fast
+            && bn_fast_path_applies(x, &params)
+            && residual.is_none_or(|r| bn_fast_path_applies(r, &[]));
+        if !fast {
+            let y = if train {
+                self.forward_train(x)?
+            } else {
+                self.forward_eval(x)?
+            };
+            return match residual {
+                Some(r) => (y + r)?.relu(),
+                None if relu => y.relu(),
+                None => Ok(y),
+            };
+        }
+        if train {
+            self.check_train(x)?;
+        }
+        let eval_norm = if train {
+            None
+        } else {
+            let rm = self.running_mean.as_tensor().to_vec1::<f32>()?;
+            let rv = self.running_var.as_tensor().to_vec1::<f32>()?;
+            Some(Norm {
+                mean: rm,
+                invstd: rv
+                    .iter()
+                    .map(|&v| (1.0 / (v as f64 + self.eps).sqrt()) as f32)
+                    .collect(),
+                batch: Vec::new(),
+            })
+        };
+        let gb = Tensor::cat(&[&self.weight, &self.bias], 0)?;
+        let (y, stats) = batch_norm_cpu(x, &gb, residual, train, self.eps, act, eval_norm)?;
+        if let Some(stats) = stats {
+            // Running statistics as in the tensor path: momentum, unbiased variance.
+            let m = (x.elem_count() / c) as f64;
+            let keep = 1.0 - self.momentum;
+            let rm = self.running_mean.as_tensor().to_vec1::<f32>()?;
+            let rv = self.running_var.as_tensor().to_vec1::<f32>()?;
+            let (rm, rv): (Vec<f32>, Vec<f32>) = stats
+                .batch
+                .iter()
+                .zip(rm.iter().zip(&rv))
+                .map(|(&(mean, var), (&rm, &rv))| {
+                    let unbiased = var * (m / (m - 1.0));
+                    (
+                        (rm as f64 * keep + mean * self.momentum) as f32,
+                        (rv as f64 * keep + unbiased * self.momentum) as f32,
+                    )
+                })
+                .unzip();
+            let dev = x.device();
+            self.running_mean.set(&Tensor::from_vec(rm, c, dev)?)?;
+            self.running_var.set(&Tensor::from_vec(rv, c, dev)?)?;
+        }
+        Ok(y)
+    }
+
+    /// The training-mode shape check: more than one value per channel.
+    fn check_train(&self, x: &Tensor) -> candle_core::Result<()> {
+        let (n, _, h, w) = self.check(x)?;
+        if n * h * w < 2 {
             candle_core::bail!(
                 "BatchNorm2d in training needs more than one value per channel, got input {:?}",
                 x.dims()
             );
         }
-        let m = count as f64;
+        Ok(())
+    }
+
+    fn forward_train(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        let (n, c, h, w) = self.check(x)?;
+        self.check_train(x)?;
+        let m = (n * h * w) as f64;
         // [N, C, H·W]: both reductions run over contiguous or tiny dimensions.
         let x3 = x.reshape((n, c, h * w))?;
         let mean = (x3.sum_keepdim(2)?.sum_keepdim(0)? / m)?; // [1, C, 1]
@@ -127,12 +254,16 @@ impl BatchNorm2d {
 }
 
 impl ModuleT for BatchNorm2d {
+    /// `bn(x)`; one fused op each way on the CPU fast path (see
+    /// [`crate::set_cpu_fast_path`]), candle tensor ops elsewhere.
     fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        if train {
-            self.forward_train(x)
-        } else {
-            self.forward_eval(x)
-        }
+        self.forward_path(
+            x,
+            None,
+            false,
+            train,
+            crate::fast_path::cpu_fast_norm_enabled(),
+        )
     }
 }
 

@@ -9,8 +9,9 @@
 //!   built-in max-pool backward is not; see `docs/architecture.md`).
 //! - [`conv2d_cpu`], [`relu_max_pool2d`]: the CPU fast paths (im2col + one GEMM with a
 //!   hand-written backward; a fused ReLU + max-pool) that [`Conv2d`], [`SeedCnn`] and
-//!   [`ResNet18`] use for `f32` on the CPU; [`set_cpu_fast_path`] switches them off for
-//!   comparison.
+//!   [`ResNet18`] use for `f32` on the CPU, as does [`BatchNorm2d`] (one fused op for
+//!   normalisation, affine map and the following ReLU or residual add + ReLU, each way);
+//!   [`set_cpu_fast_path`] switches them off for comparison.
 //! - [`ResNet18`]: torchvision/timm ResNet18 (same weight names) with trainable
 //!   parameters and real train/eval [`BatchNorm2d`]; [`imagenet_input`] turns grayscale
 //!   batches into its normalised 3-channel input; [`ResNet18::param_groups`] splits
@@ -30,6 +31,7 @@ mod batchnorm;
 mod cnn;
 mod conv;
 mod cpu_conv;
+mod cpu_norm;
 mod cpu_pool;
 mod error;
 mod fast_path;
@@ -45,7 +47,7 @@ pub use cnn::{CnnConfig, SeedCnn};
 pub use conv::Conv2d;
 pub use cpu_conv::{conv2d_candle, conv2d_cpu};
 pub use error::{ModelError, Result};
-pub use fast_path::{cpu_fast_path_enabled, set_cpu_fast_path};
+pub use fast_path::{cpu_fast_path_enabled, set_cpu_fast_norm, set_cpu_fast_path};
 pub use init::{init_resnet18, init_seed_cnn, normal, torch_default_uniform};
 pub use linear::Linear;
 pub use pool::{global_avg_pool, max_pool2d, max_pool2d_3x3_s2, relu_max_pool2d};

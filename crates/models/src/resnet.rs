@@ -203,13 +203,13 @@ impl BasicBlock {
 
 impl ModuleT for BasicBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let h = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
-        let h = self.bn2.forward_t(&self.conv2.forward(&h)?, train)?;
+        let h = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
         let identity = match &self.downsample {
             Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,
             None => x.clone(),
         };
-        (h + identity)?.relu()
+        self.bn2
+            .forward_add_relu_t(&self.conv2.forward(&h)?, &identity, train)
     }
 }
 
@@ -388,7 +388,7 @@ impl ResNet18 {
                 });
             }
         }
-        let h = self.bn1.forward_t(&self.conv1.forward(x)?, train)?.relu()?;
+        let h = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
         let mut h = max_pool2d_3x3_s2(&h)?;
         for block in &self.blocks {
             h = block.forward_t(&h, train)?;
