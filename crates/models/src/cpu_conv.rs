@@ -8,6 +8,12 @@
 //! [`CustomOp3`] with a `bwd`), so everything around it — optimizers, parity tests,
 //! Grad-CAM — is unchanged. It is used for `f32` tensors on the CPU only; other devices
 //! and dtypes go through candle's `conv2d`.
+//!
+//! The GEMMs run on this crate's AVX-512 kernel ([`crate::sgemm`]) where the CPU has
+//! `avx512f`: the forward writes `[B, C_out, H_out·W_out]` plus bias directly, and the
+//! backward reads the upstream gradient `[B, C_out, L]` in place as `[C_out, B·L]`.
+//! Without AVX-512, with [`crate::set_cpu_sgemm`]`(false)`, or for an output narrower
+//! than the kernel's tile, they go through candle's matmul (the `gemm` crate).
 
 use std::sync::Mutex;
 

@@ -28,6 +28,7 @@
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
+use std::sync::OnceLock;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
@@ -57,10 +58,14 @@ pub fn set_cpu_sgemm(enabled: bool) {
     ENABLED.store(enabled, Ordering::Relaxed);
 }
 
-/// Whether the AVX-512 GEMM is used: switched on (see [`set_cpu_sgemm`]) and the CPU has
-/// `avx512f`.
+/// Whether the AVX-512 GEMM is used: switched on (see [`set_cpu_sgemm`]), not turned off
+/// for the process by the environment variable `CXR_CPU_SGEMM=0` (for comparing whole
+/// runs, e.g. `cargo xtask bench`), and the CPU has `avx512f`.
 pub fn cpu_sgemm_active() -> bool {
-    ENABLED.load(Ordering::Relaxed) && avx512_detected()
+    static ENV_OFF: OnceLock<bool> = OnceLock::new();
+    ENABLED.load(Ordering::Relaxed)
+        && !*ENV_OFF.get_or_init(|| std::env::var("CXR_CPU_SGEMM").is_ok_and(|v| v == "0"))
+        && avx512_detected()
 }
 
 #[cfg(target_arch = "x86_64")]
