@@ -524,7 +524,7 @@ fn block(
     #[cfg(target_arch = "x86_64")]
     {
         if simd && avx512_detected() {
-            // SAFETY: `block_avx512` only needs the `avx512f` target feature, which was
+            // SAFETY: `avx512::block` only needs the `avx512f` target feature, which was
             // detected on this CPU just above; all its memory accesses go through slices.
             unsafe { avx512::block(ap, bp, kc, ic, mc, jc, nc, out, store) };
             return;
