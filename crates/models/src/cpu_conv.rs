@@ -8,11 +8,19 @@
 //! [`CustomOp3`] with a `bwd`), so everything around it — optimizers, parity tests,
 //! Grad-CAM — is unchanged. It is used for `f32` tensors on the CPU only; other devices
 //! and dtypes go through candle's `conv2d`.
+//!
+//! The GEMMs run on this crate's AVX-512 kernel ([`crate::sgemm`]) where the CPU has
+//! `avx512f`: the forward writes `[B, C_out, H_out·W_out]` plus bias directly, and the
+//! backward reads the upstream gradient `[B, C_out, L]` in place as `[C_out, B·L]`.
+//! Without AVX-512, with [`crate::set_cpu_sgemm`]`(false)`, or for an output narrower
+//! than the kernel's tile, they go through candle's matmul (the `gemm` crate).
 
 use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
+
+use crate::sgemm::{View, cpu_sgemm_active, sgemm};
 
 /// Geometry of one convolution (square kernel, equal stride and padding in both axes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,8 +137,9 @@ fn im2col(x: &[f32], g: &Geom) -> Vec<f32> {
     cols
 }
 
-/// Columns `[C·k·k, B·Ho·Wo]` → `[B, C, H, W]`, summing overlapping contributions.
-fn col2im(cols: &[f32], g: &Geom) -> Vec<f32> {
+/// Columns `[C·k·k, B·Ho·Wo]` (or, `grouped`, `[B, C·k·k, Ho·Wo]`) → `[B, C, H, W]`,
+/// summing overlapping contributions.
+fn col2im(cols: &[f32], g: &Geom, grouped: bool) -> Vec<f32> {
     let (n, l, k) = (g.n(), g.l(), g.k);
     let mut out = vec![0f32; g.b * g.ci * g.h * g.w];
     out.par_chunks_mut(g.h * g.w)
@@ -142,7 +151,12 @@ fn col2im(cols: &[f32], g: &Geom) -> Vec<f32> {
                 for j in 0..k {
                     let (x0, x1) = g.valid_x(j);
                     let row = (c * k + i) * k + j;
-                    let src = &cols[row * n + b * l..][..l];
+                    let start = if grouped {
+                        (b * g.rows() + row) * l
+                    } else {
+                        row * n + b * l
+                    };
+                    let src = &cols[start..][..l];
                     for oy in y0..y1 {
                         let y = oy * g.stride + i - g.pad;
                         let srow = &src[oy * g.wo..(oy + 1) * g.wo];
@@ -215,6 +229,23 @@ impl CustomOp3 for ConvOp {
             )));
         }
         let (n, l) = (g.n(), g.l());
+        if cpu_sgemm_active() {
+            // W [Co, C·k·k] · cols [C·k·k, N], written as [B, Co, Ho·Wo] with the bias.
+            let cols = im2col(x, &g);
+            let mut out = vec![0f32; g.b * g.co * l];
+            let a = View::row_major(w, g.rows());
+            let bm = View::row_major(&cols, n);
+            if sgemm(g.co, n, g.rows(), a, bm, &mut out, l, Some(bias)).is_some() {
+                if self.keep_cols {
+                    *self
+                        .saved_cols
+                        .lock()
+                        .map_err(|_| candle_core::Error::Msg("conv2d: poisoned lock".into()))? =
+                        Some(Tensor::from_vec(cols, (g.rows(), n), &Device::Cpu)?);
+                }
+                return Ok((CpuStorage::F32(out), Shape::from((g.b, g.co, g.ho, g.wo))));
+            }
+        }
         let cols = Tensor::from_vec(im2col(x, &g), (g.rows(), n), &Device::Cpu)?;
         let wm = Tensor::from_slice(w, (g.co, g.rows()), &Device::Cpu)?;
         let res = wm.matmul(&cols)?; // [Co, N]
@@ -251,8 +282,11 @@ impl CustomOp3 for ConvOp {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = Geom::new(x.dims(), w.dims(), self.stride, self.pad)?;
+        if cpu_sgemm_active() {
+            return self.bwd_sgemm(&g, x, w, bias, grad);
+        }
         // grad [B, Co, Ho, Wo] → [Co, B·Ho·Wo]
-        let gm = grad.transpose(0, 1)?.contiguous()?.reshape((g.co, g.n()))?;
+        let gm = candle_grad_matrix(grad, &g)?;
         let grad_b = if bias.track_op() {
             Some(gm.sum(1)?)
         } else {
@@ -280,6 +314,125 @@ impl CustomOp3 for ConvOp {
             None
         };
         Ok((grad_x, grad_w, grad_b))
+    }
+}
+
+/// The three gradients of [`ConvOp`] as candle's `bwd` returns them.
+type Grads = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
+
+/// Runs `f` on the contiguous `f32` data of a CPU tensor.
+fn with_f32<R>(
+    t: &Tensor,
+    what: &str,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        return Err(candle_core::Error::Msg(format!(
+            "conv2d fast path: {what} is not on the CPU"
+        )));
+    };
+    f(f32_slice(cpu, layout, what)?)
+}
+
+/// The upstream gradient `[B, Co, Ho, Wo]` as the contiguous `[Co, B·Ho·Wo]` matrix.
+fn candle_grad_matrix(grad: &Tensor, g: &Geom) -> candle_core::Result<Tensor> {
+    grad.transpose(0, 1)?.contiguous()?.reshape((g.co, g.n()))
+}
+
+impl ConvOp {
+    /// The backward with this crate's GEMM, reading the upstream gradient `[B, Co, L]`
+    /// in place as `[Co, B·L]`: weight gradient `dY·colsᵀ`, input gradient
+    /// `Wᵀ·dY` written as `[B, C·k·k, L]` and folded back by col2im. `None` when the GEMM
+    /// declines (then the caller takes the candle-matmul path).
+    fn bwd_sgemm(
+        &self,
+        g: &Geom,
+        x: &Tensor,
+        w: &Tensor,
+        bias: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<Grads> {
+        let (n, l, rows) = (g.n(), g.l(), g.rows());
+        let grad = grad.contiguous()?;
+        let saved = self
+            .saved_cols
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("conv2d: poisoned lock".into()))?
+            .take();
+        with_f32(&grad, "gradient", |dy| {
+            let dym = View::grouped(dy, g.co, l);
+            let grad_b = if bias.track_op() {
+                let mut s = vec![0f64; g.co];
+                for (i, chunk) in dy.chunks_exact(l).enumerate() {
+                    s[i % g.co] += chunk.iter().map(|&v| f64::from(v)).sum::<f64>();
+                }
+                let s: Vec<f32> = s.into_iter().map(|v| v as f32).collect();
+                Some(Tensor::from_vec(s, g.co, &Device::Cpu)?)
+            } else {
+                None
+            };
+            let grad_w = if w.track_op() {
+                let cols = match saved {
+                    Some(c) => c,
+                    None => x.detach().contiguous()?.apply_op1_no_bwd(&Im2Col(*g))?,
+                };
+                let mut gw = vec![0f32; g.co * rows];
+                let done = with_f32(&cols, "columns", |c| {
+                    Ok(sgemm(
+                        g.co,
+                        rows,
+                        n,
+                        dym,
+                        View::strided(c, 1, n),
+                        &mut gw,
+                        rows,
+                        None,
+                    ))
+                })?;
+                match done {
+                    Some(()) => Some(Tensor::from_vec(gw, w.dims(), &Device::Cpu)?),
+                    // A shape the kernel leaves to candle (too narrow an output).
+                    None => Some(
+                        candle_grad_matrix(&grad, g)?
+                            .matmul(&cols.t()?)?
+                            .reshape(w.dims())?,
+                    ),
+                }
+            } else {
+                None
+            };
+            let grad_x = if x.track_op() {
+                let w = w.detach().contiguous()?;
+                let mut dcols = vec![0f32; rows * n];
+                let done = with_f32(&w, "kernel", |wd| {
+                    Ok(sgemm(
+                        rows,
+                        n,
+                        g.co,
+                        View::strided(wd, 1, rows),
+                        dym,
+                        &mut dcols,
+                        l,
+                        None,
+                    ))
+                })?;
+                let dx = match done {
+                    Some(()) => col2im(&dcols, g, true),
+                    None => {
+                        let dc = w
+                            .reshape((g.co, rows))?
+                            .t()?
+                            .matmul(&candle_grad_matrix(&grad, g)?)?;
+                        with_f32(&dc, "columns", |c| Ok(col2im(c, g, false)))?
+                    }
+                };
+                Some(Tensor::from_vec(dx, (g.b, g.ci, g.h, g.w), &Device::Cpu)?)
+            } else {
+                None
+            };
+            Ok((grad_x, grad_w, grad_b))
+        })
     }
 }
 
@@ -313,7 +466,7 @@ impl CustomOp1 for Col2Im {
         let g = self.0;
         let cols = f32_slice(s, l, "columns")?;
         Ok((
-            CpuStorage::F32(col2im(cols, &g)),
+            CpuStorage::F32(col2im(cols, &g, false)),
             Shape::from((g.b, g.ci, g.h, g.w)),
         ))
     }

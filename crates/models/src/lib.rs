@@ -11,7 +11,9 @@
 //!   hand-written backward; a fused ReLU + max-pool) that [`Conv2d`], [`SeedCnn`] and
 //!   [`ResNet18`] use for `f32` on the CPU, as does [`BatchNorm2d`] (one fused op for
 //!   normalisation, affine map and the following ReLU or residual add + ReLU, each way);
-//!   [`set_cpu_fast_path`] switches them off for comparison.
+//!   [`set_cpu_fast_path`] switches them off for comparison. Their GEMMs use this
+//!   crate's AVX-512 kernel where the CPU has it ([`set_cpu_sgemm`] switches back to
+//!   candle's matmul).
 //! - [`ResNet18`]: torchvision/timm ResNet18 (same weight names) with trainable
 //!   parameters and real train/eval [`BatchNorm2d`]; [`imagenet_input`] turns grayscale
 //!   batches into its normalised 3-channel input; [`ResNet18::param_groups`] splits
@@ -39,6 +41,7 @@ mod init;
 mod linear;
 mod pool;
 mod resnet;
+mod sgemm;
 mod weights;
 
 pub use batchnorm::{BN_BUFFERS, BN_EPS, BN_MOMENTUM, BN_PARAMS, BatchNorm2d};
@@ -55,6 +58,7 @@ pub use resnet::{
     BasicBlock, IMAGENET_MEAN, IMAGENET_STD, ParamGroups, RESNET18_FEATURES, ResNet18,
     ResNetConfig, TensorRole, TensorSpec, imagenet_input,
 };
+pub use sgemm::{MatLayout, cpu_sgemm_active, set_cpu_sgemm, sgemm_f32};
 pub use weights::{
     DEFAULT_WEIGHTS, HUB_WEIGHTS_FILE, HubOptions, LoadReport, WeightsSource, fetch_hub_file,
     load_resnet18_weights,

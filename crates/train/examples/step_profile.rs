@@ -1,7 +1,10 @@
 //! Times the parts of one seed-CNN training step (batch 64, 28×28) on CPU — forward,
 //! loss, backward, optimizer — with the CPU fast paths on and off, then each layer's
 //! pieces (conv forward, input gradient, weight gradient, ReLU + max-pool forward and
-//! backward) for both. `cargo run --release -p cxr-train --example step_profile`.
+//! backward) for both, and the convolutions' GEMMs with cxr's AVX-512 kernel against
+//! candle's matmul (the `gemm` crate). The fast path runs twice: with cxr's GEMM and with
+//! candle's matmul inside it (`set_cpu_sgemm(false)`).
+//! `cargo run --release -p cxr-train --example step_profile`.
 
 use std::time::Instant;
 
@@ -9,8 +12,8 @@ use candle_core::Var;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use cxr_models::{
-    CnnConfig, SeedCnn, conv2d_candle, conv2d_cpu, init_seed_cnn, max_pool2d, relu_max_pool2d,
-    set_cpu_fast_path,
+    CnnConfig, MatLayout, SeedCnn, conv2d_candle, conv2d_cpu, cpu_sgemm_active, init_seed_cnn,
+    max_pool2d, relu_max_pool2d, set_cpu_fast_path, set_cpu_sgemm, sgemm_f32,
 };
 use cxr_train::{Adam, AdamConfig, bce_with_logits};
 
@@ -38,18 +41,31 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         &dev,
     )?;
     let y = Tensor::from_vec((0..b).map(|i| (i % 2) as f32).collect::<Vec<_>>(), b, &dev)?;
-    for fast in [true, false] {
+    println!("cxr AVX-512 GEMM active: {}", cpu_sgemm_active());
+    // `--variant LABEL` times that one variant only (e.g. under `perf stat`, whose CPU
+    // time is steadier than wall time on a shared machine).
+    let only = std::env::args().skip_while(|a| a != "--variant").nth(1);
+    for (fast, sgemm, label) in [
+        (true, true, "fast+sgemm"),
+        (true, false, "fast+gemm"),
+        (false, true, "candle ops"),
+    ] {
+        if only.as_deref().is_some_and(|o| o != label) {
+            continue;
+        }
         set_cpu_fast_path(fast);
-        step(
-            &model,
-            &mut opt,
-            &x,
-            &y,
-            b,
-            if fast { "fast path" } else { "candle ops" },
-        )?;
+        set_cpu_sgemm(sgemm);
+        step(&model, &mut opt, &x, &y, b, label)?;
+    }
+    if only.is_some() {
+        return Ok(());
     }
     set_cpu_fast_path(true);
+    set_cpu_sgemm(true);
+    gemms()?;
+    if std::env::args().any(|a| a == "--gemm-only") {
+        return Ok(());
+    }
     layers()?;
     Ok(())
 }
@@ -63,6 +79,7 @@ fn step(
     label: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let (mut tf, mut tb, mut to) = (0.0, 0.0, 0.0);
+    let mut fastest = f64::INFINITY;
     let steps = 20;
     for i in 0..steps + 3 {
         let t0 = Instant::now();
@@ -78,17 +95,33 @@ fn step(
             tf += (t1 - t0).as_secs_f64();
             tb += (t2 - t1).as_secs_f64();
             to += (t3 - t2).as_secs_f64();
+            fastest = fastest.min((t3 - t0).as_secs_f64());
         }
     }
     let per = |t: f64| t / steps as f64 / b as f64 * 1e3;
     println!(
-        "{label:>10}: ms per image: forward+loss {:.3}, backward {:.3}, optimizer {:.3}, total {:.3}",
+        "{label:>10}: ms per image: forward+loss {:.3}, backward {:.3}, optimizer {:.3}, total {:.3}; fastest step {:.3}",
         per(tf),
         per(tb),
         per(to),
-        per(tf + tb + to)
+        per(tf + tb + to),
+        fastest / b as f64 * 1e3
     );
     Ok(())
+}
+
+/// Fastest of 30 runs of `f` in milliseconds (after 3 warm-ups): on a shared machine the
+/// minimum is the run least disturbed by other processes.
+fn time_min<F: FnMut() -> candle_core::Result<()>>(mut f: F) -> candle_core::Result<f64> {
+    let mut best = f64::INFINITY;
+    for i in 0..33 {
+        let t0 = Instant::now();
+        f()?;
+        if i >= 3 {
+            best = best.min(t0.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    Ok(best)
 }
 
 /// Median milliseconds of `f` over 15 runs after 3 warm-ups.
@@ -174,6 +207,106 @@ fn layers() -> candle_core::Result<()> {
             row[0][4],
             row[1][4]
         );
+    }
+    Ok(())
+}
+
+/// The seed CNN's convolution GEMMs at batch 64 (forward `W·cols`, weight gradient
+/// `dY·colsᵀ`, input gradient `Wᵀ·dY`, all row-major): cxr's AVX-512 kernel against
+/// candle's matmul, fastest of 30 runs in ms and GFLOP/s.
+fn gemms() -> candle_core::Result<()> {
+    let dev = Device::Cpu;
+    if !cpu_sgemm_active() {
+        println!("GEMMs: cxr's AVX-512 kernel is not active on this CPU; skipped");
+        return Ok(());
+    }
+    println!(
+        "GEMMs, batch 64, fastest of 30 runs, ms (GFLOP/s): cxr sgemm | candle matmul (gemm crate)"
+    );
+    for (name, ci, co, hw) in [
+        ("conv1", 1, 32, 28),
+        ("conv2", 32, 64, 14),
+        ("conv3", 64, 128, 7),
+    ] {
+        let (rows, n) = (ci * 9, 64 * hw * hw);
+        let w: Vec<f32> = (0..co * rows)
+            .map(|i| ((i * 17) % 89) as f32 / 89.0 - 0.5)
+            .collect();
+        let cols: Vec<f32> = (0..rows * n)
+            .map(|i| ((i * 31) % 97) as f32 / 97.0 - 0.5)
+            .collect();
+        let dy: Vec<f32> = (0..co * n)
+            .map(|i| ((i * 13) % 83) as f32 / 83.0 - 0.5)
+            .collect();
+        let wt = Tensor::from_slice(&w, (co, rows), &dev)?;
+        let ct = Tensor::from_slice(&cols, (rows, n), &dev)?;
+        let dyt = Tensor::from_slice(&dy, (co, n), &dev)?;
+        // (label, m, n, k, a, its layout, b, its layout, C's group) as the convolution
+        // calls them: dY is [B, Co, L], the forward writes [B, Co, L], the input gradient
+        // [B, C·9, L]; candle multiplies contiguous [Co, N] copies.
+        let l = hw * hw;
+        let dyg: Vec<f32> = dyt
+            .reshape((co, 64, l))?
+            .transpose(0, 1)?
+            .flatten_all()?
+            .to_vec1()?;
+        type Case<'a> = (
+            &'a str,
+            usize,
+            usize,
+            usize,
+            &'a [f32],
+            MatLayout,
+            &'a [f32],
+            MatLayout,
+            usize,
+        );
+        let (rm, tr, gr) = (
+            MatLayout::RowMajor,
+            MatLayout::Transposed,
+            MatLayout::Grouped(l),
+        );
+        let cases: [Case<'_>; 3] = [
+            ("forward W·cols", co, n, rows, &w, rm, &cols, rm, l),
+            (
+                "weight grad dY·colsᵀ",
+                co,
+                rows,
+                n,
+                &dyg,
+                gr,
+                &cols,
+                tr,
+                rows,
+            ),
+            ("input grad Wᵀ·dY", rows, n, co, &w, tr, &dyg, gr, l),
+        ];
+        for (i, (label, m, nn, k, a, al, bm, bl, og)) in cases.into_iter().enumerate() {
+            let flop = 2.0 * (m * nn * k) as f64;
+            let ours = if sgemm_f32(m, nn, k, a, al, bm, bl, og).is_some() {
+                time_min(|| {
+                    sgemm_f32(m, nn, k, a, al, bm, bl, og)
+                        .map(|_| ())
+                        .ok_or_else(|| candle_core::Error::Msg("sgemm declined".into()))
+                })?
+            } else {
+                f64::NAN // declined: the convolution uses candle's matmul for this one
+            };
+            let theirs = time_min(|| {
+                let r = match i {
+                    0 => wt.matmul(&ct)?,
+                    1 => dyt.matmul(&ct.t()?)?,
+                    _ => wt.t()?.matmul(&dyt)?,
+                };
+                r.dims();
+                Ok(())
+            })?;
+            println!(
+                "{name} {label:<22} m {m:>4} n {nn:>5} k {k:>5}: {ours:6.2} ({:5.1}) | {theirs:6.2} ({:5.1})",
+                flop / ours / 1e6,
+                flop / theirs / 1e6
+            );
+        }
     }
     Ok(())
 }

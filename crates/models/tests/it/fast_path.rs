@@ -4,7 +4,7 @@
 //! batch 1, and 1×1 to 7×7 kernels.
 
 use candle_core::{DType, Device, Tensor, Var};
-use cxr_models::{conv2d_candle, conv2d_cpu, max_pool2d, relu_max_pool2d};
+use cxr_models::{conv2d_candle, conv2d_cpu, max_pool2d, relu_max_pool2d, set_cpu_sgemm};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -158,33 +158,63 @@ fn conv_matches_direct_reference_on_random_shapes() {
             s,
             p,
         );
-        let (b, ci, co, ..) = case;
-        let x = Var::from_tensor(&rand_tensor(&mut rng, &[b, ci, h, w])).unwrap();
-        let wt = Var::from_tensor(&rand_tensor(&mut rng, &[co, ci, k, k])).unwrap();
-        let bias = Var::from_tensor(&rand_tensor(&mut rng, &[co])).unwrap();
-        let y = conv2d_cpu(x.as_tensor(), wt.as_tensor(), Some(bias.as_tensor()), p, s).unwrap();
-        let r = rand_tensor(&mut rng, y.dims());
-        let (want_y, want_dx, want_dw, want_db) = conv_reference(
-            &vec(x.as_tensor()),
-            &vec(wt.as_tensor()),
-            &vec(bias.as_tensor()),
-            &vec(&r),
-            case,
+        direct_case(&mut rng, case);
+    }
+}
+
+/// One case against [`conv_reference`]: the output and the three gradients of
+/// `sum(y ⊙ r)` for a random `r`.
+fn direct_case(rng: &mut ChaCha8Rng, case: Case) {
+    let (b, ci, co, h, w, k, s, p) = case;
+    let x = Var::from_tensor(&rand_tensor(rng, &[b, ci, h, w])).unwrap();
+    let wt = Var::from_tensor(&rand_tensor(rng, &[co, ci, k, k])).unwrap();
+    let bias = Var::from_tensor(&rand_tensor(rng, &[co])).unwrap();
+    let y = conv2d_cpu(x.as_tensor(), wt.as_tensor(), Some(bias.as_tensor()), p, s).unwrap();
+    let r = rand_tensor(rng, y.dims());
+    let (want_y, want_dx, want_dw, want_db) = conv_reference(
+        &vec(x.as_tensor()),
+        &vec(wt.as_tensor()),
+        &vec(bias.as_tensor()),
+        &vec(&r),
+        case,
+    );
+    check_vec(&format!("{case:?} forward"), &vec(&y), &want_y);
+    let g = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+    for (name, v, want) in [
+        ("x", &x, &want_dx),
+        ("w", &wt, &want_dw),
+        ("bias", &bias, &want_db),
+    ] {
+        check_vec(
+            &format!("{case:?} grad {name}"),
+            &vec(g.get(v.as_tensor()).unwrap()),
+            want,
         );
-        check_vec(&format!("{case:?} forward"), &vec(&y), &want_y);
-        let g = (y * &r).unwrap().sum_all().unwrap().backward().unwrap();
-        for (name, v, want) in [
-            ("x", &x, &want_dx),
-            ("w", &wt, &want_dw),
-            ("bias", &bias, &want_db),
-        ] {
-            check_vec(
-                &format!("{case:?} grad {name}"),
-                &vec(g.get(v.as_tensor()).unwrap()),
-                want,
-            );
+    }
+}
+
+/// Channel counts past the AVX-512 GEMM's 8×48 tile and its blocks (odd ones included),
+/// with the GEMM on and switched off (candle's matmul): both must match the direct
+/// reference. Other tests of this binary may run meanwhile under either setting; both
+/// are correct, so they are unaffected.
+#[test]
+fn conv_matches_direct_reference_with_and_without_the_avx512_gemm() {
+    let cases: [Case; 6] = [
+        (2, 32, 64, 14, 14, 3, 1, 1),
+        (3, 17, 33, 7, 7, 3, 1, 1),
+        (2, 9, 70, 9, 11, 3, 2, 1),
+        (5, 40, 12, 5, 5, 3, 1, 0),
+        (1, 3, 50, 15, 13, 5, 1, 2),
+        (4, 64, 20, 3, 3, 1, 1, 0),
+    ];
+    for sgemm in [true, false] {
+        set_cpu_sgemm(sgemm);
+        let mut rng = ChaCha8Rng::seed_from_u64(14);
+        for case in cases {
+            direct_case(&mut rng, case);
         }
     }
+    set_cpu_sgemm(true);
 }
 
 #[test]

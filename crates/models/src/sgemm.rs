@@ -1,0 +1,1015 @@
+//! An `f32` GEMM with an AVX-512 micro-kernel for the CPU convolution fast path.
+//!
+//! The `gemm` crate that candle's CPU matmul uses runs its AVX2 kernels on stable Rust
+//! (its AVX-512 kernels need its nightly feature), so on an AVX-512 CPU it reaches about
+//! half of the machine's FMA throughput. This module computes `C = A·B` (optionally
+//! `+ bias` per row of `C`) with
+//!
+//! - an 8×48 register tile (24 `zmm` accumulators, three vector loads of `B` and eight
+//!   broadcasts of `A` per step of `k`),
+//! - `A` packed into 8-row micro-panels of at most [`KC`] columns (a micro-panel stays in
+//!   the 48 KiB L1 across a block of `B`), `B` packed into 48-column micro-panels of at most
+//!   [`NC`] columns (≈ 1 MiB, half the 2 MiB L2),
+//! - rayon tasks over column ranges of `C` (or over `k` with a private sum when `C` is
+//!   small and `k` long, the weight gradient's shape).
+//!
+//! Operands are strided views ([`View`]) whose columns may be grouped — column `c` lives
+//! at `(c / cl)·cg + (c % cl)·cs` — so the convolution's `[B, C, H·W]` tensors are read in
+//! place as `[C, B·H·W]` matrices, and `C` is written grouped too (`[N / L, M, L]`), so the
+//! forward writes `[B, C_out, H_out·W_out]` directly.
+//!
+//! The kernel runs only where `avx512f` is detected at run time and [`set_cpu_sgemm`] has
+//! not switched it off; [`sgemm`] returns `None` otherwise and callers fall back to
+//! candle's matmul.
+//!
+//! This is the one module of the crate with `unsafe`: calling the `avx512f`
+//! `#[target_feature]` functions (sound because the feature was detected) and the
+//! unaligned vector loads and stores (each from or into a reference to exactly 16 `f32`).
+#![allow(unsafe_code)]
+
+use std::cell::RefCell;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use rayon::prelude::*;
+
+/// Rows of the register tile.
+const MR: usize = 8;
+/// Columns of the register tile (three 16-lane vectors).
+const NR: usize = 48;
+/// Largest block of `k` packed at once.
+const KC: usize = 320;
+/// Largest block of columns of `B` packed at once (a multiple of [`NR`]).
+const NC: usize = 16 * NR;
+/// Largest block of rows of `A` packed at once (a multiple of [`MR`]).
+const MC: usize = 32 * MR;
+
+/// Narrower outputs are left to candle's matmul: a 48-wide tile would waste most of its
+/// work (the first convolution's weight gradient is `32 × 9`).
+const MIN_N: usize = 16;
+
+static ENABLED: AtomicBool = AtomicBool::new(true);
+
+/// Turns this crate's AVX-512 GEMM on or off for the whole process. It is on by default
+/// and used where the CPU has `avx512f`; off (or without AVX-512) the convolution fast
+/// path multiplies with candle's matmul instead. Used by tests and benchmarks to compare
+/// the two.
+pub fn set_cpu_sgemm(enabled: bool) {
+    ENABLED.store(enabled, Ordering::Relaxed);
+}
+
+/// Whether the AVX-512 GEMM is used: switched on (see [`set_cpu_sgemm`]), not turned off
+/// for the process by the environment variable `CXR_CPU_SGEMM=0` (for comparing whole
+/// runs, e.g. `cargo xtask bench`), and the CPU has `avx512f`.
+pub fn cpu_sgemm_active() -> bool {
+    static ENV_OFF: OnceLock<bool> = OnceLock::new();
+    ENABLED.load(Ordering::Relaxed)
+        && !*ENV_OFF.get_or_init(|| std::env::var("CXR_CPU_SGEMM").is_ok_and(|v| v == "0"))
+        && avx512_detected()
+}
+
+#[cfg(target_arch = "x86_64")]
+fn avx512_detected() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f")
+}
+
+#[cfg(not(target_arch = "x86_64"))]
+fn avx512_detected() -> bool {
+    false
+}
+
+/// A strided, column-grouped read-only matrix view: element `(r, c)` is
+/// `data[r·rs + (c / cl)·cg + (c % cl)·cs]`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct View<'a> {
+    data: &'a [f32],
+    rs: usize,
+    cs: usize,
+    cl: usize,
+    cg: usize,
+}
+
+impl<'a> View<'a> {
+    /// Element `(r, c)` at `r·rs + c·cs`.
+    pub(crate) fn strided(data: &'a [f32], rs: usize, cs: usize) -> Self {
+        Self {
+            data,
+            rs,
+            cs,
+            cl: usize::MAX,
+            cg: 0,
+        }
+    }
+
+    /// Row-major `[rows, cols]`.
+    pub(crate) fn row_major(data: &'a [f32], cols: usize) -> Self {
+        Self::strided(data, cols, 1)
+    }
+
+    /// `[G, rows, L]` read as the `[rows, G·L]` matrix: element `(r, g·L + l)` at
+    /// `(g·rows + r)·L + l`.
+    pub(crate) fn grouped(data: &'a [f32], rows: usize, l: usize) -> Self {
+        Self {
+            data,
+            rs: l,
+            cs: 1,
+            cl: l,
+            cg: rows * l,
+        }
+    }
+
+    fn col_base(&self, c: usize) -> usize {
+        (c / self.cl) * self.cg + (c % self.cl) * self.cs
+    }
+
+    /// Whether every element of a `rows × cols` matrix lies inside `data`.
+    fn fits(&self, rows: usize, cols: usize) -> bool {
+        if rows == 0 || cols == 0 {
+            return true;
+        }
+        // The largest address is the last row at the largest column base; column bases
+        // grow with `c` inside a group and from group to group when cg ≥ (cl−1)·cs, which
+        // the constructors guarantee, but check every group's last column to be safe.
+        let last_col = cols - 1;
+        let mut max_base = self.col_base(last_col);
+        if self.cl != usize::MAX && self.cl > 0 {
+            let groups = last_col / self.cl;
+            let in_group = (self.cl - 1).min(last_col);
+            max_base = max_base.max(groups.saturating_sub(1) * self.cg + in_group * self.cs);
+        }
+        match (rows - 1)
+            .checked_mul(self.rs)
+            .and_then(|r| r.checked_add(max_base))
+        {
+            Some(max) => max < self.data.len(),
+            None => false,
+        }
+    }
+}
+
+/// Where the task's output goes: element `(r, c)` (column relative to the task's first
+/// column) at `(c / l)·m·l + r·l + c % l`.
+struct Out<'a> {
+    data: &'a mut [f32],
+    m: usize,
+    l: usize,
+}
+
+/// How a tile is stored.
+#[derive(Clone, Copy)]
+enum Store<'a> {
+    /// Overwrite, adding `bias[row]` when given.
+    Set(Option<&'a [f32]>),
+    /// Add to what is there.
+    Add,
+}
+
+/// `C = A·B (+ bias)`, `A` `m × k`, `B` `k × n`, `C` written grouped as `[n / l, m, l]`
+/// (`l = n` is plain row-major `[m, n]`); `bias`, when given, has `m` values added to the
+/// rows. Runs on rayon's pool. Returns `None` (and leaves `c` untouched) when the AVX-512
+/// kernel is not active ([`cpu_sgemm_active`]) or the views do not fit the shapes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: View<'_>,
+    b: View<'_>,
+    c: &mut [f32],
+    l: usize,
+    bias: Option<&[f32]>,
+) -> Option<()> {
+    if !cpu_sgemm_active() || n < MIN_N {
+        return None;
+    }
+    gemm_with(m, n, k, a, b, c, l, bias, true)
+}
+
+/// [`sgemm`] with the kernel chosen: `simd` for AVX-512 (the caller has checked that the
+/// CPU has it), else the portable kernel (used by tests on any machine).
+#[allow(clippy::too_many_arguments)]
+fn gemm_with(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: View<'_>,
+    b: View<'_>,
+    c: &mut [f32],
+    l: usize,
+    bias: Option<&[f32]>,
+    simd: bool,
+) -> Option<()> {
+    if (simd && !avx512_detected())
+        || l == 0
+        || !n.is_multiple_of(l)
+        || c.len() != m * n
+        || !a.fits(m, k)
+        || !b.fits(k, n)
+        || bias.is_some_and(|b| b.len() != m)
+    {
+        return None;
+    }
+    if m == 0 || n == 0 {
+        return Some(());
+    }
+    if k == 0 {
+        // No products: C is the bias (or zero).
+        for (i, v) in c.iter_mut().enumerate() {
+            *v = bias.map_or(0.0, |b| b[(i / l) % m]);
+        }
+        return Some(());
+    }
+    let threads = rayon::current_num_threads().max(1);
+    let groups = n / l;
+    if groups >= 2 * threads || (groups >= threads && groups.is_multiple_of(threads)) {
+        // Tasks over whole groups of columns: each owns a contiguous slice of C.
+        let per = groups.div_ceil(4 * threads).max(1);
+        c.par_chunks_mut(per * m * l)
+            .enumerate()
+            .for_each(|(t, chunk)| {
+                let c0 = t * per * l;
+                let cols = chunk.len() / m;
+                let mut out = Out { data: chunk, m, l };
+                run(
+                    &a,
+                    &b,
+                    m,
+                    0..k,
+                    c0..c0 + cols,
+                    &mut out,
+                    Store::Set(bias),
+                    simd,
+                );
+            });
+        return Some(());
+    }
+    if groups == 1 && m >= 2 * threads * MR && n >= 8 * NR {
+        // Plain row-major C with enough rows: tasks over row blocks, each owning its rows.
+        let panels = m.div_ceil(MR);
+        let per = panels.div_ceil(2 * threads).max(1) * MR;
+        c.par_chunks_mut(per * n)
+            .enumerate()
+            .for_each(|(t, chunk)| {
+                let r0 = t * per;
+                let rows = chunk.len() / n;
+                let sub = View {
+                    data: &a.data[r0 * a.rs..],
+                    ..a
+                };
+                let mut out = Out {
+                    data: chunk,
+                    m: rows,
+                    l: n,
+                };
+                let bias = bias.map(|b| &b[r0..r0 + rows]);
+                run(&sub, &b, rows, 0..k, 0..n, &mut out, Store::Set(bias), simd);
+            });
+        return Some(());
+    }
+    // Few groups (a small C, as in the weight gradient): tasks over column blocks of NR
+    // and, when that leaves threads idle, over k; each into a private buffer.
+    let panels = n.div_ceil(NR);
+    let col_tasks = panels.min(threads);
+    let k_tasks = if col_tasks < threads && k >= 1024 {
+        (threads / col_tasks).min(k / 256).max(1)
+    } else {
+        1
+    };
+    let panels_per = panels.div_ceil(col_tasks);
+    let k_per = k.div_ceil(k_tasks);
+    let tasks: Vec<(std::ops::Range<usize>, std::ops::Range<usize>)> = (0..col_tasks)
+        .flat_map(|ct| {
+            let c0 = (ct * panels_per * NR).min(n);
+            let c1 = ((ct + 1) * panels_per * NR).min(n);
+            (0..k_tasks).map(move |kt| {
+                let k0 = (kt * k_per).min(k);
+                (c0..c1, k0..((kt + 1) * k_per).min(k))
+            })
+        })
+        .filter(|(cr, kr)| !cr.is_empty() && !kr.is_empty())
+        .collect();
+    let parts: Vec<(std::ops::Range<usize>, Vec<f32>)> = tasks
+        .into_par_iter()
+        .map(|(cr, kr)| {
+            let w = cr.len();
+            let mut buf = vec![0f32; m * w];
+            let store = if kr.start == 0 {
+                Store::Set(bias)
+            } else {
+                Store::Set(None)
+            };
+            let mut out = Out {
+                data: &mut buf,
+                m,
+                l: w,
+            };
+            run(&a, &b, m, kr, cr.clone(), &mut out, store, simd);
+            (cr, buf)
+        })
+        .collect();
+    c.fill(0.0);
+    for (cr, buf) in parts {
+        let w = cr.len();
+        for (r, src) in buf.chunks_exact(w).enumerate() {
+            let mut j = 0;
+            while j < w {
+                let col = cr.start + j;
+                let seg = (l - col % l).min(w - j);
+                let dst = &mut c[(col / l) * m * l + r * l + col % l..][..seg];
+                for (d, s) in dst.iter_mut().zip(&src[j..j + seg]) {
+                    *d += *s;
+                }
+                j += seg;
+            }
+        }
+    }
+    Some(())
+}
+
+#[allow(clippy::too_many_arguments)]
+/// One task: columns `cols` of `C` over `ks` of `k`, into `out` (whose column 0 is
+/// `cols.start`).
+fn run(
+    a: &View<'_>,
+    b: &View<'_>,
+    m: usize,
+    ks: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+    out: &mut Out<'_>,
+    store: Store<'_>,
+    simd: bool,
+) {
+    thread_local! {
+        static BUFS: RefCell<(Vec<f32>, Vec<f32>)> = const { RefCell::new((Vec::new(), Vec::new())) };
+    }
+    BUFS.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            let (ap, bp) = &mut *bufs;
+            run_with(a, b, m, ks.clone(), cols.clone(), out, store, ap, bp, simd);
+        }
+        Err(_) => {
+            let (mut ap, mut bp) = (Vec::new(), Vec::new());
+            run_with(
+                a,
+                b,
+                m,
+                ks.clone(),
+                cols.clone(),
+                out,
+                store,
+                &mut ap,
+                &mut bp,
+                simd,
+            );
+        }
+    });
+}
+
+#[allow(clippy::too_many_arguments)]
+fn run_with(
+    a: &View<'_>,
+    b: &View<'_>,
+    m: usize,
+    ks: std::ops::Range<usize>,
+    cols: std::ops::Range<usize>,
+    out: &mut Out<'_>,
+    store: Store<'_>,
+    ap: &mut Vec<f32>,
+    bp: &mut Vec<f32>,
+    simd: bool,
+) {
+    let k = ks.len();
+    let kblocks = k.div_ceil(KC);
+    let kc_max = k.div_ceil(kblocks);
+    let mc_max = m.min(MC).div_ceil(MR) * MR;
+    let nc_max = cols.len().min(NC).div_ceil(NR) * NR;
+    ap.resize(mc_max * kc_max, 0.0);
+    bp.resize(nc_max * kc_max, 0.0);
+    let mut jc = cols.start;
+    while jc < cols.end {
+        let nc = (cols.end - jc).min(NC);
+        for kb in 0..kblocks {
+            let k0 = ks.start + kb * kc_max;
+            let kc = (ks.end - k0).min(kc_max);
+            for (p, dst) in bp[..nc.div_ceil(NR) * NR * kc]
+                .chunks_exact_mut(NR * kc)
+                .enumerate()
+            {
+                let c0 = jc + p * NR;
+                pack_b(b, k0, kc, c0, (jc + nc - c0).min(NR), dst);
+            }
+            let tile_store = if kb == 0 { store } else { Store::Add };
+            let mut ic = 0;
+            while ic < m {
+                let mc = (m - ic).min(MC);
+                for (p, dst) in ap[..mc.div_ceil(MR) * MR * kc]
+                    .chunks_exact_mut(MR * kc)
+                    .enumerate()
+                {
+                    let r0 = ic + p * MR;
+                    pack_a(a, r0, (ic + mc - r0).min(MR), k0, kc, dst);
+                }
+                block(
+                    &ap[..mc.div_ceil(MR) * MR * kc],
+                    &bp[..nc.div_ceil(NR) * NR * kc],
+                    kc,
+                    ic,
+                    mc,
+                    jc - cols.start,
+                    nc,
+                    out,
+                    tile_store,
+                    simd,
+                );
+                ic += mc;
+            }
+        }
+        jc += nc;
+    }
+}
+
+/// Packs rows `r0..r0 + rows` (≤ MR), columns `c0..c0 + kc` of `a` as `[kc][MR]`,
+/// zero-padding the missing rows.
+fn pack_a(a: &View<'_>, r0: usize, rows: usize, c0: usize, kc: usize, dst: &mut [f32]) {
+    if rows < MR {
+        dst.fill(0.0);
+    }
+    if a.cs == 1 {
+        // Rows contiguous along k (possibly in groups): walk segments.
+        let mut c = c0;
+        while c < c0 + kc {
+            let seg = (a.cl - c % a.cl).min(c0 + kc - c);
+            let base = a.col_base(c);
+            for r in 0..rows {
+                let src = &a.data[base + (r0 + r) * a.rs..][..seg];
+                for (d, s) in dst[(c - c0) * MR + r..].iter_mut().step_by(MR).zip(src) {
+                    *d = *s;
+                }
+            }
+            c += seg;
+        }
+    } else {
+        for (kk, d) in dst.chunks_exact_mut(MR).enumerate().take(kc) {
+            let base = a.col_base(c0 + kk) + r0 * a.rs;
+            if a.rs == 1 {
+                d[..rows].copy_from_slice(&a.data[base..base + rows]);
+            } else {
+                for (r, v) in d.iter_mut().enumerate().take(rows) {
+                    *v = a.data[base + r * a.rs];
+                }
+            }
+        }
+    }
+}
+
+/// Packs rows `k0..k0 + kc`, columns `c0..c0 + cols` (≤ NR) of `b` as `[kc][NR]`,
+/// zero-padding the missing columns.
+fn pack_b(b: &View<'_>, k0: usize, kc: usize, c0: usize, cols: usize, dst: &mut [f32]) {
+    if cols < NR {
+        dst.fill(0.0);
+    }
+    if b.cs == 1 {
+        let mut c = c0;
+        while c < c0 + cols {
+            let seg = (b.cl - c % b.cl).min(c0 + cols - c);
+            let base = b.col_base(c) + k0 * b.rs;
+            let j = c - c0;
+            for (kk, d) in dst.chunks_exact_mut(NR).enumerate().take(kc) {
+                let src = &b.data[base + kk * b.rs..][..seg];
+                d[j..j + seg].copy_from_slice(src);
+            }
+            c += seg;
+        }
+    } else if b.rs == 1 {
+        for (kb, d) in dst.chunks_mut(16 * NR).enumerate().take(kc.div_ceil(16)) {
+            let k1 = k0 + kb * 16;
+            let len = (kc - kb * 16).min(16);
+            for j in 0..cols {
+                let src = &b.data[b.col_base(c0 + j) + k1..][..len];
+                for (t, v) in src.iter().enumerate() {
+                    d[t * NR + j] = *v;
+                }
+            }
+        }
+    } else {
+        for j in 0..cols {
+            let base = b.col_base(c0 + j) + k0 * b.rs;
+            if b.rs == 1 {
+                // Transposed B (each column contiguous along k): done in blocks of 16 k
+                // below, so the writes stay within a few cache lines.
+                break;
+            } else {
+                for (kk, d) in dst[j..].iter_mut().step_by(NR).enumerate().take(kc) {
+                    *d = b.data[base + kk * b.rs];
+                }
+            }
+        }
+    }
+}
+
+/// All tiles of one packed `mc × kc` block of A against one packed `kc × nc` block of B.
+#[allow(clippy::too_many_arguments)]
+fn block(
+    ap: &[f32],
+    bp: &[f32],
+    kc: usize,
+    ic: usize,
+    mc: usize,
+    jc: usize,
+    nc: usize,
+    out: &mut Out<'_>,
+    store: Store<'_>,
+    simd: bool,
+) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if simd && avx512_detected() {
+            // SAFETY: `avx512::block` only needs the `avx512f` target feature, which was
+            // detected on this CPU just above; all its memory accesses go through slices.
+            unsafe { avx512::block(ap, bp, kc, ic, mc, jc, nc, out, store) };
+            return;
+        }
+    }
+    let _ = simd;
+    block_portable(ap, bp, kc, ic, mc, jc, nc, out, store);
+}
+
+/// The same computation as the AVX-512 block in plain Rust.
+#[allow(clippy::too_many_arguments)]
+fn block_portable(
+    ap: &[f32],
+    bp: &[f32],
+    kc: usize,
+    ic: usize,
+    mc: usize,
+    jc: usize,
+    nc: usize,
+    out: &mut Out<'_>,
+    store: Store<'_>,
+) {
+    for (pi, a) in ap.chunks_exact(MR * kc).enumerate() {
+        let r0 = pi * MR;
+        let rows = (mc - r0).min(MR);
+        for (pj, b) in bp.chunks_exact(NR * kc).enumerate() {
+            let c0 = pj * NR;
+            let cols = (nc - c0).min(NR);
+            let mut acc = [[0f32; NR]; MR];
+            for (av, bv) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+                for (accr, &x) in acc.iter_mut().zip(av) {
+                    for (o, &y) in accr.iter_mut().zip(bv) {
+                        *o += x * y;
+                    }
+                }
+            }
+            write_tile(&acc, out, ic + r0, rows, jc + c0, cols, store);
+        }
+    }
+}
+
+/// Stores the first `rows × cols` of a tile at `(r0, c0)` of `out`.
+fn write_tile(
+    acc: &[[f32; NR]; MR],
+    out: &mut Out<'_>,
+    r0: usize,
+    rows: usize,
+    c0: usize,
+    cols: usize,
+    store: Store<'_>,
+) {
+    let (m, l) = (out.m, out.l);
+    for (r, accr) in acc.iter().enumerate().take(rows) {
+        let row = r0 + r;
+        let add = match store {
+            Store::Set(Some(bias)) => bias[row],
+            _ => 0.0,
+        };
+        let mut j = 0;
+        while j < cols {
+            let c = c0 + j;
+            let seg = (l - c % l).min(cols - j);
+            let dst = &mut out.data[(c / l) * m * l + row * l + c % l..][..seg];
+            match store {
+                Store::Add => {
+                    for (d, s) in dst.iter_mut().zip(&accr[j..j + seg]) {
+                        *d += *s;
+                    }
+                }
+                Store::Set(_) => {
+                    for (d, s) in dst.iter_mut().zip(&accr[j..j + seg]) {
+                        *d = *s + add;
+                    }
+                }
+            }
+            j += seg;
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx512 {
+    use super::{MR, NR, Out, Store, write_tile};
+    use std::arch::x86_64::{
+        __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
+        _mm512_storeu_ps,
+    };
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn load(s: &[f32; 16]) -> __m512 {
+        // SAFETY: `s` is a reference to 16 initialised `f32`, exactly what the unaligned
+        // 512-bit load reads; the feature is enabled on this function.
+        unsafe { _mm512_loadu_ps(s.as_ptr()) }
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn store(d: &mut [f32; 16], v: __m512) {
+        // SAFETY: `d` is an exclusive reference to 16 `f32`, exactly what the unaligned
+        // 512-bit store writes; the feature is enabled on this function.
+        unsafe { _mm512_storeu_ps(d.as_mut_ptr(), v) }
+    }
+
+    /// 16 lanes of `s` from `i`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn lanes(s: &[f32], i: usize) -> &[f32; 16] {
+        let (chunk, _) = s[i..].split_first_chunk::<16>().expect("16 lanes");
+        chunk
+    }
+
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn lanes_mut(s: &mut [f32], i: usize) -> &mut [f32; 16] {
+        let (chunk, _) = s[i..].split_first_chunk_mut::<16>().expect("16 lanes");
+        chunk
+    }
+
+    /// See [`super::block`].
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn block(
+        ap: &[f32],
+        bp: &[f32],
+        kc: usize,
+        ic: usize,
+        mc: usize,
+        jc: usize,
+        nc: usize,
+        out: &mut Out<'_>,
+        store_mode: Store<'_>,
+    ) {
+        for (pi, a) in ap.chunks_exact(MR * kc).enumerate() {
+            let r0 = pi * MR;
+            let rows = (mc - r0).min(MR);
+            for (pj, b) in bp.chunks_exact(NR * kc).enumerate() {
+                let c0 = pj * NR;
+                let cols = (nc - c0).min(NR);
+                let acc = tile(a, b);
+                let (m, l) = (out.m, out.l);
+                let (row0, col0) = (ic + r0, jc + c0);
+                if rows == MR && cols == NR && col0 % l + NR <= l {
+                    let base = (col0 / l) * m * l + col0 % l;
+                    for (r, accr) in acc.iter().enumerate() {
+                        let row = row0 + r;
+                        let dst = &mut out.data[base + row * l..][..NR];
+                        match store_mode {
+                            Store::Set(bias) => {
+                                let add = _mm512_set1_ps(bias.map_or(0.0, |b| b[row]));
+                                for (v, x) in accr.iter().enumerate() {
+                                    store(lanes_mut(dst, 16 * v), _mm512_add_ps(*x, add));
+                                }
+                            }
+                            Store::Add => {
+                                for (v, x) in accr.iter().enumerate() {
+                                    let d = lanes_mut(dst, 16 * v);
+                                    let s = _mm512_add_ps(load(d), *x);
+                                    store(d, s);
+                                }
+                            }
+                        }
+                    }
+                } else {
+                    let mut t = [[0f32; NR]; MR];
+                    for (tr, accr) in t.iter_mut().zip(&acc) {
+                        for (v, x) in accr.iter().enumerate() {
+                            store(lanes_mut(tr, 16 * v), *x);
+                        }
+                    }
+                    write_tile(&t, out, row0, rows, col0, cols, store_mode);
+                }
+            }
+        }
+    }
+
+    /// The 8×48 register tile: `Σ_k a[k][r]·b[k][c]` over packed micro-panels.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn tile(a: &[f32], b: &[f32]) -> [[__m512; 3]; MR] {
+        let mut acc = [[_mm512_setzero_ps(); 3]; MR];
+        for (av, bv) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+            let b0 = load(lanes(bv, 0));
+            let b1 = load(lanes(bv, 16));
+            let b2 = load(lanes(bv, 32));
+            for (accr, &x) in acc.iter_mut().zip(av) {
+                let x = _mm512_set1_ps(x);
+                accr[0] = _mm512_fmadd_ps(x, b0, accr[0]);
+                accr[1] = _mm512_fmadd_ps(x, b1, accr[1]);
+                accr[2] = _mm512_fmadd_ps(x, b2, accr[2]);
+            }
+        }
+        acc
+    }
+}
+
+/// How a matrix operand of [`sgemm_f32`] lies in its slice.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MatLayout {
+    /// Row-major `[rows, cols]`.
+    RowMajor,
+    /// The transpose of a row-major `[cols, rows]` matrix.
+    Transposed,
+    /// A `[G, rows, L]` tensor read as the `[rows, G·L]` matrix (how the convolution reads
+    /// `[B, C, H·W]` activations and gradients as `[C, B·H·W]`); `cols` must be a multiple
+    /// of `L`.
+    Grouped(usize),
+}
+
+/// `C = A·B` with this crate's AVX-512 kernel: `a` is `m × k`, `b` is `k × n`, each laid
+/// out as its [`MatLayout`] says; `C` comes back as `[n / out_group, m, out_group]`
+/// (`out_group = n`: row-major `m × n`). `None` when the kernel is not active
+/// ([`cpu_sgemm_active`]), a slice does not hold its shape, or `out_group` does not divide
+/// `n`. The convolution fast path makes the same calls; benchmarks and tests use this one.
+#[allow(clippy::too_many_arguments)]
+pub fn sgemm_f32(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &[f32],
+    a_layout: MatLayout,
+    b: &[f32],
+    b_layout: MatLayout,
+    out_group: usize,
+) -> Option<Vec<f32>> {
+    let view = |d, rows: usize, cols: usize, layout| match layout {
+        MatLayout::RowMajor => Some(View::row_major(d, cols)),
+        MatLayout::Transposed => Some(View::strided(d, 1, rows)),
+        MatLayout::Grouped(l) if l > 0 && cols.is_multiple_of(l) => Some(View::grouped(d, rows, l)),
+        MatLayout::Grouped(_) => None,
+    };
+    let av = view(a, m, k, a_layout)?;
+    let bv = view(b, k, n, b_layout)?;
+    let mut c = vec![0f32; m * n];
+    sgemm(m, n, k, av, bv, &mut c, out_group, None)?;
+    Some(c)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::{Rng, SeedableRng};
+    use rand_chacha::ChaCha8Rng;
+
+    fn rand_vec(rng: &mut ChaCha8Rng, n: usize) -> Vec<f32> {
+        (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect()
+    }
+
+    /// `C` from a plain f64 triple loop over element accessors, returned grouped as the
+    /// GEMM writes it (`[n / l, m, l]`).
+    #[allow(clippy::too_many_arguments)]
+    fn reference(
+        m: usize,
+        n: usize,
+        k: usize,
+        a: &View<'_>,
+        b: &View<'_>,
+        l: usize,
+        bias: Option<&[f32]>,
+    ) -> Vec<f64> {
+        let at = |v: &View<'_>, r: usize, c: usize| f64::from(v.data[r * v.rs + v.col_base(c)]);
+        let mut c = vec![0f64; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                let mut s = bias.map_or(0.0, |b| f64::from(b[i]));
+                for p in 0..k {
+                    s += at(a, i, p) * at(b, p, j);
+                }
+                c[(j / l) * m * l + i * l + j % l] = s;
+            }
+        }
+        c
+    }
+
+    /// Max |got − want| over max(1, max |want|) must stay under 1e-5·sqrt(k): f32 sums of
+    /// k products in a different order than f64 differ by a few ulps per term.
+    fn assert_close(what: &str, k: usize, got: &[f32], want: &[f64]) {
+        assert_eq!(got.len(), want.len(), "{what}: length");
+        let scale = want.iter().fold(1.0f64, |s, v| s.max(v.abs()));
+        let err = got
+            .iter()
+            .zip(want)
+            .fold(0.0f64, |e, (g, w)| e.max((f64::from(*g) - w).abs()))
+            / scale;
+        let tol = 1e-5 * (k.max(1) as f64).sqrt();
+        assert!(err <= tol, "{what}: scaled max error {err:e} > {tol:e}");
+    }
+
+    /// The kernels to test on this machine: the portable one always, AVX-512 where found.
+    fn kernels() -> Vec<bool> {
+        if avx512_detected() {
+            vec![false, true]
+        } else {
+            eprintln!("no avx512f on this CPU: testing the portable kernel only");
+            vec![false]
+        }
+    }
+
+    /// One shape in every layout the convolution uses, against the f64 reference.
+    fn check_shape(rng: &mut ChaCha8Rng, m: usize, n: usize, k: usize, simd: bool) {
+        let what = |v: &str| format!("m {m} n {n} k {k} simd {simd}: {v}");
+        let a = rand_vec(rng, m * k);
+        let b = rand_vec(rng, k * n);
+        let bias = rand_vec(rng, m);
+        // Plain row-major A·B (+ bias), row-major C.
+        for (av, bv, name) in [
+            (View::row_major(&a, k), View::row_major(&b, n), "A·B"),
+            (View::strided(&a, 1, m), View::row_major(&b, n), "Aᵀ·B"),
+            (View::row_major(&a, k), View::strided(&b, 1, k), "A·Bᵀ"),
+            (View::strided(&a, 1, m), View::strided(&b, 1, k), "Aᵀ·Bᵀ"),
+        ] {
+            for bias in [None, Some(&bias[..])] {
+                let mut c = vec![f32::NAN; m * n];
+                gemm_with(m, n, k, av, bv, &mut c, n.max(1), bias, simd)
+                    .unwrap_or_else(|| panic!("{} declined", what(name)));
+                let want = reference(m, n, k, &av, &bv, n.max(1), bias);
+                assert_close(&what(name), k, &c, &want);
+            }
+        }
+        // Grouped operands and output, as the convolution reads [B, C, L] tensors.
+        for l in [1, 3, 7, 49] {
+            if !k.is_multiple_of(l) {
+                continue;
+            }
+            // A grouped along k (the weight gradient's dY), B strided (colsᵀ).
+            let av = View::grouped(&a, m, l);
+            let bv = View::strided(&b, 1, k);
+            let mut c = vec![f32::NAN; m * n];
+            gemm_with(m, n, k, av, bv, &mut c, n.max(1), None, simd).expect("declined");
+            assert_close(
+                &what(&format!("grouped A l {l}")),
+                k,
+                &c,
+                &reference(m, n, k, &av, &bv, n.max(1), None),
+            );
+        }
+        for l in [1, 3, 7, 49] {
+            if !n.is_multiple_of(l) {
+                continue;
+            }
+            // B grouped along n (the input gradient's dY), output grouped [n / l, m, l].
+            let av = View::strided(&a, 1, m);
+            let bv = View::grouped(&b, k, l);
+            for bias in [None, Some(&bias[..])] {
+                let mut c = vec![f32::NAN; m * n];
+                gemm_with(m, n, k, av, bv, &mut c, l, bias, simd).expect("declined");
+                assert_close(
+                    &what(&format!("grouped B and C l {l}")),
+                    k,
+                    &c,
+                    &reference(m, n, k, &av, &bv, l, bias),
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn matches_f64_reference_on_odd_shapes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(3);
+        let dims = [1, 3, 17, 31, 33, 100];
+        for simd in kernels() {
+            for &m in &dims {
+                for &n in &dims {
+                    for &k in &dims {
+                        check_shape(&mut rng, m, n, k, simd);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn matches_f64_reference_on_block_edges_and_random_shapes() {
+        let mut rng = ChaCha8Rng::seed_from_u64(5);
+        // Just below/above the tile and block sizes, and a long k (the weight gradient's
+        // k split across threads).
+        let mut shapes = vec![
+            (MR, NR, KC),
+            (MR + 1, NR + 1, KC + 1),
+            (MC + 3, NC + 5, 2 * KC + 7),
+            (9, 32, 3000),
+            (32, 9, 2401),
+            (64, 96, 196 * 7),
+        ];
+        for _ in 0..12 {
+            shapes.push((
+                rng.random_range(1..150),
+                rng.random_range(1..300),
+                rng.random_range(1..700),
+            ));
+        }
+        for simd in kernels() {
+            for &(m, n, k) in &shapes {
+                check_shape(&mut rng, m, n, k, simd);
+            }
+        }
+    }
+
+    #[test]
+    fn empty_and_zero_k_shapes() {
+        for simd in kernels() {
+            let bias = [1.0f32, 2.0];
+            let mut c = vec![f32::NAN; 2 * 3];
+            gemm_with(
+                2,
+                3,
+                0,
+                View::row_major(&[], 0),
+                View::row_major(&[], 3),
+                &mut c,
+                3,
+                Some(&bias),
+                simd,
+            )
+            .expect("declined");
+            assert_eq!(c, [1.0, 1.0, 1.0, 2.0, 2.0, 2.0]);
+            let mut e: Vec<f32> = Vec::new();
+            assert!(
+                gemm_with(
+                    0,
+                    4,
+                    5,
+                    View::row_major(&[], 5),
+                    View::row_major(&[0.0; 20], 4),
+                    &mut e,
+                    4,
+                    None,
+                    simd
+                )
+                .is_some()
+            );
+        }
+    }
+
+    #[test]
+    fn declines_views_that_do_not_fit() {
+        let a = [1.0f32; 6];
+        let mut c = vec![0f32; 4];
+        // A claims 2×4 but holds 6 values.
+        assert!(
+            gemm_with(
+                2,
+                2,
+                4,
+                View::row_major(&a, 4),
+                View::row_major(&[1.0; 8], 2),
+                &mut c,
+                2,
+                None,
+                false
+            )
+            .is_none()
+        );
+        // Output group length that does not divide n.
+        assert!(
+            gemm_with(
+                2,
+                2,
+                3,
+                View::row_major(&a, 3),
+                View::row_major(&a, 2),
+                &mut c,
+                3,
+                None,
+                false
+            )
+            .is_none()
+        );
+    }
+
+    #[test]
+    fn switch_turns_the_kernel_off() {
+        // Only this test touches the switch inside this crate's unit tests.
+        let (rm, ones) = (MatLayout::RowMajor, [1.0f32; 32]);
+        set_cpu_sgemm(false);
+        let off = sgemm_f32(2, 16, 1, &ones, rm, &ones, rm, 16);
+        set_cpu_sgemm(true);
+        assert!(off.is_none(), "the switch must force the fallback");
+        if cpu_sgemm_active() {
+            assert_eq!(
+                sgemm_f32(2, 16, 1, &ones, rm, &ones, rm, 16),
+                Some(vec![1.0; 32])
+            );
+            // Outputs narrower than MIN_N are left to candle.
+            assert!(sgemm_f32(2, 2, 1, &ones, rm, &ones, rm, 2).is_none());
+        }
+    }
+}
