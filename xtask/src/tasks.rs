@@ -31,6 +31,7 @@ pub fn run(cli: Cli) -> Result<()> {
             });
             let opts = run_options(a.resume, &data);
             let summary = cxr_train::train(&cfg, &data, &out, &opts)
+                .inspect_err(|_| crate::report_check::report_if_diverged(&out))
                 .with_context(|| format!("training into {}", out.display()))?;
             let report = cxr_report::write_report(&out)?.html;
             println!(
@@ -51,6 +52,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => crate::bench::bench(&a),
         Command::Ci(a) => ci(&a),
         Command::CudaBuild(a) => crate::cuda::cuda_build(&a),
+        Command::Fuzz(a) => crate::fuzz::fuzz(&a),
     }
 }
 
@@ -216,6 +218,7 @@ fn pipeline(a: &crate::cli::PipelineArgs) -> Result<()> {
             dir.display()
         );
         cxr_train::train(&cfg, &data, &dir, &run_options(false, &data))
+            .inspect_err(|_| crate::report_check::report_if_diverged(&dir))
             .with_context(|| format!("training into {}", dir.display()))?;
         cxr_report::write_report(&dir)?;
         runs.push(cxr_report::RunFolder::open(&dir)?);

@@ -19,15 +19,16 @@ const SIZE_RANGE: std::ops::RangeInclusive<usize> = 8..=4096;
 /// is the reader's or decoder's message.
 pub fn decode_image(path: &Path, size: usize) -> std::result::Result<Vec<u8>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    decode_bytes(&bytes, size)
+    decode_image_bytes(&bytes, size)
 }
 
-/// [`decode_image`] on the file's bytes.
-fn decode_bytes(bytes: &[u8], size: usize) -> std::result::Result<Vec<u8>, String> {
+/// [`decode_image`] on the bytes of an image file held in memory.
+pub fn decode_image_bytes(bytes: &[u8], size: usize) -> std::result::Result<Vec<u8>, String> {
     let side_out = u32::try_from(size).map_err(|_| format!("size {size} too large"))?;
-    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
+    let mut img = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
+    img.limits(decode_limits());
     if img.format().is_none() {
         return Err("not a recognised image format (PNG/JPEG/BMP/TIFF)".into());
     }
@@ -51,6 +52,18 @@ fn decode_bytes(bytes: &[u8], size: usize) -> std::result::Result<Vec<u8>, Strin
         )
     };
     Ok(resized.into_raw())
+}
+
+/// What a header may claim before decoding is refused: sides up to 16384 pixels and
+/// at most 256 MiB for the decoder's buffers (a 16-bit RGBA image of 4096×4096 is
+/// 128 MiB; chest radiographs are far smaller), so a small file declaring a huge
+/// image fails without the allocation.
+fn decode_limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(16_384);
+    limits.max_image_height = Some(16_384);
+    limits.max_alloc = Some(256 << 20);
+    limits
 }
 
 /// Whether `name` is an image file name this loader reads (not hidden, known extension).
@@ -164,7 +177,7 @@ pub fn load_folder(
             .par_iter()
             .map(|(p, _)| match std::fs::read(p) {
                 Ok(bytes) => (
-                    decode_bytes(&bytes, size),
+                    decode_image_bytes(&bytes, size),
                     hex::encode(sha2::Sha256::digest(&bytes)),
                 ),
                 Err(e) => (Err(format!("cannot read: {e}")), String::new()),
@@ -284,9 +297,9 @@ mod tests {
             image::ImageFormat::Png,
         )
         .unwrap();
-        assert_eq!(decode_bytes(&bytes, 2).unwrap(), vec![255; 4]);
+        assert_eq!(decode_image_bytes(&bytes, 2).unwrap(), vec![255; 4]);
         assert!(
-            decode_bytes(b"plain text", 8)
+            decode_image_bytes(b"plain text", 8)
                 .unwrap_err()
                 .contains("not a recognised")
         );
