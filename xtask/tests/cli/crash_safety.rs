@@ -253,3 +253,37 @@ fn a_second_run_into_a_folder_in_use_is_refused() {
         assert!(stderr.contains(&first.id().to_string()), "{stderr}");
     }
 }
+
+#[test]
+fn bad_setting_values_exit_1_naming_the_setting() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tiny.npz");
+    tiny_npz(&data);
+    let run = dir.path().join("run");
+    for (flags, needles) in [
+        (&["--lr=-1"][..], &["`lr`", "-1"][..]),
+        (&["--lr", "NaN"], &["`lr`", "NaN"]),
+        (&["--lr", "inf"], &["`lr`", "inf"]),
+        (&["--image-size", "3"], &["`image-size`", "8..=1024"]),
+        (&["--limit", "0"], &["`limit`"]),
+        (&["--device", "gpu"], &["device `gpu`"]),
+        (
+            &["--precision", "bf16"],
+            &["`precision`", "--precision f32"],
+        ),
+    ] {
+        let out = output(train_cmd(&data, &run, flags));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "{flags:?}: {stderr}");
+        for n in needles {
+            assert!(stderr.contains(n), "{flags:?}: `{n}` not in {stderr}");
+        }
+        assert!(!run.join("checkpoint.safetensors").exists());
+    }
+    // `--resume` needs `--out`: a usage error.
+    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    c.args(["train", "--resume"]);
+    let out = output(c);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--out"));
+}
