@@ -450,3 +450,17 @@ fn image_header_claiming_a_huge_size_is_rejected_without_allocating() {
     // A small header without its pixels is a decoding error, not a panic.
     assert!(cxr_data::decode_image_bytes(&bmp_header(16, 16), 28).is_err());
 }
+
+#[test]
+fn fuzz_found_jpeg_declaring_8220x7168_is_refused_at_once() {
+    // 302 bytes of progressive JPEG that took seconds to decode (a libFuzzer timeout)
+    // before the decoder limits.
+    let bytes = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/regressions/image/progressive-jpeg-8220x7168-timeout.jpeg"
+    ));
+    let start = std::time::Instant::now();
+    let err = cxr_data::decode_image_bytes(bytes, 28).unwrap_err();
+    assert!(err.contains("larger than cxr decodes"), "{err}");
+    assert!(start.elapsed().as_secs_f64() < 0.5, "{:?}", start.elapsed());
+}
