@@ -39,6 +39,9 @@ pub enum Command {
     /// Run CI's checks: cargo fmt --check, clippy -D warnings, docs, the tests, and
     /// actionlint on the workflows when it is installed.
     Ci(CiArgs),
+    /// Fuzz the decoders and run-folder readers (cargo-fuzz targets in fuzz/), one
+    /// target after another with one job each; needs `cargo install cargo-fuzz`.
+    Fuzz(crate::fuzz::FuzzArgs),
     /// Build cxr with CUDA on a machine without a GPU: installs nvcc, the CUDA headers
     /// and libraries from PyPI into target/cuda-toolchain (or uses --cuda-root), then
     /// `cargo build --features cuda` into target/cuda.

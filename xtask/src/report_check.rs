@@ -49,6 +49,13 @@ pub fn rebuild(dir: &Path) -> Result<()> {
         let files = cxr_report::write_pipeline_report(dir, &runs)
             .with_context(|| format!("building the comparison report of {}", dir.display()))?;
         println!("{}", files.html.display());
+    } else if cxr_report::is_diverged_run(dir) {
+        let d = cxr_report::read_divergence(dir)?;
+        let files = cxr_report::write_divergence_report(dir)
+            .with_context(|| format!("building the report of {}", dir.display()))?;
+        println!("{}", files.markdown.display());
+        println!("{}", files.html.display());
+        eprintln!("this run did not finish: {}", d.error);
     } else {
         let files = cxr_report::write_report(dir)
             .with_context(|| format!("building the report of {}", dir.display()))?;
@@ -140,4 +147,19 @@ pub fn check(a: &ReportCheckArgs) -> Result<()> {
         bail!("the screenshot {} is blank", c.screenshot.display());
     }
     Ok(())
+}
+
+/// After a failed training run: if it diverged, writes its partial report (what
+/// happened, the last good checkpoint, the history so far) and says where.
+pub fn report_if_diverged(dir: &Path) {
+    if !cxr_report::is_diverged_run(dir) {
+        return;
+    }
+    match cxr_report::write_divergence_report(dir) {
+        Ok(files) => eprintln!(
+            "partial report of the diverged run: {}",
+            files.html.display()
+        ),
+        Err(e) => tracing::warn!("could not write the partial report: {e}"),
+    }
 }

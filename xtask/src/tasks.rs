@@ -43,6 +43,7 @@ pub fn run(cli: Cli) -> Result<()> {
             let mut opts = run_options(a.resume, &data);
             note_fallback(&mut opts, fallback.as_deref());
             let summary = cxr_train::train(&cfg, &data, &out, &opts)
+                .inspect_err(|_| crate::report_check::report_if_diverged(&out))
                 .with_context(|| format!("training into {}", out.display()))?;
             let report = cxr_report::write_report(&out)?.html;
             println!(
@@ -63,6 +64,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => crate::bench::bench(&a),
         Command::Ci(a) => ci(&a),
         Command::CudaBuild(a) => crate::cuda::cuda_build(&a),
+        Command::Fuzz(a) => crate::fuzz::fuzz(&a),
     }
 }
 
@@ -339,6 +341,7 @@ fn pipeline(a: &crate::cli::PipelineArgs) -> Result<()> {
             note_fallback(&mut opts, fallback.as_deref());
         }
         cxr_train::train(cfg, &data, &dir, &opts)
+            .inspect_err(|_| crate::report_check::report_if_diverged(&dir))
             .with_context(|| format!("training into {}", dir.display()))?;
         cxr_report::write_report(&dir)?;
         runs.push(cxr_report::RunFolder::open(&dir)?);

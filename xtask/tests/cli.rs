@@ -1,4 +1,8 @@
-//! The command line as a user meets it: exit codes and error messages for bad input.
+//! The command line as a user meets it: exit codes and error messages for bad input,
+//! and crash safety (kill, resume, divergence) of real training processes.
+
+#[path = "cli/crash_safety.rs"]
+mod crash_safety;
 
 use std::process::{Command, Output};
 

@@ -19,19 +19,20 @@ const SIZE_RANGE: std::ops::RangeInclusive<usize> = 8..=4096;
 /// is the reader's or decoder's message.
 pub fn decode_image(path: &Path, size: usize) -> std::result::Result<Vec<u8>, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    decode_bytes(&bytes, size)
+    decode_image_bytes(&bytes, size)
 }
 
-/// [`decode_image`] on the file's bytes.
-fn decode_bytes(bytes: &[u8], size: usize) -> std::result::Result<Vec<u8>, String> {
+/// [`decode_image`] on the bytes of an image file held in memory.
+pub fn decode_image_bytes(bytes: &[u8], size: usize) -> std::result::Result<Vec<u8>, String> {
     let side_out = u32::try_from(size).map_err(|_| format!("size {size} too large"))?;
-    let img = image::ImageReader::new(std::io::Cursor::new(bytes))
+    let mut img = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
+    img.limits(decode_limits());
     if img.format().is_none() {
         return Err("not a recognised image format (PNG/JPEG/BMP/TIFF)".into());
     }
-    let img = img.decode().map_err(|e| e.to_string())?;
+    let img = img.decode().map_err(decode_error)?;
     let gray = img.to_luma8();
     let (w, h) = gray.dimensions();
     if w == 0 || h == 0 {
@@ -51,6 +52,36 @@ fn decode_bytes(bytes: &[u8], size: usize) -> std::result::Result<Vec<u8>, Strin
         )
     };
     Ok(resized.into_raw())
+}
+
+/// Longest image side accepted by [`decode_image`].
+const MAX_SIDE: u32 = 8192;
+/// Most bytes of decoded pixels accepted by [`decode_image`].
+const MAX_DECODED_BYTES: u64 = 32 << 20;
+
+/// What a header may claim before decoding is refused: sides up to [`MAX_SIDE`] and at
+/// most [`MAX_DECODED_BYTES`] of pixels (a 4096×4096 16-bit grayscale image; the
+/// Kaggle radiographs are at most about 3000×3000 8-bit RGB, 27 MB). A small file
+/// declaring a huge image (a 300-byte progressive JPEG can claim 8220×7168, seconds of
+/// decoding) fails before the allocation and the work.
+fn decode_limits() -> image::Limits {
+    let mut limits = image::Limits::default();
+    limits.max_image_width = Some(MAX_SIDE);
+    limits.max_image_height = Some(MAX_SIDE);
+    limits.max_alloc = Some(MAX_DECODED_BYTES);
+    limits
+}
+
+/// The decoder's error, with the limits spelled out when they were exceeded.
+fn decode_error(e: image::ImageError) -> String {
+    match e {
+        image::ImageError::Limits(_) => format!(
+            "the image is larger than cxr decodes (sides up to {MAX_SIDE} pixels, at most \
+             {} MiB of pixels): downscale it first",
+            MAX_DECODED_BYTES >> 20
+        ),
+        e => e.to_string(),
+    }
 }
 
 /// Whether `name` is an image file name this loader reads (not hidden, known extension).
@@ -129,6 +160,8 @@ fn require_dir(path: PathBuf, what: &str) -> Result<PathBuf> {
 ///   to 8 bits, colour uses the `image` crate's Rec. 709 weights, alpha is
 ///   dropped), is centre-cropped to a square of the shorter side and resized to
 ///   `size` with the `image` crate's Triangle (bilinear, antialiased) filter.
+/// - Images with a side above 8192 pixels or more than 32 MiB of decoded pixels are
+///   refused before decoding (a small file can declare a huge image).
 /// - `size` must be in 8..=4096.
 /// - A missing root, split or class folder is a [`DataError::Layout`] naming it, as
 ///   is a split left without images.
@@ -164,7 +197,7 @@ pub fn load_folder(
             .par_iter()
             .map(|(p, _)| match std::fs::read(p) {
                 Ok(bytes) => (
-                    decode_bytes(&bytes, size),
+                    decode_image_bytes(&bytes, size),
                     hex::encode(sha2::Sha256::digest(&bytes)),
                 ),
                 Err(e) => (Err(format!("cannot read: {e}")), String::new()),
@@ -284,9 +317,9 @@ mod tests {
             image::ImageFormat::Png,
         )
         .unwrap();
-        assert_eq!(decode_bytes(&bytes, 2).unwrap(), vec![255; 4]);
+        assert_eq!(decode_image_bytes(&bytes, 2).unwrap(), vec![255; 4]);
         assert!(
-            decode_bytes(b"plain text", 8)
+            decode_image_bytes(b"plain text", 8)
                 .unwrap_err()
                 .contains("not a recognised")
         );

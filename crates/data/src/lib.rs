@@ -50,10 +50,10 @@ pub use duplicates::{
     NEAR_DUPLICATE_HAMMING, dhash, find_duplicates, pixel_hash, plan_duplicate_exclusion,
 };
 pub use error::{DataError, Result};
-pub use folder::{decode_image, load_folder};
+pub use folder::{decode_image, decode_image_bytes, load_folder};
 pub use imageset::{Dataset, ImageSet, Split, resize_bilinear};
 pub use locate::{
     DataLocator, PNEUMONIAMNIST_FILE, PNEUMONIAMNIST_MD5, PNEUMONIAMNIST_URL, md5_file, sha256_file,
 };
-pub use npz::load_npz;
+pub use npz::{load_npz, load_npz_bytes};
 pub use quality::Quality;

@@ -494,15 +494,46 @@ fn read_split<R: Read + Seek>(
 pub fn load_npz(path: &Path) -> Result<Dataset> {
     let file = std::fs::File::open(path).map_err(|e| DataError::io(path, e))?;
     let file_len = file.metadata().map_err(|e| DataError::io(path, e))?.len();
-    let mut archive =
-        zip::ZipArchive::new(std::io::BufReader::new(file)).map_err(|e| DataError::Npz {
-            path: path.to_path_buf(),
-            key: String::new(),
-            reason: format!("not a readable npz/zip archive (truncated or corrupt?): {e}"),
-        })?;
+    let (train, val, test) = read_splits(std::io::BufReader::new(file), path, file_len)?;
+    let sha256 = sha256_file(path)?;
+    finish(path, train, val, test, sha256)
+}
+
+/// [`load_npz`] on the bytes of an npz file held in memory; `name` is used in error
+/// messages and as [`Dataset::source`]. Every check of [`load_npz`] applies, with the
+/// buffer's length standing for the file size.
+pub fn load_npz_bytes(bytes: &[u8], name: &Path) -> Result<Dataset> {
+    use sha2::Digest as _;
+    let (train, val, test) = read_splits(std::io::Cursor::new(bytes), name, bytes.len() as u64)?;
+    let sha256 = hex::encode(sha2::Sha256::digest(bytes));
+    finish(name, train, val, test, sha256)
+}
+
+/// The three splits of an npz archive read from `reader` (`file_len` bytes long).
+fn read_splits<R: Read + Seek>(
+    reader: R,
+    path: &Path,
+    file_len: u64,
+) -> Result<(ImageSet, ImageSet, ImageSet)> {
+    let mut archive = zip::ZipArchive::new(reader).map_err(|e| DataError::Npz {
+        path: path.to_path_buf(),
+        key: String::new(),
+        reason: format!("not a readable npz/zip archive (truncated or corrupt?): {e}"),
+    })?;
     let train = read_split(&mut archive, path, file_len, "train")?;
     let val = read_split(&mut archive, path, file_len, "val")?;
     let test = read_split(&mut archive, path, file_len, "test")?;
+    Ok((train, val, test))
+}
+
+/// Checks that the splits share one image size and assembles the [`Dataset`].
+fn finish(
+    path: &Path,
+    train: ImageSet,
+    val: ImageSet,
+    test: ImageSet,
+    sha256: String,
+) -> Result<Dataset> {
     for (key, s) in [("val_images", &val), ("test_images", &test)] {
         if s.height != train.height || s.width != train.width {
             return Err(DataError::Npz {
@@ -515,7 +546,6 @@ pub fn load_npz(path: &Path) -> Result<Dataset> {
             });
         }
     }
-    let sha256 = sha256_file(path)?;
     tracing::info!(
         file = %path.display(),
         sha256 = %sha256,

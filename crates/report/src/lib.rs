@@ -7,6 +7,8 @@
 //! - [`write_report`]: `figures/*.png`, `report.md`, a self-contained `report.html` and
 //!   `predictions.parquet`; optional inputs that are absent give "Not computed"
 //!   sections, malformed ones a [`ReportError::Format`] naming file and line or field.
+//! - [`write_divergence_report`]: the report of a run stopped by divergence (from
+//!   `divergence.json`, `config.json` and `history.csv`).
 //! - [`compare_runs`], [`write_pipeline_report`]: the pipeline's `summary.csv`,
 //!   `summary.md` and top-level `report.html` over several run folders.
 //! - [`check_embedded_images`], [`browser::check_in_chromium`]: offline and headless
@@ -25,6 +27,7 @@ mod files;
 mod html_check;
 mod markdown;
 mod parquet_io;
+mod partial;
 mod run;
 mod summary;
 
@@ -35,6 +38,10 @@ pub use figures::Figure;
 pub use html_check::{EmbeddedImage, check_embedded_images};
 pub use markdown::{ReportFiles, render_markdown, write_report};
 pub use parquet_io::{read_predictions_parquet, write_predictions_parquet};
+pub use partial::{
+    DIVERGENCE_FILE, Divergence, DivergenceReport, LastGood, is_diverged_run, read_divergence,
+    write_divergence_report,
+};
 pub use run::{
     BootstrapCi, Calibration, CurvePoint, EpochRow, Interval, LrFindRow, OperatingPoint,
     PredictionRow, ReliabilityRow, RunFolder, SplitMetrics,

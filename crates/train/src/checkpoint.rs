@@ -4,7 +4,8 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::{Result, TrainConfig, TrainError, write_atomic};
+use crate::io::write_atomic_then;
+use crate::{Result, TrainConfig, TrainError};
 
 /// One row of `history.csv`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -71,7 +72,10 @@ pub fn save_checkpoint(
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    write_atomic(path, &bytes)
+    let dir = path.parent().unwrap_or(Path::new("."));
+    write_atomic_then(path, &bytes, || {
+        crate::guard::test_hang(dir, || format!("checkpoint:{}", meta.epoch))
+    })
 }
 
 /// A checkpoint read back: weights, optimizer state and metadata.

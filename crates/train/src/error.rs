@@ -44,9 +44,10 @@ pub enum TrainError {
         /// Why it is rejected.
         reason: String,
     },
-    /// The loss or a gradient became NaN or infinite.
+    /// The loss or a gradient became NaN or infinite, or the loss exploded
+    /// (see [`crate::EXPLODED_LOSS`]).
     #[error(
-        "training diverged at epoch {epoch}, step {step}: {what} is not finite (lower --lr?); \
+        "training diverged at epoch {epoch}, step {step}: {what} (lower --lr?); \
          the last good checkpoint is kept"
     )]
     Diverged {
@@ -54,7 +55,7 @@ pub enum TrainError {
         epoch: usize,
         /// 1-based step within the epoch.
         step: usize,
-        /// What became non-finite.
+        /// What happened (e.g. "the training loss is not finite").
         what: String,
     },
     /// Another live process is writing to the same run folder.

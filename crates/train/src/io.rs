@@ -7,6 +7,12 @@ use crate::{Result, TrainError};
 /// written, flushed to disk and renamed over `path`, so readers see the old file or
 /// the new one, never a partial one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_then(path, bytes, || {})
+}
+
+/// [`write_atomic`] calling `midway` after the first half of the temporary file is
+/// written (the crash-safety tests stop a run there).
+pub(crate) fn write_atomic_then(path: &Path, bytes: &[u8], midway: impl FnOnce()) -> Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -18,7 +24,11 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
     let result = (|| {
         let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
+        let (head, tail) = bytes.split_at(bytes.len() / 2);
+        f.write_all(head)?;
+        f.flush()?;
+        midway();
+        f.write_all(tail)?;
         f.sync_all()?;
         std::fs::rename(&tmp, path)
     })();

@@ -31,6 +31,7 @@ mod config;
 mod device;
 mod error;
 mod evaluation;
+mod guard;
 mod io;
 mod lock;
 mod loss;
@@ -46,6 +47,7 @@ pub use checkpoint::{Checkpoint, CheckpointMeta, EpochRecord, load_checkpoint, s
 pub use config::{AugmentPreset, ModelKind, Schedule, TrainConfig};
 pub use device::{device_name, parse_device};
 pub use error::{Result, TrainError};
+pub use guard::{DIVERGENCE_FILE, EXPLODED_LOSS, TEST_HANG_ENV, TEST_HANG_MARKER};
 pub use io::{ensure_writable_dir, write_atomic};
 pub use lock::RunLock;
 pub use loss::{bce_with_logits, bce_with_logits_host};

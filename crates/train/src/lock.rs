@@ -60,7 +60,7 @@ impl Drop for RunLock {
 
 /// Whether a process with this pid exists (Linux: `/proc/<pid>`; elsewhere every
 /// recorded owner is assumed alive, so a stale lock must be removed by hand).
-fn pid_alive(pid: u32) -> bool {
+pub(crate) fn pid_alive(pid: u32) -> bool {
     if pid == std::process::id() {
         return true;
     }

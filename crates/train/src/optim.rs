@@ -257,6 +257,16 @@ impl Adam {
                 None => step,
             };
         }
+        if let Some(extra) = tensors.keys().find(|k| {
+            !k.strip_prefix("m.")
+                .or_else(|| k.strip_prefix("v."))
+                .is_some_and(|n| self.params.iter().any(|(p, _)| p == n))
+        }) {
+            return Err(TrainError::Checkpoint {
+                path: source.to_path_buf(),
+                reason: format!("optimizer state `{extra}` belongs to no parameter of this model"),
+            });
+        }
         self.step = step;
         Ok(())
     }

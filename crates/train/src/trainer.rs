@@ -17,6 +17,7 @@ use tracing::{info, warn};
 
 use crate::checkpoint::{CheckpointMeta, EpochRecord, load_checkpoint, save_checkpoint};
 use crate::evaluation::{SplitScores, evaluate};
+use crate::guard::record_divergence;
 use crate::lr_find::{LrFindSettings, lr_range_test};
 use crate::runfolder::{Prediction, RunFiles};
 use crate::schedule::{OneCycle, even_mults};
@@ -187,6 +188,7 @@ pub fn train(
     cfg.validate()?;
     ensure_writable_dir(out_dir)?;
     let _lock = RunLock::acquire(out_dir)?;
+    crate::guard::remove_stale_temps(out_dir);
     let device = parse_device(&cfg.device)?;
     cfg.precision.check_device(&device)?;
     info!(
@@ -437,6 +439,7 @@ pub fn train(
         let mut loss_sum = 0.0f64;
         let mut seen = 0usize;
         for (step, batch) in batcher.enumerate() {
+            crate::guard::test_hang(out_dir, || format!("step:{}:{}", epoch + 1, step + 1));
             let batch = batch?;
             phase.schedule(
                 &mut opt,
@@ -447,14 +450,25 @@ pub fn train(
             let logits = net.logits(&batch.x, autocast.as_ref(), true)?;
             let loss = bce_with_logits(&logits, &batch.y)?;
             let loss_value = loss.to_scalar::<f32>()? as f64;
-            if !loss_value.is_finite() {
-                return Err(TrainError::Diverged {
+            if let Some(what) = crate::guard::bad_loss(loss_value) {
+                let err = TrainError::Diverged {
                     epoch: epoch + 1,
                     step: step + 1,
-                    what: "the training loss".into(),
-                });
+                    what,
+                };
+                return Err(record_divergence(&files, &mut config_json, &history, err));
             }
             let mut grads = scaler.scale_loss(&loss)?.backward()?;
+            if cfg.precision != crate::Precision::F16
+                && let Some(name) = crate::guard::non_finite_gradient(&grads, &params)?
+            {
+                let err = TrainError::Diverged {
+                    epoch: epoch + 1,
+                    step: step + 1,
+                    what: format!("the gradient of `{name}` is not finite"),
+                };
+                return Err(record_divergence(&files, &mut config_json, &history, err));
+            }
             if scaler.unscale(&mut grads, &params)? {
                 opt.step(&grads)?;
             } else {
@@ -476,11 +490,12 @@ pub fn train(
         train_images += seen;
         let train_loss = loss_sum / seen.max(1) as f64;
         if !weights_finite(&varmap)? {
-            return Err(TrainError::Diverged {
+            let err = TrainError::Diverged {
                 epoch: epoch + 1,
                 step: seen.div_ceil(cfg.batch_size),
-                what: "a weight after the optimizer step".into(),
-            });
+                what: "a weight is not finite after the optimizer step".into(),
+            };
+            return Err(record_divergence(&files, &mut config_json, &history, err));
         }
 
         let val_logits = predict_logits(&net, autocast.as_ref(), &val_set, cfg, &device)?;

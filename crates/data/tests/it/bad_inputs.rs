@@ -422,3 +422,45 @@ fn zip_entries_declaring_impossible_sizes() {
         );
     }
 }
+
+/// A 24-bit BMP header declaring `width × height` with no pixel data.
+fn bmp_header(width: i32, height: i32) -> Vec<u8> {
+    let mut b = Vec::new();
+    b.extend(b"BM");
+    b.extend(54u32.to_le_bytes()); // file size (as if empty)
+    b.extend([0u8; 4]);
+    b.extend(54u32.to_le_bytes()); // pixel data offset
+    b.extend(40u32.to_le_bytes()); // BITMAPINFOHEADER
+    b.extend(width.to_le_bytes());
+    b.extend(height.to_le_bytes());
+    b.extend(1u16.to_le_bytes()); // planes
+    b.extend(24u16.to_le_bytes()); // bits per pixel
+    b.extend([0u8; 24]); // no compression, sizes, resolution, palette
+    b
+}
+
+#[test]
+fn image_header_claiming_a_huge_size_is_rejected_without_allocating() {
+    // 60000 × 60000 × 3 bytes ≈ 10 GB, declared by a 54-byte file: refused by the
+    // decoder's limits (sides ≤ 8192, ≤ 32 MiB of pixels) before any buffer is made.
+    for (w, h) in [(60_000, 60_000), (8000, 8000)] {
+        let err = cxr_data::decode_image_bytes(&bmp_header(w, h), 28).unwrap_err();
+        assert!(err.contains("larger than cxr decodes"), "{w}×{h}: {err}");
+    }
+    // A small header without its pixels is a decoding error, not a panic.
+    assert!(cxr_data::decode_image_bytes(&bmp_header(16, 16), 28).is_err());
+}
+
+#[test]
+fn fuzz_found_jpeg_declaring_8220x7168_is_refused_at_once() {
+    // 302 bytes of progressive JPEG that took seconds to decode (a libFuzzer timeout)
+    // before the decoder limits.
+    let bytes = include_bytes!(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../fuzz/regressions/image/progressive-jpeg-8220x7168-timeout.jpeg"
+    ));
+    let start = std::time::Instant::now();
+    let err = cxr_data::decode_image_bytes(bytes, 28).unwrap_err();
+    assert!(err.contains("larger than cxr decodes"), "{err}");
+    assert!(start.elapsed().as_secs_f64() < 0.5, "{:?}", start.elapsed());
+}

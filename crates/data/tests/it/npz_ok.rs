@@ -129,3 +129,18 @@ fn real_pneumoniamnist_duplicates() {
         assert_eq!(d.train.image(*i), d.val.image(*j));
     }
 }
+
+#[test]
+fn npz_from_memory_equals_npz_from_file() {
+    let dir = tempfile::tempdir().unwrap();
+    for deflate in [false, true] {
+        let p = dir.path().join(format!("small-{deflate}.npz"));
+        write_npz(&p, &valid_arrays(3, 28), deflate);
+        let a = load_npz(&p).unwrap();
+        let b = cxr_data::load_npz_bytes(&std::fs::read(&p).unwrap(), &p).unwrap();
+        assert_eq!(a.train.images, b.train.images);
+        assert_eq!(a.test.labels, b.test.labels);
+        assert_eq!(a.sha256, b.sha256);
+        assert_eq!(a.source, b.source);
+    }
+}

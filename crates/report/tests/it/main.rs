@@ -3,6 +3,7 @@
 
 mod browser;
 mod fixture;
+mod partial;
 mod pipeline;
 mod report;
 
