@@ -260,6 +260,7 @@ impl Adam {
         if let Some(extra) = tensors.keys().find(|k| {
             !k.strip_prefix("m.")
                 .or_else(|| k.strip_prefix("v."))
+                .or_else(|| k.strip_prefix("t."))
                 .is_some_and(|n| self.params.iter().any(|(p, _)| p == n))
         }) {
             return Err(TrainError::Checkpoint {
