@@ -233,8 +233,16 @@ fn resume_reproduces_an_uninterrupted_run() {
     for (ours, theirs) in [(&a.weights, &b.weights), (&a.opt_state, &b.opt_state)] {
         assert_eq!(ours.len(), theirs.len());
         for (name, t) in ours {
-            let x: Vec<f32> = t.flatten_all().unwrap().to_vec1().unwrap();
-            let y: Vec<f32> = theirs[name].flatten_all().unwrap().to_vec1().unwrap();
+            // f32 moments and u32 step counts: both exact in f64
+            let exact = |t: &candle_core::Tensor| -> Vec<f64> {
+                t.flatten_all()
+                    .unwrap()
+                    .to_dtype(candle_core::DType::F64)
+                    .unwrap()
+                    .to_vec1()
+                    .unwrap()
+            };
+            let (x, y) = (exact(t), exact(&theirs[name]));
             assert!(
                 x == y,
                 "{name} differs between the resumed and the uninterrupted run"
