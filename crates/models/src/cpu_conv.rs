@@ -20,7 +20,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp1, CustomOp3, DType, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::sgemm::{View, cpu_sgemm_active, sgemm};
+use crate::sgemm::{Corr, NR, PackB, View, cpu_sgemm_active, sgemm, sgemm_src, wgrad_corr};
 
 /// Geometry of one convolution (square kernel, equal stride and padding in both axes).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -230,19 +230,13 @@ impl CustomOp3 for ConvOp {
         }
         let (n, l) = (g.n(), g.l());
         if cpu_sgemm_active() {
-            // W [Co, C·k·k] · cols [C·k·k, N], written as [B, Co, Ho·Wo] with the bias.
-            let cols = im2col(x, &g);
+            // W [Co, C·k·k] · cols [C·k·k, N], the columns packed straight from x, written
+            // as [B, Co, Ho·Wo] with the bias.
             let mut out = vec![0f32; g.b * g.co * l];
             let a = View::row_major(w, g.rows());
-            let bm = View::row_major(&cols, n);
-            if sgemm(g.co, n, g.rows(), a, bm, &mut out, l, Some(bias)).is_some() {
-                if self.keep_cols {
-                    *self
-                        .saved_cols
-                        .lock()
-                        .map_err(|_| candle_core::Error::Msg("conv2d: poisoned lock".into()))? =
-                        Some(Tensor::from_vec(cols, (g.rows(), n), &Device::Cpu)?);
-                }
+            let padded = Padded::new(x, g);
+            let src = Im2colB(&padded);
+            if sgemm_src(g.co, n, g.rows(), a, &src, &mut out, l, Some(bias)).is_some() {
                 return Ok((CpuStorage::F32(out), Shape::from((g.b, g.co, g.ho, g.wo))));
             }
         }
@@ -342,9 +336,10 @@ fn candle_grad_matrix(grad: &Tensor, g: &Geom) -> candle_core::Result<Tensor> {
 
 impl ConvOp {
     /// The backward with this crate's GEMM, reading the upstream gradient `[B, Co, L]`
-    /// in place as `[Co, B·L]`: weight gradient `dY·colsᵀ`, input gradient
-    /// `Wᵀ·dY` written as `[B, C·k·k, L]` and folded back by col2im. `None` when the GEMM
-    /// declines (then the caller takes the candle-matmul path).
+    /// in place as `[Co, B·L]`: weight gradient `dY·colsᵀ` with the columns packed
+    /// straight from `x`; input gradient, for stride 1, as the convolution of `dY` with
+    /// the rotated kernel (again packed straight from `dY`), otherwise `Wᵀ·dY` folded back
+    /// by col2im. A GEMM that declines falls back to candle's matmul.
     fn bwd_sgemm(
         &self,
         g: &Geom,
@@ -355,7 +350,8 @@ impl ConvOp {
     ) -> candle_core::Result<Grads> {
         let (n, l, rows) = (g.n(), g.l(), g.rows());
         let grad = grad.contiguous()?;
-        let saved = self
+        // The forward on this path keeps no columns; drop any the fallback left.
+        let _ = self
             .saved_cols
             .lock()
             .map_err(|_| candle_core::Error::Msg("conv2d: poisoned lock".into()))?
@@ -363,62 +359,44 @@ impl ConvOp {
         with_f32(&grad, "gradient", |dy| {
             let dym = View::grouped(dy, g.co, l);
             let grad_b = if bias.track_op() {
-                let mut s = vec![0f64; g.co];
-                for (i, chunk) in dy.chunks_exact(l).enumerate() {
-                    s[i % g.co] += chunk.iter().map(|&v| f64::from(v)).sum::<f64>();
-                }
-                let s: Vec<f32> = s.into_iter().map(|v| v as f32).collect();
-                Some(Tensor::from_vec(s, g.co, &Device::Cpu)?)
+                Some(Tensor::from_vec(
+                    channel_sums(dy, g.co, l),
+                    g.co,
+                    &Device::Cpu,
+                )?)
             } else {
                 None
             };
             let grad_w = if w.track_op() {
-                let cols = match saved {
-                    Some(c) => c,
-                    None => x.detach().contiguous()?.apply_op1_no_bwd(&Im2Col(*g))?,
-                };
+                let x = x.detach().contiguous()?;
                 let mut gw = vec![0f32; g.co * rows];
-                let done = with_f32(&cols, "columns", |c| {
-                    Ok(sgemm(
-                        g.co,
-                        rows,
-                        n,
-                        dym,
-                        View::strided(c, 1, n),
-                        &mut gw,
-                        rows,
-                        None,
-                    ))
+                let done = with_f32(&x, "input", |xd| {
+                    if g.stride == 1 && weight_grad_corr(dy, xd, g, &mut gw).is_some() {
+                        return Ok(Some(()));
+                    }
+                    let padded = Padded::new(xd, *g);
+                    let src = Im2colTB(&padded);
+                    Ok(sgemm_src(g.co, rows, n, dym, &src, &mut gw, rows, None))
                 })?;
                 match done {
                     Some(()) => Some(Tensor::from_vec(gw, w.dims(), &Device::Cpu)?),
-                    // A shape the kernel leaves to candle (too narrow an output).
-                    None => Some(
-                        candle_grad_matrix(&grad, g)?
-                            .matmul(&cols.t()?)?
-                            .reshape(w.dims())?,
-                    ),
+                    None => {
+                        let cols = x.apply_op1_no_bwd(&Im2Col(*g))?;
+                        Some(
+                            candle_grad_matrix(&grad, g)?
+                                .matmul(&cols.t()?)?
+                                .reshape(w.dims())?,
+                        )
+                    }
                 }
             } else {
                 None
             };
             let grad_x = if x.track_op() {
                 let w = w.detach().contiguous()?;
-                let mut dcols = vec![0f32; rows * n];
-                let done = with_f32(&w, "kernel", |wd| {
-                    Ok(sgemm(
-                        rows,
-                        n,
-                        g.co,
-                        View::strided(wd, 1, rows),
-                        dym,
-                        &mut dcols,
-                        l,
-                        None,
-                    ))
-                })?;
-                let dx = match done {
-                    Some(()) => col2im(&dcols, g, true),
+                let dx = with_f32(&w, "kernel", |wd| Ok(input_grad(dy, wd, g)))?;
+                let dx = match dx {
+                    Some(dx) => dx,
                     None => {
                         let dc = w
                             .reshape((g.co, rows))?
@@ -434,6 +412,289 @@ impl ConvOp {
             Ok((grad_x, grad_w, grad_b))
         })
     }
+}
+
+/// The weight gradient of a stride-1 convolution with the correlation kernel
+/// ([`wgrad_corr`]): the output gradient is laid out on the padded input's row pitch, so
+/// each kernel tap is one constant offset into the padded input and nothing is packed.
+/// `None` when the kernel declines.
+fn weight_grad_corr(dy: &[f32], x: &[f32], g: &Geom, gw: &mut [f32]) -> Option<()> {
+    let wp = g.w + 2 * g.pad;
+    let t = (g.ho * wp).next_multiple_of(16);
+    // The kernel multiplies the padding columns and the rounding to 16 too; past a third
+    // more work than the output has pixels (small maps: ResNet's 4×4 and 2×2 stages) the
+    // packed GEMM is faster.
+    if 3 * t > 4 * g.l() {
+        return None;
+    }
+    let offs: Vec<usize> = (0..g.k * g.k).map(|q| (q / g.k) * wp + q % g.k).collect();
+    let max_off = offs.iter().copied().max().unwrap_or(0);
+    let mut dyp = vec![0f32; g.b * g.co * t];
+    dyp.par_chunks_mut(t)
+        .zip(dy.par_chunks(g.l()))
+        .for_each(|(dst, src)| {
+            for (oy, row) in src.chunks_exact(g.wo).enumerate() {
+                dst[oy * wp..oy * wp + g.wo].copy_from_slice(row);
+            }
+        });
+    let xp = Padded::with_plane(x, *g, max_off + t + 2);
+    let c = Corr {
+        dy: &dyp,
+        x: &xp.data,
+        b: g.b,
+        co: g.co,
+        ci: g.ci,
+        t,
+        plane: xp.plane,
+        offs: &offs,
+    };
+    wgrad_corr(&c, gw)
+}
+
+/// The input gradient `[B, C, H, W]` of a convolution from its output gradient `dy`
+/// (`[B, Co, Ho, Wo]`) with this crate's GEMM; `None` when the GEMM declines.
+fn input_grad(dy: &[f32], w: &[f32], g: &Geom) -> Option<Vec<f32>> {
+    let (n, l, rows) = (g.n(), g.l(), g.rows());
+    if g.stride == 1 && g.pad < g.k {
+        let mut dx = vec![0f32; g.x_len()];
+        // dX = conv(dY, rot180(W)ᵀ) with padding k − 1 − p: no column matrix, no col2im.
+        let gt = Geom {
+            b: g.b,
+            ci: g.co,
+            h: g.ho,
+            w: g.wo,
+            co: g.ci,
+            k: g.k,
+            stride: 1,
+            pad: g.k - 1 - g.pad,
+            ho: g.h,
+            wo: g.w,
+        };
+        let wf = flipped_kernel(w, g);
+        let padded = Padded::new(dy, gt);
+        let src = Im2colB(&padded);
+        sgemm_src(
+            g.ci,
+            gt.n(),
+            gt.rows(),
+            View::row_major(&wf, gt.rows()),
+            &src,
+            &mut dx,
+            g.h * g.w,
+            None,
+        )?;
+        return Some(dx);
+    }
+    let mut dcols = vec![0f32; rows * n];
+    sgemm(
+        rows,
+        n,
+        g.co,
+        View::strided(w, 1, rows),
+        View::grouped(dy, g.co, l),
+        &mut dcols,
+        l,
+        None,
+    )?;
+    Some(col2im(&dcols, g, true))
+}
+
+/// A zero-padded copy of a convolution's input: `[B, C, Hp·Wp]` with `Hp = H + 2p`,
+/// `Wp = W + 2p`, so every kernel tap of every output pixel is an in-bounds read and a
+/// run of output pixels along a row is a (strided) run of the copy.
+struct Padded {
+    data: Vec<f32>,
+    g: Geom,
+    /// Padded row length.
+    wp: usize,
+    /// Padded plane size.
+    plane: usize,
+}
+
+impl Padded {
+    fn new(x: &[f32], g: Geom) -> Self {
+        Self::with_plane(x, g, 0)
+    }
+
+    /// Planes of at least `min_plane` values (zeros past the padded image).
+    fn with_plane(x: &[f32], g: Geom, min_plane: usize) -> Self {
+        let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
+        let plane = (hp * wp).max(min_plane);
+        let mut data = vec![0f32; g.b * g.ci * plane];
+        data.par_chunks_mut(plane)
+            .zip(x.par_chunks(g.h * g.w))
+            .for_each(|(dst, src)| {
+                for (y, row) in src.chunks_exact(g.w).enumerate() {
+                    let at = (y + g.pad) * wp + g.pad;
+                    dst[at..at + g.w].copy_from_slice(row);
+                }
+            });
+        Self { data, g, wp, plane }
+    }
+
+    /// Offset of column-matrix row `r` (channel, tap `(i, j)`) from a segment's base.
+    fn row_offset(&self, r: usize) -> usize {
+        let k = self.g.k;
+        let (ch, t) = (r / (k * k), r % (k * k));
+        ch * self.plane + (t / k) * self.wp + t % k
+    }
+
+    /// Offset of a segment's first pixel for channel 0, tap (0, 0).
+    fn seg_base(&self, seg: &Seg) -> usize {
+        let s = self.g.stride;
+        seg.b * self.g.ci * self.plane + seg.oy * s * self.wp + seg.ox * s
+    }
+}
+
+/// The column matrix `[C·k·k, B·Ho·Wo]` of an image batch, never materialised: the GEMM
+/// packs its blocks straight from the padded input (implicit im2col).
+struct Im2colB<'a>(&'a Padded);
+
+/// One run of consecutive output pixels in one output row: image `b`, row `oy`, columns
+/// `ox..ox + len`, stored from offset `at` of the packed row (or column).
+#[derive(Clone, Copy, Default)]
+struct Seg {
+    b: usize,
+    oy: usize,
+    ox: usize,
+    len: usize,
+    at: usize,
+}
+
+impl Geom {
+    /// Splits output pixels `p0..p0 + count` (batch-wide numbering) into row segments.
+    fn segments(&self, p0: usize, count: usize, mut f: impl FnMut(Seg)) {
+        let l = self.l();
+        let mut p = p0;
+        while p < p0 + count {
+            let (b, r) = (p / l, p % l);
+            let (oy, ox) = (r / self.wo, r % self.wo);
+            let len = (self.wo - ox).min(p0 + count - p);
+            f(Seg {
+                b,
+                oy,
+                ox,
+                len,
+                at: p - p0,
+            });
+            p += len;
+        }
+    }
+
+    /// Number of values in the input `[B, C, H, W]`.
+    fn x_len(&self) -> usize {
+        self.b * self.ci * self.h * self.w
+    }
+}
+
+impl PackB for Im2colB<'_> {
+    fn fits(&self, k: usize, n: usize) -> bool {
+        let p = self.0;
+        k == p.g.rows() && n == p.g.n() && p.data.len() == p.g.b * p.g.ci * p.plane
+    }
+
+    fn pack(&self, k0: usize, kc: usize, c0: usize, cols: usize, dst: &mut [f32]) {
+        let p = self.0;
+        let s = p.g.stride;
+        let mut segs = [(0usize, 0usize, 0usize); NR];
+        let mut ns = 0;
+        p.g.segments(c0, cols, |seg| {
+            segs[ns] = (p.seg_base(&seg), seg.at, seg.len);
+            ns += 1;
+        });
+        for (kk, drow) in dst.chunks_exact_mut(NR).enumerate().take(kc) {
+            let off = p.row_offset(k0 + kk);
+            for &(base, at, len) in &segs[..ns] {
+                let d = &mut drow[at..at + len];
+                if s == 1 {
+                    // Rows of small maps are a few values: an inline loop, not a call.
+                    for (v, src) in d.iter_mut().zip(&p.data[base + off..][..len]) {
+                        *v = *src;
+                    }
+                } else {
+                    for (v, src) in d.iter_mut().zip(p.data[base + off..].iter().step_by(s)) {
+                        *v = *src;
+                    }
+                }
+            }
+            drow[cols..].fill(0.0);
+        }
+    }
+}
+
+/// The transposed column matrix `[B·Ho·Wo, C·k·k]`, packed straight from the padded input
+/// (the weight gradient's right operand).
+struct Im2colTB<'a>(&'a Padded);
+
+impl PackB for Im2colTB<'_> {
+    fn fits(&self, k: usize, n: usize) -> bool {
+        let p = self.0;
+        k == p.g.n() && n == p.g.rows() && p.data.len() == p.g.b * p.g.ci * p.plane
+    }
+
+    fn pack(&self, k0: usize, kc: usize, c0: usize, cols: usize, dst: &mut [f32]) {
+        let p = self.0;
+        let s = p.g.stride;
+        if cols < NR {
+            dst.fill(0.0);
+        }
+        let mut offs = [0usize; NR];
+        for (jj, o) in offs.iter_mut().enumerate().take(cols) {
+            *o = p.row_offset(c0 + jj);
+        }
+        // Segment by segment (at most one output row of pixels), every column: the
+        // strided writes of one segment stay within a few KiB of `dst`.
+        p.g.segments(k0, kc, |seg| {
+            let base = p.seg_base(&seg);
+            let block = &mut dst[seg.at * NR..(seg.at + seg.len) * NR];
+            for (q, drow) in block.chunks_exact_mut(NR).enumerate() {
+                let at = base + q * s;
+                for (d, &o) in drow.iter_mut().zip(&offs[..cols]) {
+                    *d = p.data[at + o];
+                }
+            }
+        });
+    }
+}
+
+/// The kernel `[Co, C, k, k]` rotated by 180° with its channel axes swapped, as the
+/// row-major `[C, Co·k·k]` matrix: the input gradient of a stride-1 convolution is the
+/// convolution of the output gradient with it.
+fn flipped_kernel(w: &[f32], g: &Geom) -> Vec<f32> {
+    let (k, kk2) = (g.k, g.k * g.k);
+    let mut out = vec![0f32; w.len()];
+    for (ci, row) in out.chunks_exact_mut(g.co * kk2).enumerate() {
+        for co in 0..g.co {
+            for t in 0..kk2 {
+                let (i, j) = (t / k, t % k);
+                row[co * kk2 + t] = w[(co * g.ci + ci) * kk2 + (k - 1 - i) * k + (k - 1 - j)];
+            }
+        }
+    }
+    out
+}
+
+/// Sum of each channel of `dy` `[B, C, L]` (the bias gradient), accumulated in f64 across
+/// lane-wise f32 partial sums of each row.
+fn channel_sums(dy: &[f32], c: usize, l: usize) -> Vec<f32> {
+    (0..c)
+        .into_par_iter()
+        .map(|ch| {
+            let mut total = 0f64;
+            for row in dy.chunks_exact(l).skip(ch).step_by(c) {
+                let mut lanes = [0f32; 16];
+                let mut it = row.chunks_exact(16);
+                for chunk in &mut it {
+                    for (a, v) in lanes.iter_mut().zip(chunk) {
+                        *a += *v;
+                    }
+                }
+                let tail: f32 = it.remainder().iter().sum();
+                total += lanes.iter().map(|&v| f64::from(v)).sum::<f64>() + f64::from(tail);
+            }
+            total as f32
+        })
+        .collect()
 }
 
 /// `[B, C, H, W]` → columns, as a (gradient-free) op.

@@ -6,6 +6,8 @@
 //! none for window ≠ stride; the reshape-and-`max` formulation that replaces it
 //! costs several full passes in the backward. This op costs one pass each way.
 
+use std::sync::Mutex;
+
 use candle_core::{CpuStorage, CustomOp1, DType, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
@@ -56,7 +58,65 @@ impl PoolSpec {
     }
 }
 
-struct MaxPool(PoolSpec);
+struct MaxPool {
+    spec: PoolSpec,
+    /// Whether the forward keeps its window maxima for the backward.
+    keep: bool,
+    /// Per output, the plane index its gradient goes to (`u32::MAX`: none, the fused
+    /// ReLU cut it), filled by the forward when `keep`.
+    saved: Mutex<Option<Vec<u32>>>,
+}
+
+/// Marks an output whose gradient the fused ReLU stops.
+const NO_GRAD: u32 = u32::MAX;
+
+/// The larger of `a` and a later `b` under the backward's rule: `b` wins only when it is
+/// strictly larger, or NaN while `a` is not (the first NaN wins).
+#[inline]
+fn later_wins(a: f32, b: f32) -> bool {
+    b > a || (b.is_nan() && !a.is_nan())
+}
+
+/// The window maximum of `a` then `b` (see [`later_wins`]).
+#[inline]
+fn first_max(a: f32, b: f32) -> f32 {
+    if later_wins(a, b) { b } else { a }
+}
+
+/// One output row of a 2×2, stride-2 pool: input rows `r0`, `r1` (each `2·wo` long),
+/// maxima into `d`, and into `ids` the plane index of each window's first maximum
+/// (`base` is the plane index of `r0[0]`, `w` the plane width), or [`NO_GRAD`] where the
+/// fused ReLU stops the gradient.
+fn pool_pair_row(
+    r0: &[f32],
+    r1: &[f32],
+    d: &mut [f32],
+    ids: &mut [u32],
+    base: u32,
+    w: u32,
+    relu: bool,
+) {
+    // Written without early exits or indexing so that it vectorises.
+    let wins = |a: f32, b: f32| b > a || (b.is_nan() && !a.is_nan());
+    let rows = r0.chunks_exact(2).zip(r1.chunks_exact(2));
+    for (ox, ((o, id), (p0, p1))) in d.iter_mut().zip(ids.iter_mut()).zip(rows).enumerate() {
+        let top = wins(p0[0], p0[1]);
+        let m0 = if top { p0[1] } else { p0[0] };
+        let i0 = u32::from(top);
+        let bot = wins(p1[0], p1[1]);
+        let m1 = if bot { p1[1] } else { p1[0] };
+        let i1 = w + u32::from(bot);
+        let last = wins(m0, m1);
+        let m = if last { m1 } else { m0 };
+        let i = if last { i1 } else { i0 };
+        *o = if relu { m.max(0.0) } else { m };
+        *id = if !relu || m > 0.0 {
+            base + 2 * ox as u32 + i
+        } else {
+            NO_GRAD
+        };
+    }
+}
 
 impl CustomOp1 for MaxPool {
     fn name(&self) -> &'static str {
@@ -64,22 +124,75 @@ impl CustomOp1 for MaxPool {
     }
 
     fn cpu_fwd(&self, s: &CpuStorage, l: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let spec = self.0;
+        let spec = self.spec;
         let (b, c, h, w) = l.shape().dims4()?;
         let x = f32_slice(s, l, "input")?;
         let (ho, wo) = (spec.out_size(h), spec.out_size(w));
         let mut out = vec![0f32; b * c * ho * wo];
-        out.par_chunks_mut(ho * wo)
-            .zip(x.par_chunks(h * w))
-            .for_each(|(dst, plane)| {
-                for oy in 0..ho {
-                    let ys = spec.span(oy, h);
-                    for ox in 0..wo {
-                        let (_, m) = spec.argmax(plane, w, ys, spec.span(ox, w));
-                        dst[oy * wo + ox] = if spec.relu { m.max(0.0) } else { m };
+        // Plane indices fit in u32 for any plane this op can be given (checked, so a
+        // huge plane falls back to recomputing the maxima in the backward).
+        let keep = self.keep && h * w < NO_GRAD as usize;
+        let mut idx = if keep {
+            vec![NO_GRAD; b * c * ho * wo]
+        } else {
+            Vec::new()
+        };
+        let pair = spec.k == 2 && spec.stride == 2 && spec.pad == 0;
+        let fill = |(dst, plane): (&mut [f32], &[f32]), mut ids: Option<&mut [u32]>| {
+            for oy in 0..ho {
+                if pair {
+                    // The 2×2, stride-2 window (the seed CNN's): branch-free.
+                    let r0 = &plane[2 * oy * w..][..2 * wo];
+                    let r1 = &plane[(2 * oy + 1) * w..][..2 * wo];
+                    let d = &mut dst[oy * wo..][..wo];
+                    match ids.as_deref_mut() {
+                        Some(ids) => pool_pair_row(
+                            r0,
+                            r1,
+                            d,
+                            &mut ids[oy * wo..][..wo],
+                            (2 * oy * w) as u32,
+                            w as u32,
+                            spec.relu,
+                        ),
+                        None => {
+                            for (ox, o) in d.iter_mut().enumerate() {
+                                let (a, b) = (r0[2 * ox], r0[2 * ox + 1]);
+                                let (c, e) = (r1[2 * ox], r1[2 * ox + 1]);
+                                let m = first_max(first_max(a, b), first_max(c, e));
+                                *o = if spec.relu { m.max(0.0) } else { m };
+                            }
+                        }
+                    }
+                    continue;
+                }
+                let ys = spec.span(oy, h);
+                for ox in 0..wo {
+                    let (i, m) = spec.argmax(plane, w, ys, spec.span(ox, w));
+                    dst[oy * wo + ox] = if spec.relu { m.max(0.0) } else { m };
+                    if let Some(ids) = ids.as_deref_mut()
+                        && (!spec.relu || m > 0.0)
+                    {
+                        ids[oy * wo + ox] = i as u32;
                     }
                 }
-            });
+            }
+        };
+        if keep {
+            out.par_chunks_mut(ho * wo)
+                .zip(x.par_chunks(h * w))
+                .zip(idx.par_chunks_mut(ho * wo))
+                .for_each(|(pair, ids)| fill(pair, Some(ids)));
+            *self
+                .saved
+                .lock()
+                .map_err(|_| candle_core::Error::Msg("max-pool: poisoned lock".into()))? =
+                Some(std::mem::take(&mut idx));
+        } else {
+            out.par_chunks_mut(ho * wo)
+                .zip(x.par_chunks(h * w))
+                .for_each(|pair| fill(pair, None));
+        }
         Ok((CpuStorage::F32(out), Shape::from((b, c, ho, wo))))
     }
 
@@ -89,11 +202,37 @@ impl CustomOp1 for MaxPool {
         _res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<Option<Tensor>> {
-        let spec = self.0;
+        let spec = self.spec;
         let (b, c, h, w) = arg.dims4()?;
         let (ho, wo) = (spec.out_size(h), spec.out_size(w));
-        let arg = arg.contiguous()?;
         let grad = grad.contiguous()?;
+        let saved = self
+            .saved
+            .lock()
+            .map_err(|_| candle_core::Error::Msg("max-pool: poisoned lock".into()))?
+            .take();
+        if let Some(ids) = saved.filter(|ids| ids.len() == b * c * ho * wo) {
+            let (gs, gl) = grad.storage_and_layout();
+            let candle_core::Storage::Cpu(gs) = &*gs else {
+                return Err(candle_core::Error::Msg(
+                    "max-pool fast path: gradient left the CPU".into(),
+                ));
+            };
+            let g = f32_slice(gs, gl, "pool gradient")?;
+            let mut dx = vec![0f32; b * c * h * w];
+            dx.par_chunks_mut(h * w)
+                .zip(ids.par_chunks(ho * wo))
+                .zip(g.par_chunks(ho * wo))
+                .for_each(|((dst, ids), gp)| {
+                    for (&i, &gv) in ids.iter().zip(gp) {
+                        if i != NO_GRAD {
+                            dst[i as usize] += gv;
+                        }
+                    }
+                });
+            return Ok(Some(Tensor::from_vec(dx, (b, c, h, w), arg.device())?));
+        }
+        let arg = arg.contiguous()?;
         let (xs, xl) = arg.storage_and_layout();
         let (gs, gl) = grad.storage_and_layout();
         let (candle_core::Storage::Cpu(xs), candle_core::Storage::Cpu(gs)) = (&*xs, &*gs) else {
@@ -130,5 +269,9 @@ pub(crate) fn pool_fast_path_applies(x: &Tensor) -> bool {
 /// Max-pool (optionally followed by ReLU) on the CPU fast path. The caller checks the
 /// shape (rank 4, window fits).
 pub(crate) fn max_pool2d_cpu(x: &Tensor, spec: PoolSpec) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op1(MaxPool(spec))
+    x.contiguous()?.apply_op1(MaxPool {
+        spec,
+        keep: x.track_op(),
+        saved: Mutex::new(None),
+    })
 }

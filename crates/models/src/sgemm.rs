@@ -36,7 +36,7 @@ use rayon::prelude::*;
 /// Rows of the register tile.
 const MR: usize = 8;
 /// Columns of the register tile (three 16-lane vectors).
-const NR: usize = 48;
+pub(crate) const NR: usize = 48;
 /// Largest block of `k` packed at once.
 const KC: usize = 320;
 /// Largest block of columns of `B` packed at once (a multiple of [`NR`]).
@@ -147,6 +147,28 @@ impl<'a> View<'a> {
     }
 }
 
+/// The `B` operand of a GEMM: anything that can pack a `kc × cols` block of itself into
+/// the kernel's `[kc][NR]` layout. A [`View`] copies from memory; the convolution's
+/// implicit im2col sources (in `cpu_conv`) gather straight from the image, so the
+/// column matrix is never materialised.
+pub(crate) trait PackB: Sync {
+    /// Whether every element of a `k × n` matrix is available.
+    fn fits(&self, k: usize, n: usize) -> bool;
+    /// Packs rows `k0..k0 + kc`, columns `c0..c0 + cols` (`cols ≤ NR`) as `[kc][NR]`,
+    /// zero-padding the columns past `cols`.
+    fn pack(&self, k0: usize, kc: usize, c0: usize, cols: usize, dst: &mut [f32]);
+}
+
+impl PackB for View<'_> {
+    fn fits(&self, k: usize, n: usize) -> bool {
+        View::fits(self, k, n)
+    }
+
+    fn pack(&self, k0: usize, kc: usize, c0: usize, cols: usize, dst: &mut [f32]) {
+        pack_b(self, k0, kc, c0, cols, dst);
+    }
+}
+
 /// Where the task's output goes: element `(r, c)` (column relative to the task's first
 /// column) at `(c / l)·m·l + r·l + c % l`.
 struct Out<'a> {
@@ -182,18 +204,38 @@ pub(crate) fn sgemm(
     if !cpu_sgemm_active() || n < MIN_N {
         return None;
     }
+    gemm_with(m, n, k, a, &b, c, l, bias, true)
+}
+
+/// [`sgemm`] with any [`PackB`] source for `B` and without the narrow-output cut-off
+/// (the caller knows whether a 48-wide tile pays off). `None` when the kernel is not
+/// active or the shapes do not fit.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn sgemm_src<B: PackB>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: View<'_>,
+    b: &B,
+    c: &mut [f32],
+    l: usize,
+    bias: Option<&[f32]>,
+) -> Option<()> {
+    if !cpu_sgemm_active() {
+        return None;
+    }
     gemm_with(m, n, k, a, b, c, l, bias, true)
 }
 
 /// [`sgemm`] with the kernel chosen: `simd` for AVX-512 (the caller has checked that the
 /// CPU has it), else the portable kernel (used by tests on any machine).
 #[allow(clippy::too_many_arguments)]
-fn gemm_with(
+fn gemm_with<B: PackB>(
     m: usize,
     n: usize,
     k: usize,
     a: View<'_>,
-    b: View<'_>,
+    b: &B,
     c: &mut [f32],
     l: usize,
     bias: Option<&[f32]>,
@@ -221,6 +263,21 @@ fn gemm_with(
     }
     let threads = rayon::current_num_threads().max(1);
     let groups = n / l;
+    let per_group_task = groups.div_ceil(4 * threads).max(1);
+    let many_rows = m >= 2 * threads * MR;
+    if many_rows && per_group_task * l < 4 * NR && n < 8 * NR * threads && l != n {
+        // Few output columns per image (late ResNet stages: 2×2 or 4×4 maps) but many
+        // rows: split the rows, so that each task packs only its part of A (the
+        // weights, up to megabytes), into a row-major buffer, then lay it out grouped.
+        let mut tmp = vec![0f32; m * n];
+        gemm_rows(m, n, k, &a, b, &mut tmp, bias, threads, simd);
+        for (g, dst) in c.chunks_exact_mut(m * l).enumerate() {
+            for (r, drow) in dst.chunks_exact_mut(l).enumerate() {
+                drow.copy_from_slice(&tmp[r * n + g * l..][..l]);
+            }
+        }
+        return Some(());
+    }
     if groups >= 2 * threads || (groups >= threads && groups.is_multiple_of(threads)) {
         // Tasks over whole groups of columns: each owns a contiguous slice of C.
         let per = groups.div_ceil(4 * threads).max(1);
@@ -232,7 +289,7 @@ fn gemm_with(
                 let mut out = Out { data: chunk, m, l };
                 run(
                     &a,
-                    &b,
+                    b,
                     m,
                     0..k,
                     c0..c0 + cols,
@@ -243,27 +300,9 @@ fn gemm_with(
             });
         return Some(());
     }
-    if groups == 1 && m >= 2 * threads * MR && n >= 8 * NR {
+    if groups == 1 && many_rows && n >= 8 * NR {
         // Plain row-major C with enough rows: tasks over row blocks, each owning its rows.
-        let panels = m.div_ceil(MR);
-        let per = panels.div_ceil(2 * threads).max(1) * MR;
-        c.par_chunks_mut(per * n)
-            .enumerate()
-            .for_each(|(t, chunk)| {
-                let r0 = t * per;
-                let rows = chunk.len() / n;
-                let sub = View {
-                    data: &a.data[r0 * a.rs..],
-                    ..a
-                };
-                let mut out = Out {
-                    data: chunk,
-                    m: rows,
-                    l: n,
-                };
-                let bias = bias.map(|b| &b[r0..r0 + rows]);
-                run(&sub, &b, rows, 0..k, 0..n, &mut out, Store::Set(bias), simd);
-            });
+        gemm_rows(m, n, k, &a, b, c, bias, threads, simd);
         return Some(());
     }
     // Few groups (a small C, as in the weight gradient): tasks over column blocks of NR
@@ -303,7 +342,7 @@ fn gemm_with(
                 m,
                 l: w,
             };
-            run(&a, &b, m, kr, cr.clone(), &mut out, store, simd);
+            run(&a, b, m, kr, cr.clone(), &mut out, store, simd);
             (cr, buf)
         })
         .collect();
@@ -326,12 +365,46 @@ fn gemm_with(
     Some(())
 }
 
+/// Row-major `C` (`m × n`) in tasks over blocks of rows, each packing only its rows of A.
+#[allow(clippy::too_many_arguments)]
+fn gemm_rows<B: PackB>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: &View<'_>,
+    b: &B,
+    c: &mut [f32],
+    bias: Option<&[f32]>,
+    threads: usize,
+    simd: bool,
+) {
+    let panels = m.div_ceil(MR);
+    let per = panels.div_ceil(2 * threads).max(1) * MR;
+    c.par_chunks_mut(per * n)
+        .enumerate()
+        .for_each(|(t, chunk)| {
+            let r0 = t * per;
+            let rows = chunk.len() / n;
+            let sub = View {
+                data: &a.data[r0 * a.rs..],
+                ..*a
+            };
+            let mut out = Out {
+                data: chunk,
+                m: rows,
+                l: n,
+            };
+            let bias = bias.map(|b| &b[r0..r0 + rows]);
+            run(&sub, b, rows, 0..k, 0..n, &mut out, Store::Set(bias), simd);
+        });
+}
+
 #[allow(clippy::too_many_arguments)]
 /// One task: columns `cols` of `C` over `ks` of `k`, into `out` (whose column 0 is
 /// `cols.start`).
-fn run(
+fn run<B: PackB>(
     a: &View<'_>,
-    b: &View<'_>,
+    b: &B,
     m: usize,
     ks: std::ops::Range<usize>,
     cols: std::ops::Range<usize>,
@@ -366,9 +439,9 @@ fn run(
 }
 
 #[allow(clippy::too_many_arguments)]
-fn run_with(
+fn run_with<B: PackB>(
     a: &View<'_>,
-    b: &View<'_>,
+    b: &B,
     m: usize,
     ks: std::ops::Range<usize>,
     cols: std::ops::Range<usize>,
@@ -396,7 +469,7 @@ fn run_with(
                 .enumerate()
             {
                 let c0 = jc + p * NR;
-                pack_b(b, k0, kc, c0, (jc + nc - c0).min(NR), dst);
+                b.pack(k0, kc, c0, (jc + nc - c0).min(NR), dst);
             }
             let tile_store = if kb == 0 { store } else { Store::Add };
             let mut ic = 0;
@@ -605,13 +678,230 @@ fn write_tile(
     }
 }
 
+/// The operands of [`wgrad_corr`]: a padded output gradient and a padded input, both laid
+/// out so that a kernel tap is a constant offset.
+#[derive(Clone, Copy)]
+pub(crate) struct Corr<'a> {
+    /// Output gradient `[B, Co, T]`: each output row padded to the input's padded width,
+    /// zeros in the padding, `T` a multiple of 16 (zeros past the last row).
+    pub dy: &'a [f32],
+    /// Padded input `[B, Ci, plane]`; tap `q` of output position `t` reads `t + offs[q]`
+    /// (`plane ≥ max(offs) + T + 2`).
+    pub x: &'a [f32],
+    pub b: usize,
+    pub co: usize,
+    pub ci: usize,
+    pub t: usize,
+    pub plane: usize,
+    /// Offset of each kernel tap.
+    pub offs: &'a [usize],
+}
+
+/// Largest number of taps one call covers (a 3×3 kernel).
+const TAPS: usize = 9;
+/// Output channels of one tile.
+const ROWS: usize = 4;
+
+/// The weight gradient of a stride-1 convolution as correlations of contiguous rows:
+/// `out[co, ci, q] = Σ_b Σ_t dy[b, co, t] · x[b, ci, t + offs[q]]` (`out` is
+/// `[Co, Ci, taps]`). The tile keeps two output channels × up to nine taps in registers
+/// and needs no packing: both operands are read in place, 16 positions at a time. Images
+/// are taken in blocks that stay in L2, with one horizontal sum per tile and block.
+/// `None` (and `out` untouched) when the AVX-512 kernel is not active or the operands do
+/// not have the stated sizes.
+pub(crate) fn wgrad_corr(c: &Corr<'_>, out: &mut [f32]) -> Option<()> {
+    if !cpu_sgemm_active() {
+        return None;
+    }
+    corr_with(c, out, true)
+}
+
+fn corr_with(c: &Corr<'_>, out: &mut [f32], simd: bool) -> Option<()> {
+    let taps = c.offs.len();
+    let max_off = c.offs.iter().copied().max().unwrap_or(0);
+    if (simd && !avx512_detected())
+        || !c.t.is_multiple_of(16)
+        || c.dy.len() != c.b * c.co * c.t
+        || c.x.len() != c.b * c.ci * c.plane
+        || max_off + c.t + 2 > c.plane
+        || out.len() != c.co * c.ci * taps
+    {
+        return None;
+    }
+    out.fill(0.0);
+    if taps == 0 || c.co == 0 || c.ci == 0 {
+        return Some(());
+    }
+    // Enough positions per block that the horizontal sums are cheap, few enough images
+    // that the block's rows stay in L2.
+    let bblk = 1024usize.div_ceil(c.t.max(1)).clamp(1, c.b.max(1));
+    let mut b0 = 0;
+    while b0 < c.b {
+        let b1 = (b0 + bblk).min(c.b);
+        out.par_chunks_mut(ROWS * c.ci * taps)
+            .enumerate()
+            .for_each(|(quad, chunk)| {
+                let co0 = ROWS * quad;
+                let rows = chunk.len() / (c.ci * taps);
+                for ch in 0..c.ci {
+                    let mut q0 = 0;
+                    while q0 < taps {
+                        let nt = (taps - q0).min(TAPS);
+                        let mut offs = [0usize; TAPS];
+                        offs[..nt].copy_from_slice(&c.offs[q0..q0 + nt]);
+                        let sums = corr_tile(c, b0..b1, co0, rows, ch, &offs, nt, simd);
+                        for (r, row) in sums.iter().enumerate().take(rows) {
+                            let dst = &mut chunk[(r * c.ci + ch) * taps + q0..][..nt];
+                            for (d, v) in dst.iter_mut().zip(row) {
+                                *d += *v;
+                            }
+                        }
+                        q0 += nt;
+                    }
+                }
+            });
+        b0 = b1;
+    }
+    Some(())
+}
+
+/// Sums of one tile over images `bs`: output channels `co0..co0 + rows` (`rows ≤ ROWS`)
+/// × taps `offs[..nt]` of input channel `ch`.
+#[allow(clippy::too_many_arguments)]
+fn corr_tile(
+    c: &Corr<'_>,
+    bs: std::ops::Range<usize>,
+    co0: usize,
+    rows: usize,
+    ch: usize,
+    offs: &[usize; TAPS],
+    nt: usize,
+    simd: bool,
+) -> [[f32; TAPS]; ROWS] {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if simd && avx512_detected() {
+            // SAFETY: `corr_tile` only needs the `avx512f` target feature, detected on
+            // this CPU just above; all its memory accesses go through slices.
+            return unsafe { avx512::corr_tile(c, bs, co0, rows, ch, offs, nt) };
+        }
+    }
+    let _ = simd;
+    let mut sums = [[0f32; TAPS]; ROWS];
+    for b in bs {
+        let xb = &c.x[(b * c.ci + ch) * c.plane..][..c.plane];
+        for (r, row) in sums.iter_mut().enumerate().take(rows) {
+            let d = &c.dy[(b * c.co + co0 + r) * c.t..][..c.t];
+            for (s, &o) in row.iter_mut().zip(&offs[..nt]) {
+                *s += d
+                    .iter()
+                    .zip(&xb[o..o + c.t])
+                    .map(|(a, x)| a * x)
+                    .sum::<f32>();
+            }
+        }
+    }
+    sums
+}
+
 #[cfg(target_arch = "x86_64")]
 mod avx512 {
-    use super::{MR, NR, Out, Store, write_tile};
+    use super::{Corr, MR, NR, Out, ROWS, Store, TAPS, write_tile};
     use std::arch::x86_64::{
-        __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_setzero_ps,
-        _mm512_storeu_ps,
+        __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_reduce_add_ps,
+        _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
     };
+
+    /// See [`super::corr_tile`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn corr_tile(
+        c: &Corr<'_>,
+        bs: std::ops::Range<usize>,
+        co0: usize,
+        rows: usize,
+        ch: usize,
+        offs: &[usize; TAPS],
+        nt: usize,
+    ) -> [[f32; TAPS]; ROWS] {
+        // Rows past `rows` repeat the last one (their sums are dropped).
+        let r = |i: usize| co0 + i.min(rows - 1);
+        let rows_at = [r(0), r(1), r(2), r(3)];
+        let mut sums = [[0f32; TAPS]; ROWS];
+        // A 3×3 kernel's taps are three rows of three neighbours: one pass per kernel row,
+        // its three taps loaded from one slice with constant displacements.
+        let pitch = offs[3].wrapping_sub(offs[0]);
+        if nt == 9 && (0..9).all(|q| offs[q] == offs[0] + (q / 3) * pitch + q % 3) {
+            for i in 0..3 {
+                let s3 = corr_rows3(c, bs.clone(), &rows_at, ch, offs[0] + i * pitch);
+                for (dst, src) in sums.iter_mut().zip(&s3) {
+                    dst[3 * i..3 * i + 3].copy_from_slice(src);
+                }
+            }
+            return sums;
+        }
+        for q in 0..nt {
+            let s1 = corr_rows3(c, bs.clone(), &rows_at, ch, offs[q]);
+            for (dst, src) in sums.iter_mut().zip(&s1) {
+                dst[q] = src[0];
+            }
+        }
+        sums
+    }
+
+    /// Four output rows × three neighbouring taps at `off`, `off + 1`, `off + 2`, summed
+    /// over images `bs`: 12 accumulators, seven loads per 12 FMAs.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn corr_rows3(
+        c: &Corr<'_>,
+        bs: std::ops::Range<usize>,
+        rows_at: &[usize; ROWS],
+        ch: usize,
+        off: usize,
+    ) -> [[f32; 3]; ROWS] {
+        let z = _mm512_setzero_ps();
+        let (mut a0, mut a1, mut a2, mut b0, mut b1, mut b2) = (z, z, z, z, z, z);
+        let (mut c0, mut c1, mut c2, mut d0, mut d1, mut d2) = (z, z, z, z, z, z);
+        for b in bs {
+            let row = |r: usize| &c.dy[(b * c.co + rows_at[r]) * c.t..][..c.t];
+            let (y0, y1, y2, y3) = (row(0), row(1), row(2), row(3));
+            // Reads `off .. off + t + 2`, inside the plane: `max_off + t + 2 ≤ plane`
+            // was checked (the two extra values only feed the unused lanes of x1, x2
+            // when this is a single tap).
+            let xb = &c.x[(b * c.ci + ch) * c.plane..][..c.plane];
+            let mut v = 0;
+            while v < c.t {
+                let (xs, _) = xb[off + v..].split_first_chunk::<18>().expect("18 values");
+                let x0 = load(lanes(xs, 0));
+                let x1 = load(lanes(xs, 1));
+                let x2 = load(lanes(xs, 2));
+                let w = load(lanes(y0, v));
+                a0 = _mm512_fmadd_ps(w, x0, a0);
+                a1 = _mm512_fmadd_ps(w, x1, a1);
+                a2 = _mm512_fmadd_ps(w, x2, a2);
+                let w = load(lanes(y1, v));
+                b0 = _mm512_fmadd_ps(w, x0, b0);
+                b1 = _mm512_fmadd_ps(w, x1, b1);
+                b2 = _mm512_fmadd_ps(w, x2, b2);
+                let w = load(lanes(y2, v));
+                c0 = _mm512_fmadd_ps(w, x0, c0);
+                c1 = _mm512_fmadd_ps(w, x1, c1);
+                c2 = _mm512_fmadd_ps(w, x2, c2);
+                let w = load(lanes(y3, v));
+                d0 = _mm512_fmadd_ps(w, x0, d0);
+                d1 = _mm512_fmadd_ps(w, x1, d1);
+                d2 = _mm512_fmadd_ps(w, x2, d2);
+                v += 16;
+            }
+        }
+        let h = |v: __m512| _mm512_reduce_add_ps(v);
+        [
+            [h(a0), h(a1), h(a2)],
+            [h(b0), h(b1), h(b2)],
+            [h(c0), h(c1), h(c2)],
+            [h(d0), h(d1), h(d2)],
+        ]
+    }
 
     #[inline]
     #[target_feature(enable = "avx512f")]
@@ -838,7 +1128,7 @@ mod tests {
         ] {
             for bias in [None, Some(&bias[..])] {
                 let mut c = vec![f32::NAN; m * n];
-                gemm_with(m, n, k, av, bv, &mut c, n.max(1), bias, simd)
+                gemm_with(m, n, k, av, &bv, &mut c, n.max(1), bias, simd)
                     .unwrap_or_else(|| panic!("{} declined", what(name)));
                 let want = reference(m, n, k, &av, &bv, n.max(1), bias);
                 assert_close(&what(name), k, &c, &want);
@@ -853,7 +1143,7 @@ mod tests {
             let av = View::grouped(&a, m, l);
             let bv = View::strided(&b, 1, k);
             let mut c = vec![f32::NAN; m * n];
-            gemm_with(m, n, k, av, bv, &mut c, n.max(1), None, simd).expect("declined");
+            gemm_with(m, n, k, av, &bv, &mut c, n.max(1), None, simd).expect("declined");
             assert_close(
                 &what(&format!("grouped A l {l}")),
                 k,
@@ -870,7 +1160,7 @@ mod tests {
             let bv = View::grouped(&b, k, l);
             for bias in [None, Some(&bias[..])] {
                 let mut c = vec![f32::NAN; m * n];
-                gemm_with(m, n, k, av, bv, &mut c, l, bias, simd).expect("declined");
+                gemm_with(m, n, k, av, &bv, &mut c, l, bias, simd).expect("declined");
                 assert_close(
                     &what(&format!("grouped B and C l {l}")),
                     k,
@@ -908,6 +1198,9 @@ mod tests {
             (9, 32, 3000),
             (32, 9, 2401),
             (64, 96, 196 * 7),
+            // Many rows, few columns per image group (ResNet's late stages): the
+            // row-split path with a grouped copy-out for the grouped cases below.
+            (300, 128, 100),
         ];
         for _ in 0..12 {
             shapes.push((
@@ -933,7 +1226,7 @@ mod tests {
                 3,
                 0,
                 View::row_major(&[], 0),
-                View::row_major(&[], 3),
+                &View::row_major(&[], 3),
                 &mut c,
                 3,
                 Some(&bias),
@@ -948,7 +1241,7 @@ mod tests {
                     4,
                     5,
                     View::row_major(&[], 5),
-                    View::row_major(&[0.0; 20], 4),
+                    &View::row_major(&[0.0; 20], 4),
                     &mut e,
                     4,
                     None,
@@ -970,7 +1263,7 @@ mod tests {
                 2,
                 4,
                 View::row_major(&a, 4),
-                View::row_major(&[1.0; 8], 2),
+                &View::row_major(&[1.0; 8], 2),
                 &mut c,
                 2,
                 None,
@@ -985,7 +1278,7 @@ mod tests {
                 2,
                 3,
                 View::row_major(&a, 3),
-                View::row_major(&a, 2),
+                &View::row_major(&a, 2),
                 &mut c,
                 3,
                 None,
@@ -993,6 +1286,110 @@ mod tests {
             )
             .is_none()
         );
+    }
+
+    /// `out[co, ci, q] = Σ_b Σ_t dy[b, co, t] · x[b, ci, t + offs[q]]` in f64.
+    fn corr_reference(c: &Corr<'_>) -> Vec<f64> {
+        let taps = c.offs.len();
+        let mut out = vec![0f64; c.co * c.ci * taps];
+        for b in 0..c.b {
+            for co in 0..c.co {
+                for ci in 0..c.ci {
+                    for (q, &o) in c.offs.iter().enumerate() {
+                        let mut s = 0f64;
+                        for t in 0..c.t {
+                            s += f64::from(c.dy[(b * c.co + co) * c.t + t])
+                                * f64::from(c.x[(b * c.ci + ci) * c.plane + t + o]);
+                        }
+                        out[(co * c.ci + ci) * taps + q] += s;
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The correlation kernel against f64 sums: 3×3 tap patterns (its own tile) and
+    /// others (one tap at a time), channel counts that leave partial tiles of four rows,
+    /// one image and several image blocks.
+    #[test]
+    fn correlation_matches_f64_reference() {
+        let mut rng = ChaCha8Rng::seed_from_u64(21);
+        // (b, co, ci, t, pitch, taps as (row, col) offsets)
+        let three: Vec<(usize, usize)> = (0..9).map(|q| (q / 3, q % 3)).collect();
+        let five: Vec<(usize, usize)> = (0..25).map(|q| (q / 5, q % 5)).collect();
+        type Case = (usize, usize, usize, usize, usize, Vec<(usize, usize)>);
+        let cases: Vec<Case> = vec![
+            (1, 4, 1, 16, 18, three.clone()),
+            (3, 7, 5, 48, 9, three.clone()),
+            (20, 9, 3, 64, 9, three.clone()),
+            (2, 5, 2, 32, 7, five),
+            (4, 6, 3, 16, 5, vec![(0, 0)]),
+            (2, 3, 2, 32, 6, vec![(1, 1), (0, 2)]),
+        ];
+        for simd in kernels() {
+            for (b, co, ci, t, pitch, taps) in &cases {
+                let offs: Vec<usize> = taps.iter().map(|&(i, j)| i * pitch + j).collect();
+                let plane = offs.iter().max().copied().unwrap_or(0) + t + 2 + 3;
+                let dy = rand_vec(&mut rng, b * co * t);
+                let x = rand_vec(&mut rng, b * ci * plane);
+                let c = Corr {
+                    dy: &dy,
+                    x: &x,
+                    b: *b,
+                    co: *co,
+                    ci: *ci,
+                    t: *t,
+                    plane,
+                    offs: &offs,
+                };
+                let mut out = vec![f32::NAN; co * ci * offs.len()];
+                corr_with(&c, &mut out, simd).expect("declined");
+                let want = corr_reference(&c);
+                let scale = want.iter().fold(1f64, |m, v| m.max(v.abs()));
+                for (i, (g, w)) in out.iter().zip(&want).enumerate() {
+                    let err = (f64::from(*g) - w).abs() / scale;
+                    // f32 sums of at most b·t = 1280 products of values in [−1, 1].
+                    assert!(
+                        err < 1e-5,
+                        "simd {simd} case b{b} co{co} ci{ci} t{t}: element {i}: {g} vs {w}"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Operands of the wrong size, a `T` that is not a multiple of 16, or taps that read
+    /// past the plane are declined, leaving the output untouched.
+    #[test]
+    fn correlation_declines_bad_operands() {
+        let (dy, x) = (vec![0f32; 2 * 16], vec![0f32; 2 * 30]);
+        let offs = [0usize, 1, 12];
+        let good = Corr {
+            dy: &dy,
+            x: &x,
+            b: 1,
+            co: 2,
+            ci: 2,
+            t: 16,
+            plane: 30,
+            offs: &offs,
+        };
+        let mut out = vec![7f32; 2 * 2 * 3];
+        assert!(corr_with(&good, &mut out, false).is_some());
+        for bad in [
+            Corr { t: 15, ..good },
+            Corr { plane: 29, ..good },
+            Corr { co: 3, ..good },
+            Corr {
+                offs: &[0, 13],
+                ..good
+            },
+        ] {
+            let mut out = vec![7f32; bad.co * bad.ci * bad.offs.len()];
+            assert!(corr_with(&bad, &mut out, false).is_none());
+            assert!(out.iter().all(|&v| v == 7.0), "output touched");
+        }
     }
 
     #[test]

@@ -79,8 +79,13 @@ fn step(
     label: &str,
 ) -> Result<(), Box<dyn std::error::Error>> {
     let (mut tf, mut tb, mut to) = (0.0, 0.0, 0.0);
-    let mut fastest = f64::INFINITY;
-    let steps = 20;
+    let mut all = Vec::new();
+    // `--steps N` (default 20) timed steps after 3 warm-ups.
+    let steps: usize = std::env::args()
+        .skip_while(|a| a != "--steps")
+        .nth(1)
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     for i in 0..steps + 3 {
         let t0 = Instant::now();
         let logits = model.forward(x)?;
@@ -95,17 +100,19 @@ fn step(
             tf += (t1 - t0).as_secs_f64();
             tb += (t2 - t1).as_secs_f64();
             to += (t3 - t2).as_secs_f64();
-            fastest = fastest.min((t3 - t0).as_secs_f64());
+            all.push((t3 - t0).as_secs_f64());
         }
     }
     let per = |t: f64| t / steps as f64 / b as f64 * 1e3;
+    all.sort_by(f64::total_cmp);
     println!(
-        "{label:>10}: ms per image: forward+loss {:.3}, backward {:.3}, optimizer {:.3}, total {:.3}; fastest step {:.3}",
+        "{label:>10}: ms per image: forward+loss {:.3}, backward {:.3}, optimizer {:.3}, total {:.3}; median step {:.3}, fastest {:.3}",
         per(tf),
         per(tb),
         per(to),
         per(tf + tb + to),
-        fastest / b as f64 * 1e3
+        all[all.len() / 2] / b as f64 * 1e3,
+        all[0] / b as f64 * 1e3
     );
     Ok(())
 }
