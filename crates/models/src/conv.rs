@@ -63,7 +63,7 @@ impl Conv2d {
 impl Module for Conv2d {
     /// On the CPU with `f32` tensors (and the fast path enabled, see
     /// [`crate::set_cpu_fast_path`]) the convolution, its bias and its backward run as
-    /// one im2col + GEMM op; elsewhere through candle's `conv2d`.
+    /// one implicit-im2col GEMM op; elsewhere through candle's `conv2d`.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
         if crate::cpu_fast_path_enabled() && fast_path_applies(x, &self.weight) {
             return conv2d_cpu(

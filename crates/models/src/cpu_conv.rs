@@ -1,19 +1,28 @@
-//! CPU fast path for 2-D convolution: im2col into one `[C_in·k·k, N·H_out·W_out]`
-//! matrix, one large GEMM, and a hand-written backward (weight gradient as one GEMM
-//! against the saved columns, input gradient as one GEMM followed by col2im).
+//! CPU fast path for 2-D convolution: one GEMM over the whole batch, `W [C_out, C_in·k·k]`
+//! times the column matrix `[C_in·k·k, N·H_out·W_out]`, and a hand-written backward.
+//!
+//! The column matrix is never materialised: the GEMM packs its blocks straight from a
+//! zero-padded copy of the input (implicit im2col, [`Im2colB`]), where every tap of every
+//! output pixel is an in-bounds read and a run of output pixels is a (strided) run of the
+//! copy. The backward:
+//!
+//! - input gradient, stride 1: the convolution of the output gradient with the kernel
+//!   rotated by 180° and its channel axes swapped (padding `k − 1 − p`), on the same
+//!   implicit-im2col GEMM; other strides: `Wᵀ·dY` folded back by col2im;
+//! - weight gradient, stride 1: [`crate::sgemm`]'s correlation kernel on the output
+//!   gradient laid out at the padded input's row pitch (each tap is a constant offset,
+//!   nothing is packed); small maps, where that layout would waste a third of the work,
+//!   and other strides: `dY·colsᵀ` with the transposed columns packed from the padded
+//!   input ([`Im2colTB`]);
+//! - bias gradient: per-channel sums; the input gradient is skipped for the network input.
 //!
 //! candle 0.11's own CPU convolution runs one GEMM per image and computes its input
 //! gradient with a direct `conv_transpose2d` (≈ 30 GFLOP/s here); its backward is about
-//! 5.7× its forward. This path keeps candle's tensor and autograd model (a
-//! [`CustomOp3`] with a `bwd`), so everything around it — optimizers, parity tests,
-//! Grad-CAM — is unchanged. It is used for `f32` tensors on the CPU only; other devices
-//! and dtypes go through candle's `conv2d`.
-//!
-//! The GEMMs run on this crate's AVX-512 kernel ([`crate::sgemm`]) where the CPU has
-//! `avx512f`: the forward writes `[B, C_out, H_out·W_out]` plus bias directly, and the
-//! backward reads the upstream gradient `[B, C_out, L]` in place as `[C_out, B·L]`.
-//! Without AVX-512, with [`crate::set_cpu_sgemm`]`(false)`, or for an output narrower
-//! than the kernel's tile, they go through candle's matmul (the `gemm` crate).
+//! 5.7× its forward. This path keeps candle's tensor and autograd model (a [`CustomOp3`]
+//! with a `bwd`), so everything around it — optimizers, parity tests, Grad-CAM — is
+//! unchanged. It is used for `f32` tensors on the CPU only; other devices and dtypes go
+//! through candle's `conv2d`. Without AVX-512 or with [`crate::set_cpu_sgemm`]`(false)` it
+//! materialises the columns and multiplies with candle's matmul (the `gemm` crate).
 
 use std::sync::Mutex;
 

@@ -7,8 +7,8 @@
 //!   so weights load from and save to safetensors through a [`VarMap`](candle_nn::VarMap).
 //! - [`max_pool2d`]: a 2×2/stride-2 max-pool whose gradient is correct (candle 0.11's
 //!   built-in max-pool backward is not; see `docs/architecture.md`).
-//! - [`conv2d_cpu`], [`relu_max_pool2d`]: the CPU fast paths (im2col + one GEMM with a
-//!   hand-written backward; a fused ReLU + max-pool) that [`Conv2d`], [`SeedCnn`] and
+//! - [`conv2d_cpu`], [`relu_max_pool2d`]: the CPU fast paths (one implicit-im2col GEMM with
+//!   a hand-written backward; a fused ReLU + max-pool) that [`Conv2d`], [`SeedCnn`] and
 //!   [`ResNet18`] use for `f32` on the CPU, as does [`BatchNorm2d`] (one fused op for
 //!   normalisation, affine map and the following ReLU or residual add + ReLU, each way);
 //!   [`set_cpu_fast_path`] switches them off for comparison. Their GEMMs use this
