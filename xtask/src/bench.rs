@@ -79,7 +79,10 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
     }
     let data = load_data(&a.data, 28)?;
     let scratch = project_root().join("target").join("bench-runs");
+    let torch = !a.no_torch && has_torch(a);
     let mut runs = Vec::new();
+    let mut torch_runs = Vec::new();
+    // cxr and PyTorch repeats alternate, so that load on a shared machine hits both.
     for rep in 0..a.repeats {
         let cfg = TrainConfig {
             epochs: a.epochs,
@@ -100,6 +103,15 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
             "cxr training repeat done"
         );
         runs.push(s);
+        if torch {
+            let t0 = Instant::now();
+            torch_runs.push(torch_repeat(a, &data.source, rep)?);
+            info!(
+                rep,
+                seconds = t0.elapsed().as_secs_f64(),
+                "PyTorch training repeat done"
+            );
+        }
     }
     let (batched, batch1) = inference(&data.test)?;
     let cxr = Figures {
@@ -113,11 +125,7 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
         infer_batch1_ms: batch1,
         peak_rss_mib: peak_rss_mib(),
     };
-    let torch = if a.no_torch {
-        None
-    } else {
-        torch_figures(a, &data.source)?
-    };
+    let torch = torch.then(|| torch_summary(&torch_runs));
     print_table(a, &cxr, torch.as_ref());
     if !a.no_resnet {
         for &size in &a.resnet_sizes {
@@ -283,62 +291,68 @@ fn inference(test: &cxr_data::ImageSet) -> Result<(f64, f64)> {
     Ok((median(passes), median(lat)))
 }
 
-fn torch_figures(a: &BenchArgs, data: &std::path::Path) -> Result<Option<Figures>> {
-    let has_torch = Process::new(&a.python)
+/// Whether `python` can import torch (the PyTorch peer runs); says so when not.
+fn has_torch(a: &BenchArgs) -> bool {
+    let ok = Process::new(&a.python)
         .args(["-c", "import torch"])
         .output()
         .is_ok_and(|o| o.status.success());
-    if !has_torch {
+    if !ok {
         println!(
             "PyTorch peer skipped: `{} -c 'import torch'` failed (see bench/README.md)",
             a.python
         );
-        return Ok(None);
     }
+    ok
+}
+
+/// One repeat of bench/torch_seed_cnn.py: its JSON figures.
+fn torch_repeat(a: &BenchArgs, data: &std::path::Path, rep: usize) -> Result<serde_json::Value> {
     let script = project_root().join("bench").join("torch_seed_cnn.py");
-    let mut all = Vec::new();
-    for rep in 0..a.repeats {
-        let out = Process::new(&a.python)
-            .arg(&script)
-            .args([
-                "--json",
-                "--epochs",
-                &a.epochs.to_string(),
-                "--threads",
-                &a.threads.to_string(),
-            ])
-            .args(["--seed", &rep.to_string(), "--data"])
-            .arg(data)
-            .output()
-            .with_context(|| format!("running {}", script.display()))?;
-        if !out.status.success() {
-            bail!(
-                "{} failed: {}",
-                script.display(),
-                String::from_utf8_lossy(&out.stderr)
-                    .lines()
-                    .last()
-                    .unwrap_or("")
-            );
-        }
-        let stdout = String::from_utf8_lossy(&out.stdout);
-        let line = stdout.lines().last().unwrap_or("");
-        let v: serde_json::Value = serde_json::from_str(line).with_context(|| {
-            format!(
-                "parsing the last line of {}'s output: `{line}`",
-                script.display()
-            )
-        })?;
-        all.push(v);
+    let out = Process::new(&a.python)
+        .arg(&script)
+        .args([
+            "--json",
+            "--epochs",
+            &a.epochs.to_string(),
+            "--threads",
+            &a.threads.to_string(),
+        ])
+        .args(["--seed", &rep.to_string(), "--data"])
+        .arg(data)
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        bail!(
+            "{} failed: {}",
+            script.display(),
+            String::from_utf8_lossy(&out.stderr)
+                .lines()
+                .last()
+                .unwrap_or("")
+        );
     }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or("");
+    let v: serde_json::Value = serde_json::from_str(line).with_context(|| {
+        format!(
+            "parsing the last line of {}'s output: `{line}`",
+            script.display()
+        )
+    })?;
+    Ok(v)
+}
+
+/// Medians of the PyTorch repeats.
+fn torch_summary(all: &[serde_json::Value]) -> Figures {
     let get = |k: &str| median(all.iter().filter_map(|v| v[k].as_f64()).collect());
-    Ok(Some(Figures {
+    Figures {
         train_images_per_second: get("train_images_per_second"),
         seconds_per_epoch: get("seconds_per_epoch"),
         infer_batched_images_per_second: get("infer_batched_images_per_second"),
         infer_batch1_ms: get("infer_batch1_ms"),
         peak_rss_mib: get("peak_rss_mib"),
-    }))
+    }
 }
 
 fn print_table(a: &BenchArgs, cxr: &Figures, torch: Option<&Figures>) {

@@ -161,20 +161,21 @@ impl Adam {
             let bias1 = 1.0 - c.beta1.powi(t);
             let bias2_sqrt = (1.0 - c.beta2.powi(t)).sqrt();
             let step_size = lr / bias1;
-            let mut g = g.clone();
-            let mut theta = p.as_tensor().clone();
-            if c.weight_decay > 0.0 {
-                match c.kind {
-                    OptimizerKind::Adam => g = (g + (&theta * c.weight_decay)?)?,
-                    OptimizerKind::AdamW => theta = (&theta * (1.0 - lr * c.weight_decay))?,
-                }
-            }
-            // m ← m + (1 − β₁)(g − m)   (torch: exp_avg.lerp_(grad, 1 − β₁))
-            let m = (&self.m[i] + ((&g - &self.m[i])? * (1.0 - c.beta1))?)?;
-            // v ← β₂ v + (1 − β₂) g²
-            let v = ((&self.v[i] * c.beta2)? + (g.sqr()? * (1.0 - c.beta2))?)?;
-            let denom = ((v.sqrt()? / bias2_sqrt)? + c.eps)?;
-            let theta = (theta - ((&m / denom)? * step_size)?)?;
+            let u = Update {
+                kind: c.kind,
+                beta1: c.beta1,
+                beta2: c.beta2,
+                eps: c.eps,
+                weight_decay: c.weight_decay,
+                lr,
+                bias2_sqrt,
+                step_size,
+            };
+            let theta = p.as_tensor();
+            let (theta, m, v) = match update_fused_cpu(&u, theta, g, &self.m[i], &self.v[i])? {
+                Some(new) => new,
+                None => update_ops(&u, theta, g, &self.m[i], &self.v[i])?,
+            };
             p.set(&theta)?;
             self.m[i] = m;
             self.v[i] = v;
@@ -273,11 +274,212 @@ impl Adam {
     }
 }
 
+/// The scalars of one parameter's update.
+#[derive(Debug, Clone, Copy)]
+struct Update {
+    kind: OptimizerKind,
+    beta1: f64,
+    beta2: f64,
+    eps: f64,
+    weight_decay: f64,
+    lr: f64,
+    bias2_sqrt: f64,
+    step_size: f64,
+}
+
+/// One update as a chain of candle ops (any device and dtype): new `(θ, m, v)`.
+fn update_ops(
+    u: &Update,
+    theta: &Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+) -> Result<(Tensor, Tensor, Tensor)> {
+    let mut g = g.clone();
+    let mut theta = theta.clone();
+    if u.weight_decay > 0.0 {
+        match u.kind {
+            OptimizerKind::Adam => g = (g + (&theta * u.weight_decay)?)?,
+            OptimizerKind::AdamW => theta = (&theta * (1.0 - u.lr * u.weight_decay))?,
+        }
+    }
+    // m ← m + (1 − β₁)(g − m)   (torch: exp_avg.lerp_(grad, 1 − β₁))
+    let m = (m + ((&g - m)? * (1.0 - u.beta1))?)?;
+    // v ← β₂ v + (1 − β₂) g²
+    let v = ((v * u.beta2)? + (g.sqr()? * (1.0 - u.beta2))?)?;
+    let denom = ((v.sqrt()? / u.bias2_sqrt)? + u.eps)?;
+    let theta = (theta - ((&m / denom)? * u.step_size)?)?;
+    Ok((theta, m, v))
+}
+
+/// [`update_ops`] in one pass over contiguous `f32` CPU tensors (about ten candle ops,
+/// each a full pass with its own output, become one), with the same `f32` arithmetic in
+/// the same order: candle computes `t * s` and `t / s` for a scalar `s` as the affine
+/// map `t·s′ + 0` with `s′ = s` or `1 / s` rounded to `f32`. `None` for other devices,
+/// dtypes or layouts.
+fn update_fused_cpu(
+    u: &Update,
+    theta: &Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+) -> Result<Option<(Tensor, Tensor, Tensor)>> {
+    use candle_core::{DType, Storage};
+    use rayon::prelude::*;
+    if [theta, g, m, v]
+        .iter()
+        .any(|t| !t.device().is_cpu() || t.dtype() != DType::F32 || t.dims() != theta.dims())
+    {
+        return Ok(None);
+    }
+    let guards = [theta, g, m, v].map(|t| t.storage_and_layout());
+    let mut slices: Vec<&[f32]> = Vec::with_capacity(4);
+    for (storage, layout) in &guards {
+        let Storage::Cpu(cpu) = &**storage else {
+            return Ok(None);
+        };
+        let Some((start, end)) = layout.contiguous_offsets() else {
+            return Ok(None);
+        };
+        slices.push(&cpu.as_slice::<f32>()?[start..end]);
+    }
+    let (th, gr, m0, v0) = (slices[0], slices[1], slices[2], slices[3]);
+    let n = th.len();
+    let f = |x: f64| x as f32;
+    let (wd, decay) = (f(u.weight_decay), f(1.0 - u.lr * u.weight_decay));
+    let (one_m_b1, b2, one_m_b2) = (f(1.0 - u.beta1), f(u.beta2), f(1.0 - u.beta2));
+    let (inv_b2, eps, step) = (f(1.0 / u.bias2_sqrt), f(u.eps), f(u.step_size));
+    let (l2, decoupled) = match u.kind {
+        OptimizerKind::Adam => (u.weight_decay > 0.0, false),
+        OptimizerKind::AdamW => (false, u.weight_decay > 0.0),
+    };
+    let (mut nt, mut nm, mut nv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+    const CHUNK: usize = 1 << 14;
+    nt.par_chunks_mut(CHUNK)
+        .zip(nm.par_chunks_mut(CHUNK))
+        .zip(nv.par_chunks_mut(CHUNK))
+        .enumerate()
+        .for_each(|(ci, ((ot, om), ov))| {
+            let o = ci * CHUNK;
+            for j in 0..ot.len() {
+                let (mut gj, mut tj) = (gr[o + j], th[o + j]);
+                if l2 {
+                    gj += tj * wd + 0.0;
+                }
+                if decoupled {
+                    tj = tj * decay + 0.0;
+                }
+                let mj = m0[o + j] + ((gj - m0[o + j]) * one_m_b1 + 0.0);
+                let vj = (v0[o + j] * b2 + 0.0) + ((gj * gj) * one_m_b2 + 0.0);
+                let denom = (vj.sqrt() * inv_b2 + 0.0) * 1.0 + eps;
+                ot[j] = tj - ((mj / denom) * step + 0.0);
+                om[j] = mj;
+                ov[j] = vj;
+            }
+        });
+    drop(guards);
+    let dims = theta.dims();
+    let dev = theta.device();
+    Ok(Some((
+        Tensor::from_vec(nt, dims, dev)?,
+        Tensor::from_vec(nm, dims, dev)?,
+        Tensor::from_vec(nv, dims, dev)?,
+    )))
+}
+
 #[cfg(test)]
 mod tests {
-    use candle_core::Device;
+    use candle_core::{DType, Device};
 
     use super::*;
+
+    /// The one-pass CPU update is bit-identical to the candle-op chain it replaces, for
+    /// each weight-decay variant, over several steps of random moments and gradients
+    /// (tensors longer than one parallel chunk, odd lengths, zeros and negative zeros).
+    #[test]
+    fn fused_update_equals_the_op_chain_bit_for_bit() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+        let dev = Device::Cpu;
+        for (kind, wd) in [
+            (OptimizerKind::Adam, 0.0),
+            (OptimizerKind::Adam, 0.01),
+            (OptimizerKind::AdamW, 0.05),
+        ] {
+            for n in [1usize, 7, (1 << 14) + 3] {
+                let mut rand = |scale: f32| -> Vec<f32> {
+                    (0..n)
+                        .map(|i| match i % 11 {
+                            0 => 0.0,
+                            1 => -0.0,
+                            _ => (rng.random::<f32>() * 2.0 - 1.0) * scale,
+                        })
+                        .collect()
+                };
+                let mut theta = Tensor::from_vec(rand(1.0), n, &dev).unwrap();
+                let mut m = Tensor::zeros(n, DType::F32, &dev).unwrap();
+                let mut v = Tensor::zeros(n, DType::F32, &dev).unwrap();
+                for t in 1..=4 {
+                    let g = Tensor::from_vec(rand(3.0), n, &dev).unwrap();
+                    let (beta1, beta2, lr) = (0.9, 0.999, 3e-3);
+                    let u = Update {
+                        kind,
+                        beta1,
+                        beta2,
+                        eps: 1e-8,
+                        weight_decay: wd,
+                        lr,
+                        bias2_sqrt: (1.0f64 - beta2.powi(t)).sqrt(),
+                        step_size: lr / (1.0 - beta1.powi(t)),
+                    };
+                    let want = update_ops(&u, &theta, &g, &m, &v).unwrap();
+                    let got = update_fused_cpu(&u, &theta, &g, &m, &v).unwrap().unwrap();
+                    for (name, a, b) in [
+                        ("theta", &got.0, &want.0),
+                        ("m", &got.1, &want.1),
+                        ("v", &got.2, &want.2),
+                    ] {
+                        let (a, b) = (a.to_vec1::<f32>().unwrap(), b.to_vec1::<f32>().unwrap());
+                        for (i, (x, y)) in a.iter().zip(&b).enumerate() {
+                            assert_eq!(
+                                x.to_bits(),
+                                y.to_bits(),
+                                "{kind:?} wd {wd} n {n} step {t} {name}[{i}]: {x} vs {y}"
+                            );
+                        }
+                    }
+                    (theta, m, v) = want;
+                }
+            }
+        }
+    }
+
+    /// Tensors the fused path cannot take (another dtype, a non-contiguous layout) go
+    /// through the op chain.
+    #[test]
+    fn fused_update_declines_other_dtypes_and_layouts() {
+        let dev = Device::Cpu;
+        let u = Update {
+            kind: OptimizerKind::Adam,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            lr: 1e-3,
+            bias2_sqrt: 1.0,
+            step_size: 1e-3,
+        };
+        let t64 = Tensor::ones(4, DType::F64, &dev).unwrap();
+        assert!(
+            update_fused_cpu(&u, &t64, &t64, &t64, &t64)
+                .unwrap()
+                .is_none()
+        );
+        let a = Tensor::ones((2, 3), DType::F32, &dev).unwrap();
+        let at = a.t().unwrap();
+        let b = Tensor::ones((3, 2), DType::F32, &dev).unwrap();
+        assert!(update_fused_cpu(&u, &b, &at, &b, &b).unwrap().is_none());
+    }
 
     /// Two steps on f(θ) = Σθ² against the update rule worked out by hand.
     #[test]
