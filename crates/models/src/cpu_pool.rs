@@ -97,7 +97,7 @@ fn pool_pair_row(
     relu: bool,
 ) {
     // Written without early exits or indexing so that it vectorises.
-    let wins = |a: f32, b: f32| b > a || (b.is_nan() && !a.is_nan());
+    let wins = later_wins;
     let rows = r0.chunks_exact(2).zip(r1.chunks_exact(2));
     for (ox, ((o, id), (p0, p1))) in d.iter_mut().zip(ids.iter_mut()).zip(rows).enumerate() {
         let top = wins(p0[0], p0[1]);
