@@ -2,7 +2,8 @@
 //! same recipe in PyTorch (bench/torch_seed_cnn.py) when torch is installed, with
 //! ratios from the same run; then ResNet18's training step (forward + backward +
 //! AdamW) and eval throughput at `--resnet-sizes` against torchvision's
-//! (bench/torch_resnet18.py --time-only). Medians over `--repeats`.
+//! (bench/torch_resnet18.py --time-only). Medians over `--repeats`; the seed-CNN repeats
+//! of cxr and PyTorch alternate, so that load on a shared machine hits both.
 
 use std::process::Command as Process;
 use std::time::Instant;
