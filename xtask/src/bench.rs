@@ -230,10 +230,7 @@ fn torch_resnet(a: &BenchArgs, size: usize, batch: usize) -> Result<Option<(f64,
         println!(
             "PyTorch ResNet18 peer skipped: {} failed ({}); it needs torch and torchvision",
             script.display(),
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
+            stderr_tail(&out)
         );
         return Ok(None);
     }
@@ -324,14 +321,7 @@ fn torch_repeat(a: &BenchArgs, data: &std::path::Path, rep: usize) -> Result<ser
         .output()
         .with_context(|| format!("running {}", script.display()))?;
     if !out.status.success() {
-        bail!(
-            "{} failed: {}",
-            script.display(),
-            String::from_utf8_lossy(&out.stderr)
-                .lines()
-                .last()
-                .unwrap_or("")
-        );
+        bail!("{} failed: {}", script.display(), stderr_tail(&out));
     }
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().unwrap_or("");
@@ -403,4 +393,13 @@ fn print_table(a: &BenchArgs, cxr: &Figures, torch: Option<&Figures>) {
             None => println!("{name:<34} {c:>12.2} {:>12} {:>14}", "–", "–"),
         }
     }
+}
+
+/// The last line of a finished peer script's standard error (its exception message).
+fn stderr_tail(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stderr)
+        .lines()
+        .last()
+        .unwrap_or("")
+        .to_string()
 }

@@ -541,6 +541,11 @@ impl Padded {
         Self { data, g, wp, plane }
     }
 
+    /// Whether the copy holds every plane of its geometry.
+    fn is_whole(&self) -> bool {
+        self.data.len() == self.g.b * self.g.ci * self.plane
+    }
+
     /// Offset of column-matrix row `r` (channel, tap `(i, j)`) from a segment's base.
     fn row_offset(&self, r: usize) -> usize {
         let k = self.g.k;
@@ -599,7 +604,7 @@ impl Geom {
 impl PackB for Im2colB<'_> {
     fn fits(&self, k: usize, n: usize) -> bool {
         let p = self.0;
-        k == p.g.rows() && n == p.g.n() && p.data.len() == p.g.b * p.g.ci * p.plane
+        k == p.g.rows() && n == p.g.n() && p.is_whole()
     }
 
     fn pack(&self, k0: usize, kc: usize, c0: usize, cols: usize, dst: &mut [f32]) {
@@ -638,7 +643,7 @@ struct Im2colTB<'a>(&'a Padded);
 impl PackB for Im2colTB<'_> {
     fn fits(&self, k: usize, n: usize) -> bool {
         let p = self.0;
-        k == p.g.n() && n == p.g.rows() && p.data.len() == p.g.b * p.g.ci * p.plane
+        k == p.g.n() && n == p.g.rows() && p.is_whole()
     }
 
     fn pack(&self, k0: usize, kc: usize, c0: usize, cols: usize, dst: &mut [f32]) {

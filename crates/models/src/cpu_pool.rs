@@ -97,16 +97,15 @@ fn pool_pair_row(
     relu: bool,
 ) {
     // Written without early exits or indexing so that it vectorises.
-    let wins = later_wins;
     let rows = r0.chunks_exact(2).zip(r1.chunks_exact(2));
     for (ox, ((o, id), (p0, p1))) in d.iter_mut().zip(ids.iter_mut()).zip(rows).enumerate() {
-        let top = wins(p0[0], p0[1]);
+        let top = later_wins(p0[0], p0[1]);
         let m0 = if top { p0[1] } else { p0[0] };
         let i0 = u32::from(top);
-        let bot = wins(p1[0], p1[1]);
+        let bot = later_wins(p1[0], p1[1]);
         let m1 = if bot { p1[1] } else { p1[0] };
         let i1 = w + u32::from(bot);
-        let last = wins(m0, m1);
+        let last = later_wins(m0, m1);
         let m = if last { m1 } else { m0 };
         let i = if last { i1 } else { i0 };
         *o = if relu { m.max(0.0) } else { m };

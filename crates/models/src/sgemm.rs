@@ -201,10 +201,10 @@ pub(crate) fn sgemm(
     l: usize,
     bias: Option<&[f32]>,
 ) -> Option<()> {
-    if !cpu_sgemm_active() || n < MIN_N {
+    if n < MIN_N {
         return None;
     }
-    gemm_with(m, n, k, a, &b, c, l, bias, true)
+    sgemm_src(m, n, k, a, &b, c, l, bias)
 }
 
 /// [`sgemm`] with any [`PackB`] source for `B` and without the narrow-output cut-off
