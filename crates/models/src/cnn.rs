@@ -1,7 +1,7 @@
 use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
-use crate::{Conv2d, Linear, ModelError, Result, global_avg_pool, max_pool2d, relu_max_pool2d};
+use crate::{Conv2d, Linear, ModelError, Result, global_avg_pool, max_pool2d};
 
 /// Shape of the seed CNN.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -106,7 +106,7 @@ impl SeedCnn {
         self.check_input(x)?;
         let mut h = x.clone();
         for conv in &self.convs {
-            h = relu_max_pool2d(&conv.forward(&h)?)?;
+            h = conv.forward_relu_max_pool2d(&h)?;
         }
         let pooled = global_avg_pool(&h)?;
         Ok(self.fc.forward(&pooled)?.squeeze(1)?)

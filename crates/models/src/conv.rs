@@ -3,6 +3,8 @@ use candle_nn::VarBuilder;
 
 use crate::Result;
 use crate::cpu_conv::{conv2d_cpu, fast_path_applies};
+use crate::cpu_winograd::{conv3x3_relu_max_pool2d, fused_block_applies};
+use crate::relu_max_pool2d;
 
 /// A 2-D convolution, weights `weight` `[out, in, k, k]` and optional `bias` `[out]`
 /// as in PyTorch's `nn.Conv2d` (`bias=False` for [`Conv2d::new_no_bias`]).
@@ -52,6 +54,23 @@ impl Conv2d {
             padding,
             stride,
         })
+    }
+
+    /// `max_pool2d(relu(self.forward(x)))` (2×2, stride 2, floor mode): the seed CNN's
+    /// block. A 3×3, stride-1, padding-1 convolution with bias on CPU `f32` batches of
+    /// at least 8 images with at least 8 input channels runs as one fused Winograd op
+    /// ([`crate::conv3x3_relu_max_pool2d`]); anything else as the convolution followed
+    /// by [`relu_max_pool2d`]. Same values up to rounding, same gradients.
+    pub fn forward_relu_max_pool2d(&self, x: &Tensor) -> Result<Tensor> {
+        if let Some(bias) = &self.bias
+            && self.padding == 1
+            && self.stride == 1
+            && crate::cpu_fast_path_enabled()
+            && fused_block_applies(x, &self.weight)
+        {
+            return Ok(conv3x3_relu_max_pool2d(x, &self.weight, bias)?);
+        }
+        relu_max_pool2d(&self.forward(x)?)
     }
 
     /// The kernel tensor `[out, in, k, k]`.

@@ -227,6 +227,60 @@ pub(crate) fn sgemm_src<B: PackB>(
     gemm_with(m, n, k, a, b, c, l, bias, true)
 }
 
+/// `C = A·B` (`m × n`, row-major) on the calling thread, for callers that run many
+/// independent GEMMs as their own rayon tasks: the AVX-512 kernel where
+/// [`cpu_sgemm_active`], else the portable one. `None` (and `c` untouched) when the
+/// views do not fit the shapes.
+pub(crate) fn sgemm_serial<B: PackB>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: View<'_>,
+    b: &B,
+    c: &mut [f32],
+) -> Option<()> {
+    if c.len() != m * n || !a.fits(m, k) || !b.fits(k, n) {
+        return None;
+    }
+    if m == 0 || n == 0 {
+        return Some(());
+    }
+    if k == 0 {
+        c.fill(0.0);
+        return Some(());
+    }
+    let mut out = Out { data: c, m, l: n };
+    run(
+        &a,
+        b,
+        m,
+        0..k,
+        0..n,
+        &mut out,
+        Store::Set(None),
+        cpu_sgemm_active(),
+    );
+    Some(())
+}
+
+/// Runs `f` compiled for AVX-512 where the CPU has it: `f` is inlined into a function
+/// with the `avx512f` target feature, so LLVM vectorises its loops over 16-lane arrays
+/// with 512-bit registers (without it, the same code runs as compiled for the baseline
+/// CPU; the results are the same, no operation is fused). For short, arithmetic-only
+/// closures such as the Winograd transforms.
+#[inline]
+pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if avx512_detected() {
+            // SAFETY: `avx512::call` only needs the `avx512f` target feature, which was
+            // detected on this CPU just above.
+            return unsafe { avx512::call(f) };
+        }
+    }
+    f()
+}
+
 /// [`sgemm`] with the kernel chosen: `simd` for AVX-512 (the caller has checked that the
 /// CPU has it), else the portable kernel (used by tests on any machine).
 #[allow(clippy::too_many_arguments)]
@@ -811,6 +865,13 @@ mod avx512 {
         __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_reduce_add_ps,
         _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
     };
+
+    /// See [`super::vectorised`].
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn call<R>(f: impl FnOnce() -> R) -> R {
+        f()
+    }
 
     /// See [`super::corr_tile`].
     #[target_feature(enable = "avx512f")]

@@ -1,5 +1,6 @@
 //! Times the parts of one seed-CNN training step (batch 64, 28×28) on CPU — forward,
-//! loss, backward, optimizer — with the CPU fast paths on and off, then each layer's
+//! loss, backward, optimizer — with the CPU fast paths on and off (and the fused Winograd
+//! block on and off), then each layer's
 //! pieces (conv forward, input gradient, weight gradient, ReLU + max-pool forward and
 //! backward) for both, and the convolutions' GEMMs with cxr's AVX-512 kernel against
 //! candle's matmul (the `gemm` crate). The fast path runs twice: with cxr's GEMM and with
@@ -13,7 +14,7 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use cxr_models::{
     CnnConfig, MatLayout, SeedCnn, conv2d_candle, conv2d_cpu, cpu_sgemm_active, init_seed_cnn,
-    max_pool2d, relu_max_pool2d, set_cpu_fast_path, set_cpu_sgemm, sgemm_f32,
+    max_pool2d, relu_max_pool2d, set_cpu_fast_path, set_cpu_sgemm, set_cpu_winograd, sgemm_f32,
 };
 use cxr_train::{Adam, AdamConfig, bce_with_logits};
 
@@ -45,18 +46,24 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // `--variant LABEL` times that one variant only (e.g. under `perf stat`, whose CPU
     // time is steadier than wall time on a shared machine).
     let only = std::env::args().skip_while(|a| a != "--variant").nth(1);
-    for (fast, sgemm, label) in [
-        (true, true, "fast+sgemm"),
-        (true, false, "fast+gemm"),
-        (false, true, "candle ops"),
+    if std::env::args().any(|a| a == "--infer") {
+        return infer(&model);
+    }
+    for (fast, sgemm, wino, label) in [
+        (true, true, true, "winograd"),
+        (true, true, false, "fast+sgemm"),
+        (true, false, false, "fast+gemm"),
+        (false, true, false, "candle ops"),
     ] {
         if only.as_deref().is_some_and(|o| o != label) {
             continue;
         }
         set_cpu_fast_path(fast);
         set_cpu_sgemm(sgemm);
+        set_cpu_winograd(wino);
         step(&model, &mut opt, &x, &y, b, label)?;
     }
+    set_cpu_winograd(true);
     if only.is_some() {
         return Ok(());
     }
@@ -114,6 +121,42 @@ fn step(
         all[all.len() / 2] / b as f64 * 1e3,
         all[0] / b as f64 * 1e3
     );
+    Ok(())
+}
+
+/// `--infer`: eval-mode forward of a batch of 256 (the bench's batched inference), ms per
+/// image (median and fastest of 30 after 3 warm-ups), with the fused Winograd block on and
+/// off, alternating.
+fn infer(model: &SeedCnn) -> Result<(), Box<dyn std::error::Error>> {
+    let dev = Device::Cpu;
+    let b = 256;
+    let x = Tensor::from_vec(
+        (0..b * 784)
+            .map(|i| ((i * 7919) % 255) as f32 / 255.0)
+            .collect::<Vec<_>>(),
+        (b, 1, 28, 28),
+        &dev,
+    )?;
+    let mut times = [Vec::new(), Vec::new()];
+    for i in 0..33 {
+        for (wino, t) in [true, false].into_iter().zip(times.iter_mut()) {
+            set_cpu_winograd(wino);
+            let t0 = Instant::now();
+            model.forward(&x)?.to_vec1::<f32>()?;
+            if i >= 3 {
+                t.push(t0.elapsed().as_secs_f64() / b as f64 * 1e3);
+            }
+        }
+    }
+    set_cpu_winograd(true);
+    for (label, mut t) in ["winograd", "fast+sgemm"].into_iter().zip(times) {
+        t.sort_by(f64::total_cmp);
+        println!(
+            "{label:>10}: inference ms per image (batch {b}): median {:.4}, fastest {:.4}",
+            t[t.len() / 2],
+            t[0]
+        );
+    }
     Ok(())
 }
 

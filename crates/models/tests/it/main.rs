@@ -5,3 +5,4 @@ mod batchnorm_fast;
 mod fast_path;
 mod parity;
 mod resnet;
+mod winograd;

@@ -1,0 +1,928 @@
+//! CPU fast path for the seed CNN's block `max_pool2d(relu(conv3×3(x) + bias))` (stride 1,
+//! padding 1, 2×2/stride-2 pool, floor mode) as one custom op: a Winograd F(2×2, 3×3)
+//! convolution whose 2×2 output tiles are exactly the pool's windows.
+//!
+//! Winograd's minimal filtering (Lavin & Gray, 2016) computes a 2×2 output tile from a
+//! 4×4 input tile with 16 multiplications per input/output channel pair instead of 36:
+//! `Y = Aᵀ [(G g Gᵀ) ⊙ (Bᵀ d B)] A`. Summed over input channels, the element-wise products
+//! become 16 independent GEMMs (`M[ξ] = U[ξ]·V[ξ]`, `K × C` times `C × tiles`), run on
+//! [`crate::sgemm`]'s kernel. Because a tile is a pool window, the output transform adds
+//! the bias, applies the ReLU and takes the window maximum at once: the full-size
+//! convolution output is never written, and only one byte per pooled value (which of the
+//! four won) is kept for the backward. Tiles a floor-mode pool drops (the last row and
+//! column of an odd-sized map) are not computed.
+//!
+//! The backward is the exact adjoint of that computation, so it is the convolution's
+//! gradient: the pooled gradient goes to each window's winner (`dM = A dY Aᵀ`), the
+//! weight gradient is `Gᵀ [Σ dM[ξ]·V[ξ]ᵀ] G` and the input gradient scatters
+//! `B [U[ξ]ᵀ·dM[ξ]] Bᵀ` back over the overlapping input tiles.
+//!
+//! Images are processed in lane groups of 16: every array is laid out with the image as
+//! its fastest axis, so each transform is a handful of 16-wide vector additions (compiled
+//! for AVX-512 where the CPU has it, see [`crate::sgemm`]'s `vectorised`). Batches are
+//! padded with zero images to a multiple of 16, so the op is used for batches of at least
+//! [`MIN_BATCH`]. Window ties and NaN follow the fused pool's rules
+//! ([`crate::cpu_pool`]): the first maximum in row-major order wins, a NaN wins, and a
+//! window whose maximum is not positive passes no gradient. Floating-point results differ
+//! from the direct convolution by rounding only (the transforms' constants are 0, ±1
+//! and ±½).
+
+use std::cell::RefCell;
+use std::sync::Mutex;
+
+use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Shape, Tensor};
+use rayon::prelude::*;
+
+use crate::cpu_conv::f32_slice;
+use crate::cpu_pool::later_wins;
+use crate::sgemm::{View, cpu_sgemm_active, sgemm_serial, vectorised};
+
+/// Images per lane group (one 512-bit vector of `f32`).
+const L: usize = 16;
+
+/// Smallest batch the fused op is used for by [`fused_block_applies`]: smaller batches
+/// would leave most of a lane group empty.
+pub(crate) const MIN_BATCH: usize = 8;
+
+/// The code of a pooled value whose window passes no gradient (ReLU cut it).
+const NONE: u8 = 4;
+
+type V16 = [f32; L];
+
+/// Geometry of one fused block.
+#[derive(Debug, Clone, Copy)]
+struct WGeom {
+    /// Images.
+    b: usize,
+    /// Input channels.
+    c: usize,
+    /// Output channels.
+    k: usize,
+    h: usize,
+    w: usize,
+    /// Pooled rows and columns (= tile rows and columns).
+    ty: usize,
+    tx: usize,
+    /// Lane groups (`⌈b / 16⌉`).
+    groups: usize,
+}
+
+impl WGeom {
+    fn new(x: &[usize], wt: &[usize]) -> candle_core::Result<Self> {
+        let (&[b, c, h, w], &[k, wc, kh, kw]) = (x, wt) else {
+            return Err(candle_core::Error::Msg(format!(
+                "conv3x3 + ReLU + max-pool: expected input [N, C, H, W] and kernel [O, C, 3, 3], got {x:?} and {wt:?}"
+            )));
+        };
+        if wc != c || kh != 3 || kw != 3 {
+            return Err(candle_core::Error::Msg(format!(
+                "conv3x3 + ReLU + max-pool: kernel {wt:?} does not fit input {x:?} (3×3 needed)"
+            )));
+        }
+        if h < 2 || w < 2 {
+            return Err(candle_core::Error::Msg(format!(
+                "conv3x3 + ReLU + max-pool: input {x:?} is smaller than one 2×2 pool window"
+            )));
+        }
+        Ok(Self {
+            b,
+            c,
+            k,
+            h,
+            w,
+            ty: h / 2,
+            tx: w / 2,
+            groups: b.div_ceil(L),
+        })
+    }
+
+    fn tiles(&self) -> usize {
+        self.ty * self.tx
+    }
+
+    /// Rows and columns of the padded input the tiles read.
+    fn hp(&self) -> usize {
+        2 * self.ty + 2
+    }
+
+    fn wp(&self) -> usize {
+        2 * self.tx + 2
+    }
+
+    /// Values of one padded, lane-interleaved input plane `[hp][wp][16]`.
+    fn plane(&self) -> usize {
+        self.hp() * self.wp() * L
+    }
+}
+
+#[inline(always)]
+fn ld(s: &[f32], at: usize) -> V16 {
+    *s[at..].first_chunk::<L>().expect("16 lanes")
+}
+
+#[inline(always)]
+fn st(s: &mut [f32], at: usize, v: &V16) {
+    s[at..at + L].copy_from_slice(v);
+}
+
+#[inline(always)]
+fn add(a: &V16, b: &V16) -> V16 {
+    std::array::from_fn(|i| a[i] + b[i])
+}
+
+#[inline(always)]
+fn sub(a: &V16, b: &V16) -> V16 {
+    std::array::from_fn(|i| a[i] - b[i])
+}
+
+#[inline(always)]
+fn neg(a: &V16) -> V16 {
+    std::array::from_fn(|i| -a[i])
+}
+
+/// The kernel `[K, C, 3, 3]` transformed, `U[ξ] = (G g Gᵀ)[ξ]`, as `[16][K][C]`.
+fn kernel_transform(w: &[f32], g: &WGeom) -> Vec<f32> {
+    let (k, c) = (g.k, g.c);
+    let mut u = vec![0f32; 16 * k * c];
+    for (kc, gk) in w.chunks_exact(9).enumerate() {
+        // t = G g (4×3), row by row.
+        let row = |i: usize| [gk[3 * i], gk[3 * i + 1], gk[3 * i + 2]];
+        let (r0, r1, r2) = (row(0), row(1), row(2));
+        let t: [[f32; 3]; 4] = [
+            r0,
+            std::array::from_fn(|j| 0.5 * (r0[j] + r1[j] + r2[j])),
+            std::array::from_fn(|j| 0.5 * (r0[j] - r1[j] + r2[j])),
+            r2,
+        ];
+        for (r, tr) in t.iter().enumerate() {
+            let us = [
+                tr[0],
+                0.5 * (tr[0] + tr[1] + tr[2]),
+                0.5 * (tr[0] - tr[1] + tr[2]),
+                tr[2],
+            ];
+            for (s, v) in us.into_iter().enumerate() {
+                u[(4 * r + s) * k * c + kc] = v;
+            }
+        }
+    }
+    u
+}
+
+/// The weight gradient `[K, C, 3, 3]` from `dU` laid out `[16][C][K]`: `Gᵀ dU G`.
+fn kernel_grad(dut: &[f32], g: &WGeom) -> Vec<f32> {
+    let (k, c) = (g.k, g.c);
+    let mut dw = vec![0f32; k * c * 9];
+    for (kc, dst) in dw.chunks_exact_mut(9).enumerate() {
+        let (kk, cc) = (kc / c, kc % c);
+        let d = |xi: usize| dut[(xi * c + cc) * k + kk];
+        // t = Gᵀ dU (3×4), then t G (3×3).
+        let row = |r: usize| [d(4 * r), d(4 * r + 1), d(4 * r + 2), d(4 * r + 3)];
+        let (r0, r1, r2, r3) = (row(0), row(1), row(2), row(3));
+        let t: [[f32; 4]; 3] = [
+            std::array::from_fn(|s| r0[s] + 0.5 * (r1[s] + r2[s])),
+            std::array::from_fn(|s| 0.5 * (r1[s] - r2[s])),
+            std::array::from_fn(|s| 0.5 * (r1[s] + r2[s]) + r3[s]),
+        ];
+        for (i, ti) in t.iter().enumerate() {
+            dst[3 * i] = ti[0] + 0.5 * (ti[1] + ti[2]);
+            dst[3 * i + 1] = 0.5 * (ti[1] - ti[2]);
+            dst[3 * i + 2] = 0.5 * (ti[1] + ti[2]) + ti[3];
+        }
+    }
+    dw
+}
+
+/// Per-thread scratch buffers, grown on demand and never re-zeroed: every use writes what
+/// it later reads.
+fn with_scratch<R>(sizes: [usize; 4], f: impl FnOnce([&mut [f32]; 4]) -> R) -> R {
+    thread_local! {
+        static SCRATCH: RefCell<[Vec<f32>; 4]> =
+            const { RefCell::new([Vec::new(), Vec::new(), Vec::new(), Vec::new()]) };
+    }
+    fn grow(bufs: &mut [Vec<f32>; 4], sizes: &[usize; 4]) {
+        for (b, &n) in bufs.iter_mut().zip(sizes) {
+            if b.len() < n {
+                b.resize(n, 0.0);
+            }
+        }
+    }
+    SCRATCH.with(|cell| match cell.try_borrow_mut() {
+        Ok(mut bufs) => {
+            grow(&mut bufs, &sizes);
+            let [a, b, c, d] = &mut *bufs;
+            f([
+                &mut a[..sizes[0]],
+                &mut b[..sizes[1]],
+                &mut c[..sizes[2]],
+                &mut d[..sizes[3]],
+            ])
+        }
+        Err(_) => {
+            let mut bufs: [Vec<f32>; 4] = Default::default();
+            grow(&mut bufs, &sizes);
+            let [a, b, c, d] = &mut bufs;
+            f([&mut a[..], &mut b[..], &mut c[..], &mut d[..]])
+        }
+    })
+}
+
+/// The images of lane group `gp` → zero-padded, lane-interleaved planes `[C][hp][wp][16]`
+/// (padding 1 on the top and left; the tiles read every input row and column).
+fn lanes_in(x: &[f32], g: &WGeom, gp: usize, xt: &mut [f32]) {
+    let (wp, hw, plane) = (g.wp(), g.h * g.w, g.plane());
+    xt.fill(0.0);
+    for (ch, dst) in xt.chunks_exact_mut(plane).enumerate() {
+        for lane in 0..L.min(g.b - gp * L) {
+            let src = &x[((gp * L + lane) * g.c + ch) * hw..][..hw];
+            for (y, row) in src.chunks_exact(g.w).enumerate() {
+                for (xx, v) in row.iter().enumerate() {
+                    dst[((y + 1) * wp + xx + 1) * L + lane] = *v;
+                }
+            }
+        }
+    }
+}
+
+/// `V[ξ] = Bᵀ d B` of every tile of one lane group, laid out `[16][C][nt]`
+/// (`nt` = tiles × 16).
+fn input_transform(xt: &[f32], g: &WGeom, v: &mut [f32]) {
+    let (nt, wp, plane) = (g.tiles() * L, g.wp(), g.plane());
+    let pitch = wp * L;
+    vectorised(|| {
+        for (ch, src) in xt.chunks_exact(plane).enumerate() {
+            for ty in 0..g.ty {
+                for tx in 0..g.tx {
+                    let at = (2 * ty * wp + 2 * tx) * L;
+                    let p = (ty * g.tx + tx) * L;
+                    in_tile(src, at, pitch, v, g.c * nt, ch * nt + p);
+                }
+            }
+        }
+    });
+}
+
+/// One input tile at `src[at..]` (rows `pitch` apart, columns 16 apart) → its 16
+/// Winograd values at `dst[ξ·stride + off]`.
+#[inline(always)]
+fn in_tile(src: &[f32], at: usize, pitch: usize, dst: &mut [f32], stride: usize, off: usize) {
+    // u = Bᵀ d, column by column, kept as u[4r + j].
+    let mut u = [[0f32; L]; 16];
+    for j in 0..4 {
+        let d0 = ld(src, at + j * L);
+        let d1 = ld(src, at + pitch + j * L);
+        let d2 = ld(src, at + 2 * pitch + j * L);
+        let d3 = ld(src, at + 3 * pitch + j * L);
+        u[j] = sub(&d0, &d2);
+        u[4 + j] = add(&d1, &d2);
+        u[8 + j] = sub(&d2, &d1);
+        u[12 + j] = sub(&d1, &d3);
+    }
+    // V = u B, row by row.
+    for r in 0..4 {
+        let (a, b, c, d) = (&u[4 * r], &u[4 * r + 1], &u[4 * r + 2], &u[4 * r + 3]);
+        st(dst, 4 * r * stride + off, &sub(a, c));
+        st(dst, (4 * r + 1) * stride + off, &add(b, c));
+        st(dst, (4 * r + 2) * stride + off, &sub(c, b));
+        st(dst, (4 * r + 3) * stride + off, &sub(b, d));
+    }
+}
+
+/// The 16 GEMMs `out[ξ] = a(ξ)·b(ξ)` (`m × n` each, `out` laid out `[16][m][n]`) on the
+/// calling thread.
+fn gemms<'a>(
+    m: usize,
+    n: usize,
+    k: usize,
+    a: impl Fn(usize) -> View<'a>,
+    b: impl Fn(usize) -> View<'a>,
+    out: &mut [f32],
+) -> candle_core::Result<()> {
+    for (xi, c) in out.chunks_exact_mut(m * n).enumerate() {
+        if sgemm_serial(m, n, k, a(xi), &b(xi), c).is_none() {
+            return Err(candle_core::Error::Msg(format!(
+                "conv3x3 + ReLU + max-pool: Winograd GEMM {m}×{n}×{k} does not fit its operands"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Output transform `Aᵀ M A` of one lane group with bias, ReLU and the window maximum:
+/// pooled values into `out` (the group's images, `[b][K][ty·tx]`) and winner codes into
+/// `codes` (`[K][nt]`).
+fn output_transform(mm: &[f32], bias: &[f32], g: &WGeom, out: &mut [f32], codes: &mut [u8]) {
+    let (t, k) = (g.tiles(), g.k);
+    let nt = t * L;
+    let images = out.len() / (k * t);
+    vectorised(|| {
+        for (kk, code) in codes.chunks_exact_mut(nt).enumerate() {
+            let bk = bias[kk];
+            for tt in 0..t {
+                let [y00, y01, y10, y11] = out_tile(mm, k * nt, kk * nt + tt * L);
+                let c = &mut code[tt * L..][..L];
+                let pooled = pool_lanes(&[y00, y01, y10, y11], bk, c);
+                for (l, v) in pooled.iter().enumerate().take(images) {
+                    out[(l * k + kk) * t + tt] = *v;
+                }
+            }
+        }
+    });
+}
+
+/// The window maxima of 16 lanes' 2×2 outputs `y` (`[y00, y01, y10, y11]`) plus `bias`,
+/// after the ReLU, and into `code` which of the four won ([`NONE`]: no gradient).
+#[inline(always)]
+fn pool_lanes(y: &[V16; 4], bias: f32, code: &mut [u8]) -> V16 {
+    let mut pooled = [0f32; L];
+    for (l, (p, c)) in pooled.iter_mut().zip(code.iter_mut()).enumerate() {
+        let (a, b) = (y[0][l] + bias, y[1][l] + bias);
+        let (cc, d) = (y[2][l] + bias, y[3][l] + bias);
+        let top = later_wins(a, b);
+        let m0 = if top { b } else { a };
+        let bot = later_wins(cc, d);
+        let m1 = if bot { d } else { cc };
+        let last = later_wins(m0, m1);
+        let mx = if last { m1 } else { m0 };
+        let win = if last {
+            2 + u8::from(bot)
+        } else {
+            u8::from(top)
+        };
+        *p = mx.max(0.0);
+        *c = if mx > 0.0 { win } else { NONE };
+    }
+    pooled
+}
+
+/// `Aᵀ M A` of one tile whose 16 Winograd values are at `mm[ξ·stride + off]`: the 2×2
+/// outputs `[y00, y01, y10, y11]`.
+#[inline(always)]
+fn out_tile(mm: &[f32], stride: usize, off: usize) -> [V16; 4] {
+    // z = Aᵀ M (2×4), column by column.
+    let mut z = [[0f32; L]; 8];
+    for s in 0..4 {
+        let m0 = ld(mm, s * stride + off);
+        let m1 = ld(mm, (4 + s) * stride + off);
+        let m2 = ld(mm, (8 + s) * stride + off);
+        let m3 = ld(mm, (12 + s) * stride + off);
+        z[s] = add(&add(&m0, &m1), &m2);
+        z[4 + s] = sub(&sub(&m1, &m2), &m3);
+    }
+    // Y = z A.
+    let row = |r: usize| {
+        let (a, b, c, d) = (&z[4 * r], &z[4 * r + 1], &z[4 * r + 2], &z[4 * r + 3]);
+        (add(&add(a, b), c), sub(&sub(b, c), d))
+    };
+    let (y00, y01) = row(0);
+    let (y10, y11) = row(1);
+    [y00, y01, y10, y11]
+}
+
+/// One lane group's pooled gradient (`dp`: its images, `[b][K][ty·tx]`) routed to each
+/// window's winner and taken to the Winograd domain, `dM = A dY Aᵀ`, laid out
+/// `[16][K][nt]`; returns the group's bias gradient.
+fn output_grad(dp: &[f32], codes: &[u8], g: &WGeom, dm: &mut [f32]) -> Vec<f64> {
+    let (t, k) = (g.tiles(), g.k);
+    let nt = t * L;
+    let images = dp.len() / (k * t);
+    let mut db = vec![0f64; k];
+    vectorised(|| {
+        for (kk, code) in codes.chunks_exact(nt).enumerate() {
+            let mut total = 0f32;
+            for tt in 0..t {
+                let y = routed(
+                    dp,
+                    &code[tt * L..][..L],
+                    images,
+                    k * t,
+                    kk * t + tt,
+                    &mut total,
+                );
+                dm_tile(&y, dm, k * nt, kk * nt + tt * L);
+            }
+            db[kk] = f64::from(total);
+        }
+    });
+    db
+}
+
+/// The pooled gradient of one window for 16 lanes (`dp[lane·stride + off]`, lanes past
+/// `images` are padding) routed to the winner of each lane's window: `[dy00, dy01, dy10,
+/// dy11]`; adds the routed values to `total` (the bias gradient).
+#[inline(always)]
+fn routed(
+    dp: &[f32],
+    code: &[u8],
+    images: usize,
+    stride: usize,
+    off: usize,
+    total: &mut f32,
+) -> [V16; 4] {
+    let mut y = [[0f32; L]; 4];
+    for (l, &cl) in code.iter().enumerate().take(images) {
+        if cl < NONE {
+            let v = dp[l * stride + off];
+            y[usize::from(cl)][l] = v;
+            *total += v;
+        }
+    }
+    y
+}
+
+/// `dM = A dY Aᵀ` of one tile (`y` = `[dy00, dy01, dy10, dy11]`) into `dm[ξ·stride + off]`.
+#[inline(always)]
+fn dm_tile(y: &[V16; 4], dm: &mut [f32], stride: usize, off: usize) {
+    // t = A dY (4×2): rows t0 = y0·, t1 = y0· + y1·, t2 = y0· − y1·, t3 = −y1·.
+    let t = |j: usize| {
+        let (a, b) = (&y[j], &y[2 + j]);
+        [*a, add(a, b), sub(a, b), neg(b)]
+    };
+    let (t0, t1) = (t(0), t(1));
+    for r in 0..4 {
+        let (a, b) = (&t0[r], &t1[r]);
+        st(dm, 4 * r * stride + off, a);
+        st(dm, (4 * r + 1) * stride + off, &add(a, b));
+        st(dm, (4 * r + 2) * stride + off, &sub(a, b));
+        st(dm, (4 * r + 3) * stride + off, &neg(b));
+    }
+}
+
+/// One lane group's `dV` (`[16][C][nt]`) → its input gradient: `B dV Bᵀ` accumulated over
+/// the overlapping tiles of the padded planes `dxt` (`[C][hp][wp][16]`), then cropped into
+/// `dx` (the group's images, `[b][C][H][W]`).
+fn input_grad(dv: &[f32], g: &WGeom, dxt: &mut [f32], dx: &mut [f32]) {
+    let (c, wp, plane) = (g.c, g.wp(), g.plane());
+    let nt = g.tiles() * L;
+    let pitch = wp * L;
+    dxt.fill(0.0);
+    vectorised(|| {
+        for (ch, dst) in dxt.chunks_exact_mut(plane).enumerate() {
+            for ty in 0..g.ty {
+                for tx in 0..g.tx {
+                    let at = (2 * ty * wp + 2 * tx) * L;
+                    let p = (ty * g.tx + tx) * L;
+                    din_tile(dv, c * nt, ch * nt + p, dst, at, pitch);
+                }
+            }
+        }
+    });
+    lanes_out(dxt, g, dx);
+}
+
+/// `B dV Bᵀ` of one tile (`dv[ξ·stride + off]`) added into the input tile at `dst[at..]`.
+#[inline(always)]
+fn din_tile(dv: &[f32], stride: usize, off: usize, dst: &mut [f32], at: usize, pitch: usize) {
+    // e = B dV, column by column, kept as e[4i + s].
+    let mut e = [[0f32; L]; 16];
+    for s in 0..4 {
+        let v0 = ld(dv, s * stride + off);
+        let v1 = ld(dv, (4 + s) * stride + off);
+        let v2 = ld(dv, (8 + s) * stride + off);
+        let v3 = ld(dv, (12 + s) * stride + off);
+        e[s] = v0;
+        e[4 + s] = add(&sub(&v1, &v2), &v3);
+        e[8 + s] = add(&sub(&v1, &v0), &v2);
+        e[12 + s] = neg(&v3);
+    }
+    // dd = e Bᵀ, row by row, added into the tile.
+    for i in 0..4 {
+        let (a, b, c, d) = (&e[4 * i], &e[4 * i + 1], &e[4 * i + 2], &e[4 * i + 3]);
+        let row = at + i * pitch;
+        for (j, val) in [*a, add(&sub(b, c), d), add(&sub(b, a), c), neg(d)]
+            .iter()
+            .enumerate()
+        {
+            let cur = ld(dst, row + j * L);
+            st(dst, row + j * L, &add(&cur, val));
+        }
+    }
+}
+
+/// The direct variant for few input channels (the network's first layer, where the
+/// Winograd GEMMs would have a single row): one lane group's pooled outputs into `out`
+/// (`[b][K][ty·tx]`) and winner codes into `codes` (`[K][nt]`), from its padded planes.
+fn direct_forward(
+    xt: &[f32],
+    w: &[f32],
+    bias: &[f32],
+    g: &WGeom,
+    out: &mut [f32],
+    codes: &mut [u8],
+) {
+    let (t, k, c, wp, plane) = (g.tiles(), g.k, g.c, g.wp(), g.plane());
+    let nt = t * L;
+    let images = out.len() / (k * t);
+    vectorised(|| {
+        for (kk, code) in codes.chunks_exact_mut(nt).enumerate() {
+            for ty in 0..g.ty {
+                for tx in 0..g.tx {
+                    let tt = ty * g.tx + tx;
+                    let mut y = [[0f32; L]; 4];
+                    for ch in 0..c {
+                        let src = &xt[ch * plane..][..plane];
+                        let wk = &w[(kk * c + ch) * 9..][..9];
+                        for (tap, &wv) in wk.iter().enumerate() {
+                            let (a, b) = (tap / 3, tap % 3);
+                            for (q, yq) in y.iter_mut().enumerate() {
+                                let at = ((2 * ty + q / 2 + a) * wp + 2 * tx + q % 2 + b) * L;
+                                let xv = ld(src, at);
+                                for (o, v) in yq.iter_mut().zip(&xv) {
+                                    *o += wv * v;
+                                }
+                            }
+                        }
+                    }
+                    let pooled = pool_lanes(&y, bias[kk], &mut code[tt * L..][..L]);
+                    for (l, v) in pooled.iter().enumerate().take(images) {
+                        out[(l * k + kk) * t + tt] = *v;
+                    }
+                }
+            }
+        }
+    });
+}
+
+/// The backward of [`direct_forward`] for one lane group: the pooled gradient `dp`
+/// (`[b][K][ty·tx]`) routed to each window's winner, into the weight gradient `dw`
+/// (`[K][C][3][3]`, added to) and, when given, the padded input-gradient planes `dxt`
+/// (`[C][hp][wp][16]`, added to); returns the bias gradient.
+fn direct_backward(
+    xt: &[f32],
+    w: &[f32],
+    dp: &[f32],
+    codes: &[u8],
+    g: &WGeom,
+    dw: &mut [f32],
+    mut dxt: Option<&mut [f32]>,
+) -> Vec<f64> {
+    let (t, k, c, wp, plane) = (g.tiles(), g.k, g.c, g.wp(), g.plane());
+    let nt = t * L;
+    let images = dp.len() / (k * t);
+    let mut db = vec![0f64; k];
+    vectorised(|| {
+        let mut acc = vec![[0f32; L]; c * 9];
+        for (kk, code) in codes.chunks_exact(nt).enumerate() {
+            acc.iter_mut().for_each(|a| *a = [0.0; L]);
+            let mut total = 0f32;
+            for ty in 0..g.ty {
+                for tx in 0..g.tx {
+                    let tt = ty * g.tx + tx;
+                    let y = routed(
+                        dp,
+                        &code[tt * L..][..L],
+                        images,
+                        k * t,
+                        kk * t + tt,
+                        &mut total,
+                    );
+                    for ch in 0..c {
+                        let src = &xt[ch * plane..][..plane];
+                        for tap in 0..9 {
+                            let (a, b) = (tap / 3, tap % 3);
+                            let wv = w[(kk * c + ch) * 9 + tap];
+                            let s = &mut acc[ch * 9 + tap];
+                            for (q, yq) in y.iter().enumerate() {
+                                let at = ((2 * ty + q / 2 + a) * wp + 2 * tx + q % 2 + b) * L;
+                                let xv = ld(src, at);
+                                for ((o, x), d) in s.iter_mut().zip(&xv).zip(yq) {
+                                    *o += x * d;
+                                }
+                                if let Some(dxt) = dxt.as_deref_mut() {
+                                    let dst = &mut dxt[ch * plane + at..][..L];
+                                    for (o, d) in dst.iter_mut().zip(yq) {
+                                        *o += wv * d;
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            for (d, a) in dw[kk * c * 9..][..c * 9].iter_mut().zip(&acc) {
+                *d += a.iter().sum::<f32>();
+            }
+            db[kk] = f64::from(total);
+        }
+    });
+    db
+}
+
+/// Crops padded, lane-interleaved input-gradient planes `dxt` (`[C][hp][wp][16]`) into
+/// `dx` (the group's images, `[b][C][H][W]`).
+fn lanes_out(dxt: &[f32], g: &WGeom, dx: &mut [f32]) {
+    let (c, wp, plane, hw) = (g.c, g.wp(), g.plane(), g.h * g.w);
+    for (bc, d) in dx.chunks_exact_mut(hw).enumerate() {
+        let (lane, ch) = (bc / c, bc % c);
+        let src = &dxt[ch * plane..][..plane];
+        for (y, row) in d.chunks_exact_mut(g.w).enumerate() {
+            for (xx, v) in row.iter_mut().enumerate() {
+                *v = src[((y + 1) * wp + xx + 1) * L + lane];
+            }
+        }
+    }
+}
+
+/// Input channels below which the block runs directly instead of through Winograd's
+/// GEMMs.
+const DIRECT_BELOW: usize = 8;
+
+/// The fused block as a custom op; keeps the forward's winner codes for the backward.
+struct WinogradBlock {
+    /// Winner codes `[K][n]`, filled by the forward.
+    codes: Mutex<Option<Vec<u8>>>,
+}
+
+fn lock_err() -> candle_core::Error {
+    candle_core::Error::Msg("conv3x3 + ReLU + max-pool: poisoned lock".into())
+}
+
+impl CustomOp3 for WinogradBlock {
+    fn name(&self) -> &'static str {
+        "cxr-winograd-conv3x3-relu-maxpool"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sx: &CpuStorage,
+        lx: &Layout,
+        sw: &CpuStorage,
+        lw: &Layout,
+        sb: &CpuStorage,
+        lb: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = WGeom::new(lx.dims(), lw.dims())?;
+        let x = f32_slice(sx, lx, "input")?;
+        let w = f32_slice(sw, lw, "kernel")?;
+        let bias = f32_slice(sb, lb, "bias")?;
+        if bias.len() != g.k {
+            return Err(candle_core::Error::Msg(format!(
+                "conv3x3 + ReLU + max-pool: bias has {} values for {} output channels",
+                bias.len(),
+                g.k
+            )));
+        }
+        let (k, c, t) = (g.k, g.c, g.tiles());
+        let nt = t * L;
+        let direct = c < DIRECT_BELOW;
+        let u = if direct {
+            Vec::new()
+        } else {
+            kernel_transform(w, &g)
+        };
+        let mut out = vec![0f32; g.b * k * t];
+        let mut codes = vec![NONE; g.groups * k * nt];
+        // One task per lane group of 16 images, its Winograd-domain arrays in scratch.
+        out.par_chunks_mut(L * k * t)
+            .zip(codes.par_chunks_mut(k * nt))
+            .enumerate()
+            .try_for_each(|(gp, (o, cd))| {
+                let sizes = if direct {
+                    [c * g.plane(), 0, 0, 0]
+                } else {
+                    [c * g.plane(), 16 * c * nt, 16 * k * nt, 0]
+                };
+                with_scratch(sizes, |[xt, v, mm, _]| {
+                    lanes_in(x, &g, gp, xt);
+                    if direct {
+                        direct_forward(xt, w, bias, &g, o, cd);
+                        return Ok(());
+                    }
+                    input_transform(xt, &g, v);
+                    let v = &*v;
+                    gemms(
+                        k,
+                        nt,
+                        c,
+                        |xi| View::row_major(&u[xi * k * c..][..k * c], c),
+                        |xi| View::row_major(&v[xi * c * nt..][..c * nt], nt),
+                        mm,
+                    )?;
+                    output_transform(mm, bias, &g, o, cd);
+                    Ok::<(), candle_core::Error>(())
+                })
+            })?;
+        *self.codes.lock().map_err(|_| lock_err())? = Some(codes);
+        Ok((CpuStorage::F32(out), Shape::from((g.b, g.k, g.ty, g.tx))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
+        let g = WGeom::new(x.dims(), w.dims())?;
+        let codes = self
+            .codes
+            .lock()
+            .map_err(|_| lock_err())?
+            .take()
+            .ok_or_else(|| {
+                candle_core::Error::Msg(
+                    "conv3x3 + ReLU + max-pool: backward without (or after) its forward".into(),
+                )
+            })?;
+        let (k, c, t, hw) = (g.k, g.c, g.tiles(), g.h * g.w);
+        let nt = t * L;
+        let (want_x, want_w) = (x.track_op(), w.track_op());
+        let grad = grad.contiguous()?;
+        let xc = x.detach().contiguous()?;
+        let wc = w.detach().contiguous()?;
+        let mut dx = vec![0f32; if want_x { g.b * c * hw } else { 0 }];
+        let (db, dut) = with_f32(&grad, "gradient", |dp| {
+            with_f32(&xc, "input", |xd| {
+                with_f32(&wc, "kernel", |wd| {
+                    let direct = c < DIRECT_BELOW;
+                    let u = if want_x && !direct {
+                        kernel_transform(wd, &g)
+                    } else {
+                        Vec::new()
+                    };
+                    let dx_parts: Vec<Option<&mut [f32]>> = if want_x {
+                        dx.chunks_mut(L * c * hw).map(Some).collect()
+                    } else {
+                        (0..g.groups).map(|_| None).collect()
+                    };
+                    let parts = dx_parts
+                        .into_par_iter()
+                        .enumerate()
+                        .map(|(gp, dxg)| {
+                            let images = L.min(g.b - gp * L);
+                            let dpg = &dp[gp * L * k * t..][..images * k * t];
+                            let codes = &codes[gp * k * nt..][..k * nt];
+                            if direct {
+                                // The weight gradient comes out as dW itself.
+                                let sizes = [c * g.plane(), c * g.plane(), 0, 0];
+                                return with_scratch(sizes, |[xt, dxt, _, _]| {
+                                    lanes_in(xd, &g, gp, xt);
+                                    let mut dw = vec![0f32; k * c * 9];
+                                    let want = dxg.is_some();
+                                    if want {
+                                        dxt.fill(0.0);
+                                    }
+                                    let db = direct_backward(
+                                        xt,
+                                        wd,
+                                        dpg,
+                                        codes,
+                                        &g,
+                                        &mut dw,
+                                        want.then_some(&mut *dxt),
+                                    );
+                                    if let Some(dxg) = dxg {
+                                        lanes_out(dxt, &g, dxg);
+                                    }
+                                    Ok((db, Some(dw)))
+                                });
+                            }
+                            let sizes = [c * g.plane(), 16 * c * nt, 16 * k * nt, 16 * c * nt];
+                            with_scratch(sizes, |[xt, v, dm, dv]| {
+                                let db = output_grad(dpg, codes, &g, dm);
+                                let dm = &*dm;
+                                let dut = if want_w {
+                                    lanes_in(xd, &g, gp, xt);
+                                    input_transform(xt, &g, v);
+                                    let v = &*v;
+                                    // dU[ξ]ᵀ = V[ξ]·dM[ξ]ᵀ: C × K over the group's tiles.
+                                    let mut d = vec![0f32; 16 * c * k];
+                                    gemms(
+                                        c,
+                                        k,
+                                        nt,
+                                        |xi| View::row_major(&v[xi * c * nt..][..c * nt], nt),
+                                        |xi| View::strided(&dm[xi * k * nt..][..k * nt], 1, nt),
+                                        &mut d,
+                                    )?;
+                                    Some(d)
+                                } else {
+                                    None
+                                };
+                                if let Some(dxg) = dxg {
+                                    // dV[ξ] = U[ξ]ᵀ·dM[ξ]: C × tiles over K.
+                                    gemms(
+                                        c,
+                                        nt,
+                                        k,
+                                        |xi| View::strided(&u[xi * k * c..][..k * c], 1, c),
+                                        |xi| View::row_major(&dm[xi * k * nt..][..k * nt], nt),
+                                        dv,
+                                    )?;
+                                    input_grad(dv, &g, xt, dxg);
+                                }
+                                Ok((db, dut))
+                            })
+                        })
+                        .collect::<candle_core::Result<Vec<_>>>()?;
+                    // Sum the groups' parts in group order (deterministic).
+                    let mut db = vec![0f64; k];
+                    let mut dut: Option<Vec<f32>> = None;
+                    for (pdb, pdut) in parts {
+                        for (a, b) in db.iter_mut().zip(pdb) {
+                            *a += b;
+                        }
+                        match (dut.as_mut(), pdut) {
+                            (Some(acc), Some(p)) => {
+                                for (a, b) in acc.iter_mut().zip(p) {
+                                    *a += b;
+                                }
+                            }
+                            (None, p) => dut = p,
+                            (Some(_), None) => {}
+                        }
+                    }
+                    // The direct path's parts are dW already; Winograd's are dU.
+                    let dw = match dut.filter(|_| want_w) {
+                        Some(d) if direct => Some(d),
+                        Some(d) => Some(kernel_grad(&d, &g)),
+                        None => None,
+                    };
+                    Ok((db, dw))
+                })
+            })
+        })?;
+        drop(codes);
+        let grad_b = bias
+            .track_op()
+            .then(|| {
+                let db: Vec<f32> = db.into_iter().map(|v| v as f32).collect();
+                Tensor::from_vec(db, k, &Device::Cpu)
+            })
+            .transpose()?;
+        let grad_w = match dut {
+            Some(dw) => Some(Tensor::from_vec(dw, w.dims(), &Device::Cpu)?),
+            None => None,
+        };
+        let grad_x = want_x
+            .then(|| Tensor::from_vec(dx, x.dims(), &Device::Cpu))
+            .transpose()?;
+        Ok((grad_x, grad_w, grad_b))
+    }
+}
+
+/// Runs `f` on the contiguous `f32` data of a CPU tensor.
+fn with_f32<R>(
+    t: &Tensor,
+    what: &str,
+    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
+) -> candle_core::Result<R> {
+    let (storage, layout) = t.storage_and_layout();
+    let candle_core::Storage::Cpu(cpu) = &*storage else {
+        return Err(candle_core::Error::Msg(format!(
+            "conv3x3 + ReLU + max-pool: {what} is not on the CPU"
+        )));
+    };
+    f(f32_slice(cpu, layout, what)?)
+}
+
+/// Whether [`conv3x3_relu_max_pool2d`] is the fast choice for this block: CPU `f32`
+/// tensors, a 3×3 kernel, at least [`MIN_BATCH`] images, at least 8 input channels (with
+/// fewer the transforms outweigh the saved multiplications) and this crate's AVX-512 GEMM
+/// active.
+pub(crate) fn fused_block_applies(x: &Tensor, w: &Tensor) -> bool {
+    matches!(x.device(), Device::Cpu)
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && cpu_sgemm_active()
+        && winograd_enabled()
+        && matches!((x.dims(), w.dims()), (&[b, c, h, ww], &[_, wc, 3, 3])
+            if b >= MIN_BATCH && c >= 1 && wc == c && h >= 2 && ww >= 2)
+}
+
+static WINOGRAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// Turns the fused Winograd block ([`conv3x3_relu_max_pool2d`], used by
+/// [`crate::SeedCnn`]) on or off for the whole process; off, the block runs as the
+/// implicit-im2col convolution followed by the fused ReLU + max-pool. On by default.
+/// For benchmarks and tests that compare the two.
+pub fn set_cpu_winograd(enabled: bool) {
+    WINOGRAD.store(enabled, std::sync::atomic::Ordering::Relaxed);
+}
+
+fn winograd_enabled() -> bool {
+    WINOGRAD.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// `max_pool2d(relu(conv2d(x, w, padding 1, stride 1) + bias))` with a 3×3 kernel and a
+/// 2×2/stride-2 floor-mode pool, as one CPU op (Winograd F(2×2, 3×3); see the module
+/// docs). `x` `[N, C, H, W]` (H, W ≥ 2), `w` `[K, C, 3, 3]`, `bias` `[K]`, all `f32` on
+/// the CPU; the result is `[N, K, H/2, W/2]`. Gradients flow to all three through
+/// candle's autograd (the input gradient is skipped when `x` tracks none). Works for any
+/// batch size and on any CPU (without AVX-512 its GEMMs use the portable kernel);
+/// [`crate::Conv2d::forward_relu_max_pool2d`] uses it only where it is the faster choice.
+pub fn conv3x3_relu_max_pool2d(
+    x: &Tensor,
+    w: &Tensor,
+    bias: &Tensor,
+) -> candle_core::Result<Tensor> {
+    let (x, w, bias) = (x.contiguous()?, w.contiguous()?, bias.contiguous()?);
+    x.apply_op3(
+        &w,
+        &bias,
+        WinogradBlock {
+            codes: Mutex::new(None),
+        },
+    )
+}

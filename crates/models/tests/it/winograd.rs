@@ -1,0 +1,155 @@
+//! The fused Winograd block (`conv3x3_relu_max_pool2d`) against candle's convolution
+//! followed by ReLU and the max-pool: exactly equal values and gradients on data where
+//! both are exact (so window ties and ReLU cuts must be routed the same way), and within
+//! rounding on random data; odd, non-square and tiny maps, batches that do not fill a
+//! lane group of 16, batch 1.
+
+use candle_core::{Device, Tensor, Var};
+use cxr_models::{conv2d_candle, conv3x3_relu_max_pool2d, relu_max_pool2d};
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+
+/// One case: (batch, c_in, c_out, h, w).
+type Case = (usize, usize, usize, usize, usize);
+
+/// Fewer than 8 input channels run the direct variant, 8 or more Winograd's GEMMs.
+const CASES: [Case; 9] = [
+    (20, 1, 32, 28, 28),
+    (17, 2, 5, 7, 9),
+    (16, 8, 16, 14, 14),
+    (17, 8, 8, 7, 7),
+    (33, 9, 12, 6, 9),
+    (8, 8, 8, 2, 2),
+    (1, 3, 4, 5, 5),
+    (20, 16, 24, 3, 8),
+    (3, 32, 64, 14, 14),
+];
+
+fn tensor(v: Vec<f32>, shape: &[usize]) -> Tensor {
+    Tensor::from_vec(v, shape, &Device::Cpu).unwrap()
+}
+
+fn vec(t: &Tensor) -> Vec<f32> {
+    t.flatten_all().unwrap().to_vec1().unwrap()
+}
+
+/// Values `j / den` with `j` uniform in `-span..=span`: sums of their products are exact
+/// in `f32` at these sizes, whichever way they are computed.
+fn dyadic(rng: &mut ChaCha8Rng, shape: &[usize], span: i32, den: f32) -> Tensor {
+    let n: usize = shape.iter().product();
+    tensor(
+        (0..n)
+            .map(|_| rng.random_range(-span..=span) as f32 / den)
+            .collect(),
+        shape,
+    )
+}
+
+fn uniform(rng: &mut ChaCha8Rng, shape: &[usize]) -> Tensor {
+    let n: usize = shape.iter().product();
+    tensor(
+        (0..n).map(|_| rng.random::<f32>() * 2.0 - 1.0).collect(),
+        shape,
+    )
+}
+
+/// Forward values and the gradients of `sum(y ⊙ r)` for x, w, bias: fused and reference.
+fn both(x: &Tensor, w: &Tensor, b: &Tensor, r: &Tensor) -> [[Vec<f32>; 4]; 2] {
+    let (x, w, b) = (
+        Var::from_tensor(x).unwrap(),
+        Var::from_tensor(w).unwrap(),
+        Var::from_tensor(b).unwrap(),
+    );
+    let fused = conv3x3_relu_max_pool2d(x.as_tensor(), w.as_tensor(), b.as_tensor()).unwrap();
+    // ReLU + pool with PyTorch's rule (no gradient where the pre-activation is 0;
+    // candle's own ReLU passes it there), itself checked against brute force.
+    let plain = relu_max_pool2d(
+        &conv2d_candle(x.as_tensor(), w.as_tensor(), Some(b.as_tensor()), 1, 1).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(fused.dims(), plain.dims());
+    [fused, plain].map(|y| {
+        let g = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+        let grad = |v: &Var| vec(g.get(v.as_tensor()).expect("gradient"));
+        [vec(&y), grad(&x), grad(&w), grad(&b)]
+    })
+}
+
+#[test]
+fn fused_block_equals_conv_relu_pool_exactly_on_dyadic_data() {
+    let mut rng = ChaCha8Rng::seed_from_u64(21);
+    for (bn, c, k, h, w) in CASES {
+        // Coarse values: many exact ties and exact zeros inside pool windows.
+        let x = dyadic(&mut rng, &[bn, c, h, w], 4, 4.0);
+        let wt = dyadic(&mut rng, &[k, c, 3, 3], 8, 8.0);
+        let b = dyadic(&mut rng, &[k], 4, 8.0);
+        let r = dyadic(&mut rng, &[bn, k, h / 2, w / 2], 4, 4.0);
+        let [fused, plain] = both(&x, &wt, &b, &r);
+        for (name, (f, p)) in ["forward", "grad x", "grad w", "grad bias"]
+            .iter()
+            .zip(fused.iter().zip(&plain))
+        {
+            let bad: Vec<usize> = (0..f.len()).filter(|&i| f[i] != p[i]).collect();
+            assert!(
+                f.len() == p.len() && bad.is_empty(),
+                "{name} of {:?}: {} of {} values differ, first at {:?}: {:?} vs {:?}",
+                (bn, c, k, h, w),
+                bad.len(),
+                p.len(),
+                bad.first(),
+                bad.first().map(|&i| f[i]),
+                bad.first().map(|&i| p[i])
+            );
+        }
+    }
+}
+
+#[test]
+fn fused_block_matches_conv_relu_pool_within_rounding_on_random_data() {
+    let mut rng = ChaCha8Rng::seed_from_u64(22);
+    for (bn, c, k, h, w) in CASES {
+        let x = uniform(&mut rng, &[bn, c, h, w]);
+        let wt = uniform(&mut rng, &[k, c, 3, 3]);
+        let b = uniform(&mut rng, &[k]);
+        let r = uniform(&mut rng, &[bn, k, h / 2, w / 2]);
+        let [fused, plain] = both(&x, &wt, &b, &r);
+        // Relative to the tensor's scale: Winograd's transforms add a few roundings to
+        // sums of up to 9·C products. The gradients also depend on which element of each
+        // window wins; on continuous data a change of winner by rounding is rare and would
+        // show as a large error here.
+        for (name, (f, p)) in ["forward", "grad x", "grad w", "grad bias"]
+            .iter()
+            .zip(fused.iter().zip(&plain))
+        {
+            let scale = p.iter().fold(1f32, |m, v| m.max(v.abs()));
+            let err = f.iter().zip(p).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+            assert!(
+                err <= 2e-5,
+                "{name} of {:?}: scaled error {err}",
+                (bn, c, k, h, w)
+            );
+        }
+    }
+}
+
+#[test]
+fn fused_block_rejects_other_kernels_and_too_small_maps() {
+    let x = tensor(vec![0.0; 2 * 3 * 5 * 5], &[2, 3, 5, 5]);
+    let b = tensor(vec![0.0; 4], &[4]);
+    let w5 = tensor(vec![0.0; 4 * 3 * 25], &[4, 3, 5, 5]);
+    let err = conv3x3_relu_max_pool2d(&x, &w5, &b)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("3×3"), "{err}");
+    let tiny = tensor(vec![0.0; 2 * 3], &[2, 3, 1, 1]);
+    let w3 = tensor(vec![0.0; 4 * 3 * 9], &[4, 3, 3, 3]);
+    let err = conv3x3_relu_max_pool2d(&tiny, &w3, &b)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("smaller than one 2×2 pool window"), "{err}");
+    let b3 = tensor(vec![0.0; 3], &[3]);
+    let err = conv3x3_relu_max_pool2d(&x, &w3, &b3)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("bias has 3 values for 4"), "{err}");
+}
