@@ -100,8 +100,10 @@ impl SeedCnn {
         Ok(self.fc.forward(&pooled)?.squeeze(1)?)
     }
 
-    /// Logits `[N]` for a batch `[N, C, H, W]`. Uses the fused ReLU + max-pool (same
-    /// values and gradients as [`SeedCnn::forward_with_features`], fewer passes).
+    /// Logits `[N]` for a batch `[N, C, H, W]`. Each block runs through
+    /// [`Conv2d::forward_relu_max_pool2d`] (on the CPU one fused op per block; same values
+    /// up to rounding and same gradients as [`SeedCnn::forward_with_features`], fewer
+    /// passes).
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
         self.check_input(x)?;
         let mut h = x.clone();

@@ -72,7 +72,7 @@ const NO_GRAD: u32 = u32::MAX;
 
 /// The larger of `a` and a later `b` under the backward's rule: `b` wins only when it is
 /// strictly larger, or NaN while `a` is not (the first NaN wins).
-#[inline]
+#[inline(always)]
 pub(crate) fn later_wins(a: f32, b: f32) -> bool {
     b > a || (b.is_nan() && !a.is_nan())
 }

@@ -27,6 +27,10 @@
 //! from the direct convolution by rounding only (the transforms' constants are 0, ±1
 //! and ±½).
 
+// `unsafe` only to call the AVX-512 + FMA copies of the kernels (see `simd_fn!`), after
+// detecting both features; the kernels themselves are safe code.
+#![allow(unsafe_code)]
+
 use std::cell::RefCell;
 use std::sync::Mutex;
 
@@ -35,7 +39,7 @@ use rayon::prelude::*;
 
 use crate::cpu_conv::f32_slice;
 use crate::cpu_pool::later_wins;
-use crate::sgemm::{View, cpu_sgemm_active, sgemm_serial, vectorised};
+use crate::sgemm::{View, cpu_sgemm_active, sgemm_serial};
 
 /// Images per lane group (one 512-bit vector of `f32`).
 const L: usize = 16;
@@ -48,6 +52,42 @@ pub(crate) const MIN_BATCH: usize = 8;
 const NONE: u8 = 4;
 
 type V16 = [f32; L];
+
+/// Defines `fn $name` whose body is compiled twice: for the baseline CPU and, called
+/// where the CPU has them, with AVX-512 and FMA enabled, so that LLVM turns its loops over
+/// 16-lane arrays into 512-bit vector instructions and `mul_add` into one instruction.
+/// The body and everything it calls must be `#[inline(always)]` for that (a function
+/// that is not inlined is compiled for the baseline CPU). Results are the same either
+/// way (the same operations in the same order; `mul_add` is fused in both).
+macro_rules! simd_fn {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
+        $(#[$m])*
+        fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $(-> $ret)? $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx512f,fma")]
+                fn fast($($arg: $ty),*) $(-> $ret)? {
+                    body($($arg),*)
+                }
+                if simd_available() {
+                    // SAFETY: `fast` needs only the `avx512f` and `fma` target features,
+                    // both detected on this CPU by `simd_available`.
+                    return unsafe { fast($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+/// Whether this CPU has AVX-512 (`avx512f`) and FMA, the features of [`simd_fn`]'s fast
+/// copies.
+#[cfg(target_arch = "x86_64")]
+fn simd_available() -> bool {
+    std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")
+}
 
 /// Geometry of one fused block.
 #[derive(Debug, Clone, Copy)]
@@ -193,38 +233,59 @@ fn kernel_grad(dut: &[f32], g: &WGeom) -> Vec<f32> {
     dw
 }
 
+/// Scratch buffers per thread.
+const SLOTS: usize = 5;
+
 /// Per-thread scratch buffers, grown on demand and never re-zeroed: every use writes what
 /// it later reads.
-fn with_scratch<R>(sizes: [usize; 4], f: impl FnOnce([&mut [f32]; 4]) -> R) -> R {
+fn with_scratch<R>(sizes: [usize; SLOTS], f: impl FnOnce([&mut [f32]; SLOTS]) -> R) -> R {
     thread_local! {
-        static SCRATCH: RefCell<[Vec<f32>; 4]> =
-            const { RefCell::new([Vec::new(), Vec::new(), Vec::new(), Vec::new()]) };
+        static SCRATCH: RefCell<Vec<Vec<f32>>> = const { RefCell::new(Vec::new()) };
     }
-    fn grow(bufs: &mut [Vec<f32>; 4], sizes: &[usize; 4]) {
-        for (b, &n) in bufs.iter_mut().zip(sizes) {
+    fn slices<'a>(bufs: &'a mut Vec<Vec<f32>>, sizes: &[usize; SLOTS]) -> [&'a mut [f32]; SLOTS] {
+        bufs.resize_with(SLOTS, Vec::new);
+        let mut it = bufs.iter_mut().zip(sizes).map(|(b, &n)| {
             if b.len() < n {
                 b.resize(n, 0.0);
             }
-        }
+            &mut b[..n]
+        });
+        std::array::from_fn(|_| it.next().unwrap_or_default())
     }
     SCRATCH.with(|cell| match cell.try_borrow_mut() {
-        Ok(mut bufs) => {
-            grow(&mut bufs, &sizes);
-            let [a, b, c, d] = &mut *bufs;
-            f([
-                &mut a[..sizes[0]],
-                &mut b[..sizes[1]],
-                &mut c[..sizes[2]],
-                &mut d[..sizes[3]],
-            ])
-        }
-        Err(_) => {
-            let mut bufs: [Vec<f32>; 4] = Default::default();
-            grow(&mut bufs, &sizes);
-            let [a, b, c, d] = &mut bufs;
-            f([&mut a[..], &mut b[..], &mut c[..], &mut d[..]])
-        }
+        Ok(mut bufs) => f(slices(&mut bufs, &sizes)),
+        Err(_) => f(slices(&mut Vec::new(), &sizes)),
     })
+}
+
+/// One lane group's pooled gradient (`dp`: its images, `[b][K][ty·tx]`) lane-interleaved
+/// as `[K][ty·tx][16]`, zeros for the padding images.
+fn lanes_dp(dp: &[f32], g: &WGeom, dpl: &mut [f32]) {
+    let kt = g.k * g.tiles();
+    if dp.len() < L * kt {
+        dpl.fill(0.0);
+    }
+    for (l, img) in dp.chunks_exact(kt).enumerate() {
+        for (i, v) in img.iter().enumerate() {
+            dpl[i * L + l] = *v;
+        }
+    }
+}
+
+/// `acc += a·x` lane by lane (a fused multiply-add where the CPU has one).
+#[inline(always)]
+fn fma_s(acc: &mut V16, a: f32, x: &V16) {
+    for (o, v) in acc.iter_mut().zip(x) {
+        *o = v.mul_add(a, *o);
+    }
+}
+
+/// `acc += a·x` lane by lane, both vectors.
+#[inline(always)]
+fn fma_v(acc: &mut V16, a: &V16, x: &V16) {
+    for ((o, u), v) in acc.iter_mut().zip(a).zip(x) {
+        *o = u.mul_add(*v, *o);
+    }
 }
 
 /// The images of lane group `gp` → zero-padded, lane-interleaved planes `[C][hp][wp][16]`
@@ -244,22 +305,22 @@ fn lanes_in(x: &[f32], g: &WGeom, gp: usize, xt: &mut [f32]) {
     }
 }
 
+simd_fn! {
 /// `V[ξ] = Bᵀ d B` of every tile of one lane group, laid out `[16][C][nt]`
 /// (`nt` = tiles × 16).
 fn input_transform(xt: &[f32], g: &WGeom, v: &mut [f32]) {
     let (nt, wp, plane) = (g.tiles() * L, g.wp(), g.plane());
     let pitch = wp * L;
-    vectorised(|| {
-        for (ch, src) in xt.chunks_exact(plane).enumerate() {
-            for ty in 0..g.ty {
-                for tx in 0..g.tx {
-                    let at = (2 * ty * wp + 2 * tx) * L;
-                    let p = (ty * g.tx + tx) * L;
-                    in_tile(src, at, pitch, v, g.c * nt, ch * nt + p);
-                }
+    for (ch, src) in xt.chunks_exact(plane).enumerate() {
+        for ty in 0..g.ty {
+            for tx in 0..g.tx {
+                let at = (2 * ty * wp + 2 * tx) * L;
+                let p = (ty * g.tx + tx) * L;
+                in_tile(src, at, pitch, v, g.c * nt, ch * nt + p);
             }
         }
-    });
+    }
+}
 }
 
 /// One input tile at `src[at..]` (rows `pitch` apart, columns 16 apart) → its 16
@@ -308,6 +369,7 @@ fn gemms<'a>(
     Ok(())
 }
 
+simd_fn! {
 /// Output transform `Aᵀ M A` of one lane group with bias, ReLU and the window maximum:
 /// pooled values into `out` (the group's images, `[b][K][ty·tx]`) and winner codes into
 /// `codes` (`[K][nt]`).
@@ -315,19 +377,18 @@ fn output_transform(mm: &[f32], bias: &[f32], g: &WGeom, out: &mut [f32], codes:
     let (t, k) = (g.tiles(), g.k);
     let nt = t * L;
     let images = out.len() / (k * t);
-    vectorised(|| {
-        for (kk, code) in codes.chunks_exact_mut(nt).enumerate() {
-            let bk = bias[kk];
-            for tt in 0..t {
-                let [y00, y01, y10, y11] = out_tile(mm, k * nt, kk * nt + tt * L);
-                let c = &mut code[tt * L..][..L];
-                let pooled = pool_lanes(&[y00, y01, y10, y11], bk, c);
-                for (l, v) in pooled.iter().enumerate().take(images) {
-                    out[(l * k + kk) * t + tt] = *v;
-                }
+    for (kk, code) in codes.chunks_exact_mut(nt).enumerate() {
+        let bk = bias[kk];
+        for tt in 0..t {
+            let [y00, y01, y10, y11] = out_tile(mm, k * nt, kk * nt + tt * L);
+            let c = &mut code[tt * L..][..L];
+            let pooled = pool_lanes(&[y00, y01, y10, y11], bk, c);
+            for (l, v) in pooled.iter().enumerate().take(images) {
+                out[(l * k + kk) * t + tt] = *v;
             }
         }
-    });
+    }
+}
 }
 
 /// The window maxima of 16 lanes' 2×2 outputs `y` (`[y00, y01, y10, y11]`) plus `bias`,
@@ -379,55 +440,40 @@ fn out_tile(mm: &[f32], stride: usize, off: usize) -> [V16; 4] {
     [y00, y01, y10, y11]
 }
 
-/// One lane group's pooled gradient (`dp`: its images, `[b][K][ty·tx]`) routed to each
-/// window's winner and taken to the Winograd domain, `dM = A dY Aᵀ`, laid out
+simd_fn! {
+/// One lane group's pooled gradient (`dpl`, lane-interleaved `[K][ty·tx][16]`) routed to
+/// each window's winner and taken to the Winograd domain, `dM = A dY Aᵀ`, laid out
 /// `[16][K][nt]`; returns the group's bias gradient.
-fn output_grad(dp: &[f32], codes: &[u8], g: &WGeom, dm: &mut [f32]) -> Vec<f64> {
+fn output_grad(dpl: &[f32], codes: &[u8], g: &WGeom, dm: &mut [f32]) -> Vec<f64> {
     let (t, k) = (g.tiles(), g.k);
     let nt = t * L;
-    let images = dp.len() / (k * t);
     let mut db = vec![0f64; k];
-    vectorised(|| {
-        for (kk, code) in codes.chunks_exact(nt).enumerate() {
-            let mut total = 0f32;
-            for tt in 0..t {
-                let y = routed(
-                    dp,
-                    &code[tt * L..][..L],
-                    images,
-                    k * t,
-                    kk * t + tt,
-                    &mut total,
-                );
-                dm_tile(&y, dm, k * nt, kk * nt + tt * L);
-            }
-            db[kk] = f64::from(total);
+    for (kk, (code, dpk)) in codes.chunks_exact(nt).zip(dpl.chunks_exact(nt)).enumerate() {
+        let mut total = [0f32; L];
+        for tt in 0..t {
+            let (y, live) = routed(&dpk[tt * L..][..L], &code[tt * L..][..L]);
+            total = add(&total, &live);
+            dm_tile(&y, dm, k * nt, kk * nt + tt * L);
         }
-    });
+        db[kk] = total.iter().map(|&v| f64::from(v)).sum();
+    }
     db
 }
+}
 
-/// The pooled gradient of one window for 16 lanes (`dp[lane·stride + off]`, lanes past
-/// `images` are padding) routed to the winner of each lane's window: `[dy00, dy01, dy10,
-/// dy11]`; adds the routed values to `total` (the bias gradient).
+/// One window's pooled gradient for 16 lanes (`dpl`) routed to each lane's winner
+/// (`code`): `[dy00, dy01, dy10, dy11]`, and the routed values (for the bias gradient).
 #[inline(always)]
-fn routed(
-    dp: &[f32],
-    code: &[u8],
-    images: usize,
-    stride: usize,
-    off: usize,
-    total: &mut f32,
-) -> [V16; 4] {
+fn routed(dpl: &[f32], code: &[u8]) -> ([V16; 4], V16) {
     let mut y = [[0f32; L]; 4];
-    for (l, &cl) in code.iter().enumerate().take(images) {
-        if cl < NONE {
-            let v = dp[l * stride + off];
-            y[usize::from(cl)][l] = v;
-            *total += v;
+    let mut live = [0f32; L];
+    for (l, (&v, &c)) in dpl.iter().zip(code).enumerate().take(L) {
+        for (q, yq) in y.iter_mut().enumerate() {
+            yq[l] = if usize::from(c) == q { v } else { 0.0 };
         }
+        live[l] = if c < NONE { v } else { 0.0 };
     }
-    y
+    (y, live)
 }
 
 /// `dM = A dY Aᵀ` of one tile (`y` = `[dy00, dy01, dy10, dy11]`) into `dm[ξ·stride + off]`.
@@ -448,6 +494,7 @@ fn dm_tile(y: &[V16; 4], dm: &mut [f32], stride: usize, off: usize) {
     }
 }
 
+simd_fn! {
 /// One lane group's `dV` (`[16][C][nt]`) → its input gradient: `B dV Bᵀ` accumulated over
 /// the overlapping tiles of the padded planes `dxt` (`[C][hp][wp][16]`), then cropped into
 /// `dx` (the group's images, `[b][C][H][W]`).
@@ -456,18 +503,17 @@ fn input_grad(dv: &[f32], g: &WGeom, dxt: &mut [f32], dx: &mut [f32]) {
     let nt = g.tiles() * L;
     let pitch = wp * L;
     dxt.fill(0.0);
-    vectorised(|| {
-        for (ch, dst) in dxt.chunks_exact_mut(plane).enumerate() {
-            for ty in 0..g.ty {
-                for tx in 0..g.tx {
-                    let at = (2 * ty * wp + 2 * tx) * L;
-                    let p = (ty * g.tx + tx) * L;
-                    din_tile(dv, c * nt, ch * nt + p, dst, at, pitch);
-                }
+    for (ch, dst) in dxt.chunks_exact_mut(plane).enumerate() {
+        for ty in 0..g.ty {
+            for tx in 0..g.tx {
+                let at = (2 * ty * wp + 2 * tx) * L;
+                let p = (ty * g.tx + tx) * L;
+                din_tile(dv, c * nt, ch * nt + p, dst, at, pitch);
             }
         }
-    });
+    }
     lanes_out(dxt, g, dx);
+}
 }
 
 /// `B dV Bᵀ` of one tile (`dv[ξ·stride + off]`) added into the input tile at `dst[at..]`.
@@ -499,9 +545,11 @@ fn din_tile(dv: &[f32], stride: usize, off: usize, dst: &mut [f32], at: usize, p
     }
 }
 
+simd_fn! {
 /// The direct variant for few input channels (the network's first layer, where the
 /// Winograd GEMMs would have a single row): one lane group's pooled outputs into `out`
 /// (`[b][K][ty·tx]`) and winner codes into `codes` (`[K][nt]`), from its padded planes.
+/// Tile by tile, so that a tile's input window stays in L1 across the output channels.
 fn direct_forward(
     xt: &[f32],
     w: &[f32],
@@ -513,99 +561,91 @@ fn direct_forward(
     let (t, k, c, wp, plane) = (g.tiles(), g.k, g.c, g.wp(), g.plane());
     let nt = t * L;
     let images = out.len() / (k * t);
-    vectorised(|| {
-        for (kk, code) in codes.chunks_exact_mut(nt).enumerate() {
-            for ty in 0..g.ty {
-                for tx in 0..g.tx {
-                    let tt = ty * g.tx + tx;
-                    let mut y = [[0f32; L]; 4];
-                    for ch in 0..c {
-                        let src = &xt[ch * plane..][..plane];
-                        let wk = &w[(kk * c + ch) * 9..][..9];
-                        for (tap, &wv) in wk.iter().enumerate() {
-                            let (a, b) = (tap / 3, tap % 3);
-                            for (q, yq) in y.iter_mut().enumerate() {
-                                let at = ((2 * ty + q / 2 + a) * wp + 2 * tx + q % 2 + b) * L;
-                                let xv = ld(src, at);
-                                for (o, v) in yq.iter_mut().zip(&xv) {
-                                    *o += wv * v;
-                                }
-                            }
+    for ty in 0..g.ty {
+        for tx in 0..g.tx {
+            let tt = ty * g.tx + tx;
+            for kk in 0..k {
+                let mut y = [[0f32; L]; 4];
+                for ch in 0..c {
+                    let src = &xt[ch * plane..][..plane];
+                    for (tap, &wv) in w[(kk * c + ch) * 9..][..9].iter().enumerate() {
+                        let (a, b) = (tap / 3, tap % 3);
+                        for (q, yq) in y.iter_mut().enumerate() {
+                            let at = ((2 * ty + q / 2 + a) * wp + 2 * tx + q % 2 + b) * L;
+                            fma_s(yq, wv, &ld(src, at));
                         }
                     }
-                    let pooled = pool_lanes(&y, bias[kk], &mut code[tt * L..][..L]);
-                    for (l, v) in pooled.iter().enumerate().take(images) {
-                        out[(l * k + kk) * t + tt] = *v;
-                    }
+                }
+                let pooled = pool_lanes(&y, bias[kk], &mut codes[kk * nt + tt * L..][..L]);
+                for (l, v) in pooled.iter().enumerate().take(images) {
+                    out[(l * k + kk) * t + tt] = *v;
                 }
             }
         }
-    });
+    }
+}
 }
 
-/// The backward of [`direct_forward`] for one lane group: the pooled gradient `dp`
-/// (`[b][K][ty·tx]`) routed to each window's winner, into the weight gradient `dw`
-/// (`[K][C][3][3]`, added to) and, when given, the padded input-gradient planes `dxt`
-/// (`[C][hp][wp][16]`, added to); returns the bias gradient.
+simd_fn! {
+/// The backward of [`direct_forward`] for one lane group: the pooled gradient (`dpl`,
+/// lane-interleaved `[K][ty·tx][16]`) routed to each window's winner, into the weight
+/// gradient `dw` (`[K][C][3][3]`, added to) and, when given, the padded input-gradient
+/// planes `dxt` (`[C][hp][wp][16]`, added to); returns the bias gradient. Windows that
+/// pass no gradient in any lane are skipped.
 fn direct_backward(
     xt: &[f32],
     w: &[f32],
-    dp: &[f32],
+    dpl: &[f32],
     codes: &[u8],
     g: &WGeom,
     dw: &mut [f32],
-    mut dxt: Option<&mut [f32]>,
+    dxt: Option<&mut [f32]>,
 ) -> Vec<f64> {
     let (t, k, c, wp, plane) = (g.tiles(), g.k, g.c, g.wp(), g.plane());
     let nt = t * L;
-    let images = dp.len() / (k * t);
-    let mut db = vec![0f64; k];
-    vectorised(|| {
-        let mut acc = vec![[0f32; L]; c * 9];
-        for (kk, code) in codes.chunks_exact(nt).enumerate() {
-            acc.iter_mut().for_each(|a| *a = [0.0; L]);
-            let mut total = 0f32;
-            for ty in 0..g.ty {
-                for tx in 0..g.tx {
-                    let tt = ty * g.tx + tx;
-                    let y = routed(
-                        dp,
-                        &code[tt * L..][..L],
-                        images,
-                        k * t,
-                        kk * t + tt,
-                        &mut total,
-                    );
-                    for ch in 0..c {
-                        let src = &xt[ch * plane..][..plane];
-                        for tap in 0..9 {
-                            let (a, b) = (tap / 3, tap % 3);
-                            let wv = w[(kk * c + ch) * 9 + tap];
-                            let s = &mut acc[ch * 9 + tap];
-                            for (q, yq) in y.iter().enumerate() {
-                                let at = ((2 * ty + q / 2 + a) * wp + 2 * tx + q % 2 + b) * L;
-                                let xv = ld(src, at);
-                                for ((o, x), d) in s.iter_mut().zip(&xv).zip(yq) {
-                                    *o += x * d;
-                                }
-                                if let Some(dxt) = dxt.as_deref_mut() {
-                                    let dst = &mut dxt[ch * plane + at..][..L];
-                                    for (o, d) in dst.iter_mut().zip(yq) {
-                                        *o += wv * d;
-                                    }
-                                }
+    // Lane-wise sums: the weight gradient's per tap, the bias gradient's per channel.
+    let mut dxt = dxt;
+    let mut acc = vec![[0f32; L]; k * c * 9];
+    let mut live_sum = vec![[0f32; L]; k];
+    for ty in 0..g.ty {
+        for tx in 0..g.tx {
+            let tt = ty * g.tx + tx;
+            for kk in 0..k {
+                let code = &codes[kk * nt + tt * L..][..L];
+                if code.iter().all(|&cl| cl == NONE) {
+                    continue;
+                }
+                let (y, live) = routed(&dpl[(kk * t + tt) * L..][..L], code);
+                live_sum[kk] = add(&live_sum[kk], &live);
+                for ch in 0..c {
+                    let src = &xt[ch * plane..][..plane];
+                    for tap in 0..9 {
+                        let (a, b) = (tap / 3, tap % 3);
+                        let wv = w[(kk * c + ch) * 9 + tap];
+                        let s = &mut acc[(kk * c + ch) * 9 + tap];
+                        for (q, yq) in y.iter().enumerate() {
+                            let at = ((2 * ty + q / 2 + a) * wp + 2 * tx + q % 2 + b) * L;
+                            fma_v(s, yq, &ld(src, at));
+                            if let Some(dxt) = dxt.as_deref_mut() {
+                                let d = &mut dxt[ch * plane + at..][..L];
+                                let mut cur = ld(d, 0);
+                                fma_s(&mut cur, wv, yq);
+                                st(d, 0, &cur);
                             }
                         }
                     }
                 }
             }
-            for (d, a) in dw[kk * c * 9..][..c * 9].iter_mut().zip(&acc) {
-                *d += a.iter().sum::<f32>();
-            }
-            db[kk] = f64::from(total);
         }
-    });
-    db
+    }
+    for (d, a) in dw.iter_mut().zip(&acc) {
+        *d += a.iter().sum::<f32>();
+    }
+    live_sum
+        .iter()
+        .map(|v| v.iter().map(|&x| f64::from(x)).sum())
+        .collect()
+}
 }
 
 /// Crops padded, lane-interleaved input-gradient planes `dxt` (`[C][hp][wp][16]`) into
@@ -678,11 +718,11 @@ impl CustomOp3 for WinogradBlock {
             .enumerate()
             .try_for_each(|(gp, (o, cd))| {
                 let sizes = if direct {
-                    [c * g.plane(), 0, 0, 0]
+                    [c * g.plane(), 0, 0, 0, 0]
                 } else {
-                    [c * g.plane(), 16 * c * nt, 16 * k * nt, 0]
+                    [c * g.plane(), 16 * c * nt, 16 * k * nt, 0, 0]
                 };
-                with_scratch(sizes, |[xt, v, mm, _]| {
+                with_scratch(sizes, |[xt, v, mm, _, _]| {
                     lanes_in(x, &g, gp, xt);
                     if direct {
                         direct_forward(xt, w, bias, &g, o, cd);
@@ -755,9 +795,10 @@ impl CustomOp3 for WinogradBlock {
                             let codes = &codes[gp * k * nt..][..k * nt];
                             if direct {
                                 // The weight gradient comes out as dW itself.
-                                let sizes = [c * g.plane(), c * g.plane(), 0, 0];
-                                return with_scratch(sizes, |[xt, dxt, _, _]| {
+                                let sizes = [c * g.plane(), c * g.plane(), 0, 0, k * nt];
+                                return with_scratch(sizes, |[xt, dxt, _, _, dpl]| {
                                     lanes_in(xd, &g, gp, xt);
+                                    lanes_dp(dpg, &g, dpl);
                                     let mut dw = vec![0f32; k * c * 9];
                                     let want = dxg.is_some();
                                     if want {
@@ -766,7 +807,7 @@ impl CustomOp3 for WinogradBlock {
                                     let db = direct_backward(
                                         xt,
                                         wd,
-                                        dpg,
+                                        dpl,
                                         codes,
                                         &g,
                                         &mut dw,
@@ -778,9 +819,11 @@ impl CustomOp3 for WinogradBlock {
                                     Ok((db, Some(dw)))
                                 });
                             }
-                            let sizes = [c * g.plane(), 16 * c * nt, 16 * k * nt, 16 * c * nt];
-                            with_scratch(sizes, |[xt, v, dm, dv]| {
-                                let db = output_grad(dpg, codes, &g, dm);
+                            let sizes =
+                                [c * g.plane(), 16 * c * nt, 16 * k * nt, 16 * c * nt, k * nt];
+                            with_scratch(sizes, |[xt, v, dm, dv, dpl]| {
+                                lanes_dp(dpg, &g, dpl);
+                                let db = output_grad(dpl, codes, &g, dm);
                                 let dm = &*dm;
                                 let dut = if want_w {
                                     lanes_in(xd, &g, gp, xt);

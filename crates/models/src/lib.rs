@@ -7,6 +7,10 @@
 //!   so weights load from and save to safetensors through a [`VarMap`](candle_nn::VarMap).
 //! - [`max_pool2d`]: a 2×2/stride-2 max-pool whose gradient is correct (candle 0.11's
 //!   built-in max-pool backward is not; see `docs/architecture.md`).
+//! - [`conv3x3_relu_max_pool2d`]: the seed CNN's block (3×3 convolution, bias, ReLU, 2×2
+//!   max-pool) as one CPU op — Winograd F(2×2, 3×3) whose output tiles are the pool
+//!   windows — used by [`Conv2d::forward_relu_max_pool2d`] and so by [`SeedCnn`];
+//!   [`set_cpu_winograd`] switches it off for comparison.
 //! - [`conv2d_cpu`], [`relu_max_pool2d`]: the CPU fast paths (one implicit-im2col GEMM with
 //!   a hand-written backward; a fused ReLU + max-pool) that [`Conv2d`], [`SeedCnn`] and
 //!   [`ResNet18`] use for `f32` on the CPU, as does [`BatchNorm2d`] (one fused op for

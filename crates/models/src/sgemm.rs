@@ -263,24 +263,6 @@ pub(crate) fn sgemm_serial<B: PackB>(
     Some(())
 }
 
-/// Runs `f` compiled for AVX-512 where the CPU has it: `f` is inlined into a function
-/// with the `avx512f` target feature, so LLVM vectorises its loops over 16-lane arrays
-/// with 512-bit registers (without it, the same code runs as compiled for the baseline
-/// CPU; the results are the same, no operation is fused). For short, arithmetic-only
-/// closures such as the Winograd transforms.
-#[inline]
-pub(crate) fn vectorised<R>(f: impl FnOnce() -> R) -> R {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if avx512_detected() {
-            // SAFETY: `avx512::call` only needs the `avx512f` target feature, which was
-            // detected on this CPU just above.
-            return unsafe { avx512::call(f) };
-        }
-    }
-    f()
-}
-
 /// [`sgemm`] with the kernel chosen: `simd` for AVX-512 (the caller has checked that the
 /// CPU has it), else the portable kernel (used by tests on any machine).
 #[allow(clippy::too_many_arguments)]
@@ -865,13 +847,6 @@ mod avx512 {
         __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_reduce_add_ps,
         _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
     };
-
-    /// See [`super::vectorised`].
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    pub(super) fn call<R>(f: impl FnOnce() -> R) -> R {
-        f()
-    }
 
     /// See [`super::corr_tile`].
     #[target_feature(enable = "avx512f")]
