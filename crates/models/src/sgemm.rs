@@ -549,9 +549,30 @@ fn pack_a(a: &View<'_>, r0: usize, rows: usize, c0: usize, kc: usize, dst: &mut 
         while c < c0 + kc {
             let seg = (a.cl - c % a.cl).min(c0 + kc - c);
             let base = a.col_base(c);
-            for r in 0..rows {
-                let src = &a.data[base + (r0 + r) * a.rs..][..seg];
-                for (d, s) in dst[(c - c0) * MR + r..].iter_mut().step_by(MR).zip(src) {
+            let mut done = 0;
+            #[cfg(target_arch = "x86_64")]
+            if rows == MR && avx512_detected() {
+                // 8 rows × 16 k at a time, transposed in registers.
+                while done + 16 <= seg {
+                    let src: [&[f32; 16]; MR] = std::array::from_fn(|r| {
+                        a.data[base + (r0 + r) * a.rs + done..]
+                            .first_chunk::<16>()
+                            .expect("the view fits: checked before packing")
+                    });
+                    // SAFETY: `transpose8x16` only needs the `avx512f` target feature,
+                    // detected on this CPU just above; it reads and writes through
+                    // references and slices.
+                    unsafe { avx512::transpose8x16(&src, &mut dst[(c - c0 + done) * MR..]) };
+                    done += 16;
+                }
+            }
+            for r in (0..rows).filter(|_| done < seg) {
+                let src = &a.data[base + (r0 + r) * a.rs + done..][..seg - done];
+                for (d, s) in dst[(c - c0 + done) * MR + r..]
+                    .iter_mut()
+                    .step_by(MR)
+                    .zip(src)
+                {
                     *d = *s;
                 }
             }
@@ -560,7 +581,14 @@ fn pack_a(a: &View<'_>, r0: usize, rows: usize, c0: usize, kc: usize, dst: &mut 
     } else {
         for (kk, d) in dst.chunks_exact_mut(MR).enumerate().take(kc) {
             let base = a.col_base(c0 + kk) + r0 * a.rs;
-            if a.rs == 1 {
+            if a.rs == 1 && rows == MR {
+                if let (Some(d), Some(src)) = (
+                    d.first_chunk_mut::<MR>(),
+                    a.data[base..].first_chunk::<MR>(),
+                ) {
+                    *d = *src;
+                }
+            } else if a.rs == 1 {
                 d[..rows].copy_from_slice(&a.data[base..base + rows]);
             } else {
                 for (r, v) in d.iter_mut().enumerate().take(rows) {
@@ -583,9 +611,20 @@ fn pack_b(b: &View<'_>, k0: usize, kc: usize, c0: usize, cols: usize, dst: &mut 
             let seg = (b.cl - c % b.cl).min(c0 + cols - c);
             let base = b.col_base(c) + k0 * b.rs;
             let j = c - c0;
-            for (kk, d) in dst.chunks_exact_mut(NR).enumerate().take(kc) {
-                let src = &b.data[base + kk * b.rs..][..seg];
-                d[j..j + seg].copy_from_slice(src);
+            if seg == NR {
+                // Whole rows: fixed-size copies, inlined as vector moves (a call to
+                // memmove per 48 values costs as much as the copy).
+                for (kk, d) in dst.chunks_exact_mut(NR).enumerate().take(kc) {
+                    let src = b.data[base + kk * b.rs..].first_chunk::<NR>();
+                    if let (Some(d), Some(src)) = (d.first_chunk_mut::<NR>(), src) {
+                        *d = *src;
+                    }
+                }
+            } else {
+                for (kk, d) in dst.chunks_exact_mut(NR).enumerate().take(kc) {
+                    let src = &b.data[base + kk * b.rs..][..seg];
+                    d[j..j + seg].copy_from_slice(src);
+                }
             }
             c += seg;
         }
@@ -593,7 +632,24 @@ fn pack_b(b: &View<'_>, k0: usize, kc: usize, c0: usize, cols: usize, dst: &mut 
         for (kb, d) in dst.chunks_mut(16 * NR).enumerate().take(kc.div_ceil(16)) {
             let k1 = k0 + kb * 16;
             let len = (kc - kb * 16).min(16);
-            for j in 0..cols {
+            let mut done = 0;
+            #[cfg(target_arch = "x86_64")]
+            if len == 16 && avx512_detected() {
+                // 16 columns × 16 k at a time, transposed in registers.
+                while done + 16 <= cols {
+                    let rows: [&[f32; 16]; 16] = std::array::from_fn(|i| {
+                        b.data[b.col_base(c0 + done + i) + k1..]
+                            .first_chunk::<16>()
+                            .expect("the view fits: checked before packing")
+                    });
+                    // SAFETY: `transpose16` only needs the `avx512f` target feature,
+                    // detected on this CPU just above; it reads and writes through
+                    // references and slices.
+                    unsafe { avx512::transpose16(&rows, d, done) };
+                    done += 16;
+                }
+            }
+            for j in done..cols {
                 let src = &b.data[b.col_base(c0 + j) + k1..][..len];
                 for (t, v) in src.iter().enumerate() {
                     d[t * NR + j] = *v;
@@ -844,9 +900,85 @@ fn corr_tile(
 mod avx512 {
     use super::{Corr, MR, NR, Out, ROWS, Store, TAPS, write_tile};
     use std::arch::x86_64::{
-        __m512, _mm512_add_ps, _mm512_fmadd_ps, _mm512_loadu_ps, _mm512_reduce_add_ps,
-        _mm512_set1_ps, _mm512_setzero_ps, _mm512_storeu_ps,
+        __m512, _mm512_add_ps, _mm512_castpd_ps, _mm512_castps_pd, _mm512_fmadd_ps,
+        _mm512_loadu_ps, _mm512_reduce_add_ps, _mm512_set1_ps, _mm512_setzero_ps,
+        _mm512_shuffle_f32x4, _mm512_storeu_ps, _mm512_unpackhi_pd, _mm512_unpackhi_ps,
+        _mm512_unpacklo_pd, _mm512_unpacklo_ps,
     };
+
+    /// Writes the 16×16 transpose of `rows` into `dst`: row `t` of the result (element
+    /// `t` of every input row) at `dst[t·NR + j ..][..16]`.
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn transpose16(rows: &[&[f32; 16]; 16], dst: &mut [f32], j: usize) {
+        let r: [__m512; 16] = std::array::from_fn(|i| load(rows[i]));
+        for (t, v) in transposed(&r).into_iter().enumerate() {
+            store(lanes_mut(dst, t * NR + j), v);
+        }
+    }
+
+    /// Writes the 16×8 transpose of eight 16-value `rows` into `dst`: row `t` (element
+    /// `t` of every input row) at `dst[t·MR..][..8]` (A's packed micro-panel layout).
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn transpose8x16(rows: &[&[f32; 16]; MR], dst: &mut [f32]) {
+        let z = _mm512_setzero_ps();
+        let r: [__m512; 16] = std::array::from_fn(|i| if i < MR { load(rows[i]) } else { z });
+        for (t, v) in transposed(&r).into_iter().enumerate() {
+            // The low eight lanes hold input rows 0..8.
+            let (d, _) = dst[t * MR..]
+                .split_first_chunk_mut::<MR>()
+                .expect("a packed panel has 16 rows of 8 here");
+            let mut lanes = [0f32; 16];
+            store(&mut lanes, v);
+            d.copy_from_slice(&lanes[..MR]);
+        }
+    }
+
+    /// The 16×16 transpose of `r` (result `t` = element `t` of every row). Four stages of
+    /// in-register shuffles: 32-bit and 64-bit interleaves inside 128-bit blocks, then
+    /// two exchanges of whole blocks.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn transposed(r: &[__m512; 16]) -> [__m512; 16] {
+        // s[2i] / s[2i+1]: rows 2i, 2i+1 interleaved (elements 0,1 / 2,3 of each block).
+        let s: [__m512; 16] = std::array::from_fn(|i| {
+            let (a, b) = (r[i & !1], r[i | 1]);
+            if i % 2 == 0 {
+                _mm512_unpacklo_ps(a, b)
+            } else {
+                _mm512_unpackhi_ps(a, b)
+            }
+        });
+        // q[4g + jj]: block b holds element 4b + jj of rows 4g..4g+3.
+        let q: [__m512; 16] = std::array::from_fn(|i| {
+            let (g, jj) = (i / 4, i % 4);
+            let (a, c) = (s[4 * g + jj / 2], s[4 * g + 2 + jj / 2]);
+            let (a, c) = (_mm512_castps_pd(a), _mm512_castps_pd(c));
+            _mm512_castpd_ps(if jj % 2 == 0 {
+                _mm512_unpacklo_pd(a, c)
+            } else {
+                _mm512_unpackhi_pd(a, c)
+            })
+        });
+        let mut res = [_mm512_setzero_ps(); 16];
+        for jj in 0..4 {
+            let (q0, q1, q2, q3) = (q[jj], q[4 + jj], q[8 + jj], q[12 + jj]);
+            let x0 = _mm512_shuffle_f32x4::<0x44>(q0, q1);
+            let x1 = _mm512_shuffle_f32x4::<0xEE>(q0, q1);
+            let x2 = _mm512_shuffle_f32x4::<0x44>(q2, q3);
+            let x3 = _mm512_shuffle_f32x4::<0xEE>(q2, q3);
+            let out = [
+                _mm512_shuffle_f32x4::<0x88>(x0, x2),
+                _mm512_shuffle_f32x4::<0xDD>(x0, x2),
+                _mm512_shuffle_f32x4::<0x88>(x1, x3),
+                _mm512_shuffle_f32x4::<0xDD>(x1, x3),
+            ];
+            // out[b] is output row 4b + jj.
+            for (b, v) in out.into_iter().enumerate() {
+                res[4 * b + jj] = v;
+            }
+        }
+        res
+    }
 
     /// See [`super::corr_tile`].
     #[target_feature(enable = "avx512f")]
