@@ -612,8 +612,17 @@ fn pack_b(b: &View<'_>, k0: usize, kc: usize, c0: usize, cols: usize, dst: &mut 
             let base = b.col_base(c) + k0 * b.rs;
             let j = c - c0;
             if seg == NR {
-                // Whole rows: fixed-size copies, inlined as vector moves (a call to
-                // memmove per 48 values costs as much as the copy).
+                // Whole rows: three vector moves each where the CPU has AVX-512 (built for
+                // the baseline CPU, a 192-byte copy is a call to memmove per row, as
+                // costly as the copy).
+                #[cfg(target_arch = "x86_64")]
+                if avx512_detected() {
+                    // SAFETY: `copy_rows` only needs the `avx512f` target feature,
+                    // detected on this CPU just above; it reads and writes through slices.
+                    unsafe { avx512::copy_rows(&b.data[base..], b.rs, dst, kc) };
+                    c += seg;
+                    continue;
+                }
                 for (kk, d) in dst.chunks_exact_mut(NR).enumerate().take(kc) {
                     let src = b.data[base + kk * b.rs..].first_chunk::<NR>();
                     if let (Some(d), Some(src)) = (d.first_chunk_mut::<NR>(), src) {
@@ -905,6 +914,17 @@ mod avx512 {
         _mm512_shuffle_f32x4, _mm512_storeu_ps, _mm512_unpackhi_pd, _mm512_unpackhi_ps,
         _mm512_unpacklo_pd, _mm512_unpacklo_ps,
     };
+
+    /// Copies `kc` rows of [`NR`] values, `src` rows `rs` apart, into `dst` (`[kc][NR]`).
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn copy_rows(src: &[f32], rs: usize, dst: &mut [f32], kc: usize) {
+        for (kk, d) in dst.chunks_exact_mut(NR).enumerate().take(kc) {
+            let row = &src[kk * rs..][..NR];
+            for v in 0..NR / 16 {
+                store(lanes_mut(d, 16 * v), load(lanes(row, 16 * v)));
+            }
+        }
+    }
 
     /// Writes the 16×16 transpose of `rows` into `dst`: row `t` of the result (element
     /// `t` of every input row) at `dst[t·NR + j ..][..16]`.
