@@ -17,11 +17,16 @@
 //! weight gradient is `Gᵀ [Σ dM[ξ]·V[ξ]ᵀ] G` and the input gradient scatters
 //! `B [U[ξ]ᵀ·dM[ξ]] Bᵀ` back over the overlapping input tiles.
 //!
-//! Images are processed in lane groups of 16: every array is laid out with the image as
+//! Images are processed in lane groups of 16 (one rayon task per group, its
+//! Winograd-domain arrays in per-thread scratch): every array is laid out with the image as
 //! its fastest axis, so each transform is a handful of 16-wide vector additions (compiled
-//! for AVX-512 where the CPU has it, see [`crate::sgemm`]'s `vectorised`). Batches are
-//! padded with zero images to a multiple of 16, so the op is used for batches of at least
-//! [`MIN_BATCH`]. Window ties and NaN follow the fused pool's rules
+//! for AVX-512 and FMA where the CPU has them, see `simd_fn!`). Batches are padded with
+//! zero images to a multiple of 16, so [`crate::Conv2d::forward_relu_max_pool2d`] uses the
+//! op for batches of at least [`MIN_BATCH`].
+//!
+//! With fewer than 8 input channels (the network's first layer) the block runs as a direct
+//! 3×3 convolution in the same layout and with the same pooling epilogue: there the
+//! Winograd GEMMs would have a single row. Window ties and NaN follow the fused pool's rules
 //! ([`crate::cpu_pool`]): the first maximum in row-major order wins, a NaN wins, and a
 //! window whose maximum is not positive passes no gradient. Floating-point results differ
 //! from the direct convolution by rounding only (the transforms' constants are 0, ±1
