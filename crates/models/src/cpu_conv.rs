@@ -324,7 +324,7 @@ impl CustomOp3 for ConvOp {
 type Grads = (Option<Tensor>, Option<Tensor>, Option<Tensor>);
 
 /// Runs `f` on the contiguous `f32` data of a CPU tensor.
-fn with_f32<R>(
+pub(crate) fn with_f32<R>(
     t: &Tensor,
     what: &str,
     f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
@@ -332,7 +332,7 @@ fn with_f32<R>(
     let (storage, layout) = t.storage_and_layout();
     let candle_core::Storage::Cpu(cpu) = &*storage else {
         return Err(candle_core::Error::Msg(format!(
-            "conv2d fast path: {what} is not on the CPU"
+            "CPU fast path: {what} is not on the CPU"
         )));
     };
     f(f32_slice(cpu, layout, what)?)

@@ -42,7 +42,7 @@ use std::sync::Mutex;
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Shape, Tensor};
 use rayon::prelude::*;
 
-use crate::cpu_conv::f32_slice;
+use crate::cpu_conv::{f32_slice, with_f32};
 use crate::cpu_pool::later_wins;
 use crate::sgemm::{View, cpu_sgemm_active, sgemm_serial};
 
@@ -908,21 +908,6 @@ impl CustomOp3 for WinogradBlock {
             .transpose()?;
         Ok((grad_x, grad_w, grad_b))
     }
-}
-
-/// Runs `f` on the contiguous `f32` data of a CPU tensor.
-fn with_f32<R>(
-    t: &Tensor,
-    what: &str,
-    f: impl FnOnce(&[f32]) -> candle_core::Result<R>,
-) -> candle_core::Result<R> {
-    let (storage, layout) = t.storage_and_layout();
-    let candle_core::Storage::Cpu(cpu) = &*storage else {
-        return Err(candle_core::Error::Msg(format!(
-            "conv3x3 + ReLU + max-pool: {what} is not on the CPU"
-        )));
-    };
-    f(f32_slice(cpu, layout, what)?)
 }
 
 /// Whether [`conv3x3_relu_max_pool2d`] is the fast choice for this block: CPU `f32`

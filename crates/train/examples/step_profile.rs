@@ -34,13 +34,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     params.sort_by(|a, b| a.0.cmp(&b.0));
     let mut opt = Adam::new(params, AdamConfig::default())?;
     let b = 64;
-    let x = Tensor::from_vec(
-        (0..b * 784)
-            .map(|i| ((i * 7919) % 255) as f32 / 255.0)
-            .collect::<Vec<_>>(),
-        (b, 1, 28, 28),
-        &dev,
-    )?;
+    let x = input_batch(b)?;
     let y = Tensor::from_vec((0..b).map(|i| (i % 2) as f32).collect::<Vec<_>>(), b, &dev)?;
     println!("cxr AVX-512 GEMM active: {}", cpu_sgemm_active());
     // `--variant LABEL` times that one variant only (e.g. under `perf stat`, whose CPU
@@ -124,19 +118,23 @@ fn step(
     Ok(())
 }
 
-/// `--infer`: eval-mode forward of a batch of 256 (the bench's batched inference), ms per
-/// image (median and fastest of 30 after 3 warm-ups), with the fused Winograd block on and
-/// off, alternating.
-fn infer(model: &SeedCnn) -> Result<(), Box<dyn std::error::Error>> {
-    let dev = Device::Cpu;
-    let b = 256;
-    let x = Tensor::from_vec(
+/// A fixed, deterministic batch of `b` 28×28 grayscale images in [0, 1].
+fn input_batch(b: usize) -> candle_core::Result<Tensor> {
+    Tensor::from_vec(
         (0..b * 784)
             .map(|i| ((i * 7919) % 255) as f32 / 255.0)
             .collect::<Vec<_>>(),
         (b, 1, 28, 28),
-        &dev,
-    )?;
+        &Device::Cpu,
+    )
+}
+
+/// `--infer`: eval-mode forward of a batch of 256 (the bench's batched inference), ms per
+/// image (median and fastest of 30 after 3 warm-ups), with the fused Winograd block on and
+/// off, alternating.
+fn infer(model: &SeedCnn) -> Result<(), Box<dyn std::error::Error>> {
+    let b = 256;
+    let x = input_batch(b)?;
     let mut times = [Vec::new(), Vec::new()];
     for i in 0..33 {
         for (wino, t) in [true, false].into_iter().zip(times.iter_mut()) {
