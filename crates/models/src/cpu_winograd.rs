@@ -674,8 +674,9 @@ const DIRECT_BELOW: usize = 8;
 
 /// The fused block as a custom op; keeps the forward's winner codes for the backward.
 struct WinogradBlock {
-    /// Winner codes `[K][n]`, filled by the forward.
-    codes: Mutex<Option<Vec<u8>>>,
+    /// What the forward leaves for the backward: the winner codes (`[groups][K][nt]`)
+    /// and the transformed kernel `U` (`[16][K][C]`; empty on the direct path).
+    saved: Mutex<Option<(Vec<u8>, Vec<f32>)>>,
 }
 
 fn lock_err() -> candle_core::Error {
@@ -747,7 +748,7 @@ impl CustomOp3 for WinogradBlock {
                     Ok::<(), candle_core::Error>(())
                 })
             })?;
-        *self.codes.lock().map_err(|_| lock_err())? = Some(codes);
+        *self.saved.lock().map_err(|_| lock_err())? = Some((codes, u));
         Ok((CpuStorage::F32(out), Shape::from((g.b, g.k, g.ty, g.tx))))
     }
 
@@ -760,8 +761,8 @@ impl CustomOp3 for WinogradBlock {
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let g = WGeom::new(x.dims(), w.dims())?;
-        let codes = self
-            .codes
+        let (codes, u) = self
+            .saved
             .lock()
             .map_err(|_| lock_err())?
             .take()
@@ -781,11 +782,6 @@ impl CustomOp3 for WinogradBlock {
             with_f32(&xc, "input", |xd| {
                 with_f32(&wc, "kernel", |wd| {
                     let direct = c < DIRECT_BELOW;
-                    let u = if want_x && !direct {
-                        kernel_transform(wd, &g)
-                    } else {
-                        Vec::new()
-                    };
                     let dx_parts: Vec<Option<&mut [f32]>> = if want_x {
                         dx.chunks_mut(L * c * hw).map(Some).collect()
                     } else {
@@ -955,7 +951,7 @@ pub fn conv3x3_relu_max_pool2d(
         &w,
         &bias,
         WinogradBlock {
-            codes: Mutex::new(None),
+            saved: Mutex::new(None),
         },
     )
 }
