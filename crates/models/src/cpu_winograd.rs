@@ -44,7 +44,7 @@ use rayon::prelude::*;
 
 use crate::cpu_conv::{f32_slice, with_f32};
 use crate::cpu_pool::later_wins;
-use crate::sgemm::{View, cpu_sgemm_active, sgemm_serial};
+use crate::sgemm::{PackedA, View, cpu_sgemm_active, sgemm_packed_a, sgemm_serial, transpose16x16};
 
 /// Images per lane group (one 512-bit vector of `f32`).
 const L: usize = 16;
@@ -296,15 +296,35 @@ fn fma_v(acc: &mut V16, a: &V16, x: &V16) {
 /// The images of lane group `gp` → zero-padded, lane-interleaved planes `[C][hp][wp][16]`
 /// (padding 1 on the top and left; the tiles read every input row and column).
 fn lanes_in(x: &[f32], g: &WGeom, gp: usize, xt: &mut [f32]) {
+    static ZERO: [f32; L] = [0.0; L];
     let (wp, hw, plane) = (g.wp(), g.h * g.w, g.plane());
+    let lanes = L.min(g.b - gp * L);
+    let at = |q: usize| ((q / g.w + 1) * wp + q % g.w + 1) * L;
     xt.fill(0.0);
+    let mut t = [[0f32; L]; L];
     for (ch, dst) in xt.chunks_exact_mut(plane).enumerate() {
-        for lane in 0..L.min(g.b - gp * L) {
-            let src = &x[((gp * L + lane) * g.c + ch) * hw..][..hw];
-            for (y, row) in src.chunks_exact(g.w).enumerate() {
-                for (xx, v) in row.iter().enumerate() {
-                    dst[((y + 1) * wp + xx + 1) * L + lane] = *v;
+        let src = |lane: usize| &x[((gp * L + lane) * g.c + ch) * hw..][..hw];
+        // 16 positions of all 16 images at a time, transposed in registers.
+        let mut p = 0;
+        while p + L <= hw {
+            let rows: [&[f32; L]; L] = std::array::from_fn(|lane| {
+                if lane < lanes {
+                    src(lane)[p..].first_chunk::<L>().unwrap_or(&ZERO)
+                } else {
+                    &ZERO
                 }
+            });
+            if !transpose16x16(&rows, &mut t) {
+                break;
+            }
+            for (j, v) in t.iter().enumerate() {
+                dst[at(p + j)..][..L].copy_from_slice(v);
+            }
+            p += L;
+        }
+        for lane in 0..lanes {
+            for (q, v) in src(lane).iter().enumerate().skip(p) {
+                dst[at(q) + lane] = *v;
             }
         }
     }
@@ -372,6 +392,41 @@ fn gemms<'a>(
         }
     }
     Ok(())
+}
+
+/// The 16 GEMMs `out[ξ] = a[ξ]·b(ξ)` with each `a[ξ]` packed once for the whole batch
+/// and `b(ξ)` read in place.
+fn gemms_packed<'a>(
+    n: usize,
+    a: &[PackedA],
+    b: impl Fn(usize) -> View<'a>,
+    out: &mut [f32],
+) -> candle_core::Result<()> {
+    let per = out.len() / 16;
+    for ((xi, c), a) in out.chunks_exact_mut(per).enumerate().zip(a) {
+        if sgemm_packed_a(n, a, b(xi), c).is_none() {
+            return Err(candle_core::Error::Msg(format!(
+                "conv3x3 + ReLU + max-pool: Winograd GEMM ({per} outputs, {n} columns) does not fit its operands"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The 16 matrices `U[ξ]` (`K × C`, or `C × K` when `transposed`) of a transformed
+/// kernel packed for [`gemms_packed`]; `None` when a depth is over one GEMM block.
+fn packed_kernel(u: &[f32], g: &WGeom, transposed: bool) -> Option<Vec<PackedA>> {
+    let (k, c) = (g.k, g.c);
+    (0..16)
+        .map(|xi| {
+            let ux = &u[xi * k * c..][..k * c];
+            if transposed {
+                PackedA::new(View::strided(ux, 1, c), c, k)
+            } else {
+                PackedA::new(View::row_major(ux, c), k, c)
+            }
+        })
+        .collect()
 }
 
 simd_fn! {
@@ -657,12 +712,30 @@ fn direct_backward(
 /// `dx` (the group's images, `[b][C][H][W]`).
 fn lanes_out(dxt: &[f32], g: &WGeom, dx: &mut [f32]) {
     let (c, wp, plane, hw) = (g.c, g.wp(), g.plane(), g.h * g.w);
-    for (bc, d) in dx.chunks_exact_mut(hw).enumerate() {
-        let (lane, ch) = (bc / c, bc % c);
+    let lanes = dx.len() / (c * hw);
+    let at = |q: usize| ((q / g.w + 1) * wp + q % g.w + 1) * L;
+    let mut t = [[0f32; L]; L];
+    for ch in 0..c {
         let src = &dxt[ch * plane..][..plane];
-        for (y, row) in d.chunks_exact_mut(g.w).enumerate() {
-            for (xx, v) in row.iter_mut().enumerate() {
-                *v = src[((y + 1) * wp + xx + 1) * L + lane];
+        // 16 positions of all 16 lanes at a time, transposed in registers.
+        let mut p = 0;
+        while p + L <= hw {
+            let rows: [&[f32; L]; L] = std::array::from_fn(|j| {
+                src[at(p + j)..]
+                    .first_chunk::<L>()
+                    .expect("positions lie inside the padded plane")
+            });
+            if !transpose16x16(&rows, &mut t) {
+                break;
+            }
+            for (lane, v) in t.iter().enumerate().take(lanes) {
+                dx[(lane * c + ch) * hw + p..][..L].copy_from_slice(v);
+            }
+            p += L;
+        }
+        for lane in 0..lanes {
+            for q in p..hw {
+                dx[(lane * c + ch) * hw + q] = src[at(q) + lane];
             }
         }
     }
@@ -716,6 +789,11 @@ impl CustomOp3 for WinogradBlock {
         } else {
             kernel_transform(w, &g)
         };
+        let ua = if direct {
+            None
+        } else {
+            packed_kernel(&u, &g, false)
+        };
         let mut out = vec![0f32; g.b * k * t];
         let mut codes = vec![NONE; g.groups * k * nt];
         // One task per lane group of 16 images, its Winograd-domain arrays in scratch.
@@ -736,14 +814,18 @@ impl CustomOp3 for WinogradBlock {
                     }
                     input_transform(xt, &g, v);
                     let v = &*v;
-                    gemms(
-                        k,
-                        nt,
-                        c,
-                        |xi| View::row_major(&u[xi * k * c..][..k * c], c),
-                        |xi| View::row_major(&v[xi * c * nt..][..c * nt], nt),
-                        mm,
-                    )?;
+                    let vb = |xi: usize| View::row_major(&v[xi * c * nt..][..c * nt], nt);
+                    match &ua {
+                        Some(ua) => gemms_packed(nt, ua, vb, mm)?,
+                        None => gemms(
+                            k,
+                            nt,
+                            c,
+                            |xi| View::row_major(&u[xi * k * c..][..k * c], c),
+                            vb,
+                            mm,
+                        )?,
+                    }
                     output_transform(mm, bias, &g, o, cd);
                     Ok::<(), candle_core::Error>(())
                 })
@@ -778,6 +860,11 @@ impl CustomOp3 for WinogradBlock {
         let xc = x.detach().contiguous()?;
         let wc = w.detach().contiguous()?;
         let mut dx = vec![0f32; if want_x { g.b * c * hw } else { 0 }];
+        let uta = if want_x && c >= DIRECT_BELOW {
+            packed_kernel(&u, &g, true)
+        } else {
+            None
+        };
         let (db, dut) = with_f32(&grad, "gradient", |dp| {
             with_f32(&xc, "input", |xd| {
                 with_f32(&wc, "kernel", |wd| {
@@ -846,14 +933,20 @@ impl CustomOp3 for WinogradBlock {
                                 };
                                 if let Some(dxg) = dxg {
                                     // dV[ξ] = U[ξ]ᵀ·dM[ξ]: C × tiles over K.
-                                    gemms(
-                                        c,
-                                        nt,
-                                        k,
-                                        |xi| View::strided(&u[xi * k * c..][..k * c], 1, c),
-                                        |xi| View::row_major(&dm[xi * k * nt..][..k * nt], nt),
-                                        dv,
-                                    )?;
+                                    let dmb = |xi: usize| {
+                                        View::row_major(&dm[xi * k * nt..][..k * nt], nt)
+                                    };
+                                    match &uta {
+                                        Some(uta) => gemms_packed(nt, uta, dmb, dv)?,
+                                        None => gemms(
+                                            c,
+                                            nt,
+                                            k,
+                                            |xi| View::strided(&u[xi * k * c..][..k * c], 1, c),
+                                            dmb,
+                                            dv,
+                                        )?,
+                                    }
                                     input_grad(dv, &g, xt, dxg);
                                 }
                                 Ok((db, dut))

@@ -435,6 +435,100 @@ fn gemm_rows<B: PackB>(
         });
 }
 
+/// `out[j][i] = rows[i][j]`: a 16×16 transpose in registers (the lane interleaving of
+/// `cpu_winograd`). Returns `false`, leaving `out` untouched, where the CPU has no
+/// AVX-512.
+pub(crate) fn transpose16x16(rows: &[&[f32; 16]; 16], out: &mut [[f32; 16]; 16]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if avx512_detected() {
+        // SAFETY: `transpose_block` only needs the `avx512f` target feature, detected on
+        // this CPU just above; it reads and writes through references.
+        unsafe { avx512::transpose_block(rows, out) };
+        return true;
+    }
+    let _ = (rows, out);
+    false
+}
+
+/// An `m × k` matrix (`k ≤ KC`) packed once into the kernel's [`MR`]-row micro-panels,
+/// for products that reuse it many times ([`sgemm_packed_a`]: a Winograd kernel shared
+/// by every lane group of a batch).
+pub(crate) struct PackedA {
+    data: Vec<f32>,
+    m: usize,
+    k: usize,
+}
+
+impl PackedA {
+    /// Packs `a` (`m × k`); `None` when the view does not fit or `k` is over one block.
+    pub(crate) fn new(a: View<'_>, m: usize, k: usize) -> Option<Self> {
+        if !a.fits(m, k) || k > KC {
+            return None;
+        }
+        let mut data = vec![0f32; m.div_ceil(MR) * MR * k];
+        if k > 0 {
+            for (p, dst) in data.chunks_exact_mut(MR * k).enumerate() {
+                let r0 = p * MR;
+                pack_a(&a, r0, (m - r0).min(MR), 0, k, dst);
+            }
+        }
+        Some(Self { data, m, k })
+    }
+}
+
+/// `C = A·B` on the calling thread, `C` row-major `m × n`, with `A` packed beforehand and
+/// `B` a row-major `k × n` view (any row stride) read in place: no packing per call, where
+/// [`sgemm_serial`] packs both operands every time. `None` when `c` or `b` does not fit
+/// the shapes or `b` is not row-major.
+pub(crate) fn sgemm_packed_a(n: usize, a: &PackedA, b: View<'_>, c: &mut [f32]) -> Option<()> {
+    packed_a_with(n, a, b, c, cpu_sgemm_active())
+}
+
+fn packed_a_with(n: usize, a: &PackedA, b: View<'_>, c: &mut [f32], simd: bool) -> Option<()> {
+    let (m, k) = (a.m, a.k);
+    if c.len() != m * n || b.cs != 1 || b.cl != usize::MAX || !b.fits(k, n) {
+        return None;
+    }
+    if m == 0 || n == 0 {
+        return Some(());
+    }
+    if k == 0 {
+        c.fill(0.0);
+        return Some(());
+    }
+    let mut out = Out { data: c, m, l: n };
+    let mut panel = Vec::new();
+    let mut j0 = 0;
+    while j0 < n {
+        let cols = (n - j0).min(NR);
+        #[cfg(target_arch = "x86_64")]
+        if simd && cols == NR && avx512_detected() {
+            // SAFETY: `block_in_place` only needs the `avx512f` target feature, detected
+            // on this CPU just above; all its memory accesses go through slices.
+            unsafe { avx512::block_in_place(&a.data, &b.data[j0..], b.rs, k, m, j0, &mut out) };
+            j0 += NR;
+            continue;
+        }
+        // A partial panel (or the portable kernel): packed, zero-padded.
+        panel.resize(NR * k, 0.0);
+        pack_b(&b, 0, k, j0, cols, &mut panel);
+        block(
+            &a.data,
+            &panel,
+            k,
+            0,
+            m,
+            j0,
+            cols,
+            &mut out,
+            Store::Set(None),
+            simd,
+        );
+        j0 += NR;
+    }
+    Some(())
+}
+
 #[allow(clippy::too_many_arguments)]
 /// One task: columns `cols` of `C` over `ks` of `k`, into `out` (whose column 0 is
 /// `cols.start`).
@@ -926,6 +1020,15 @@ mod avx512 {
         }
     }
 
+    /// See [`super::transpose16x16`].
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn transpose_block(rows: &[&[f32; 16]; 16], out: &mut [[f32; 16]; 16]) {
+        let r: [__m512; 16] = std::array::from_fn(|i| load(rows[i]));
+        for (o, v) in out.iter_mut().zip(transposed(&r)) {
+            store(o, v);
+        }
+    }
+
     /// Writes the 16×16 transpose of `rows` into `dst`: row `t` of the result (element
     /// `t` of every input row) at `dst[t·NR + j ..][..16]`.
     #[target_feature(enable = "avx512f")]
@@ -1142,40 +1245,81 @@ mod avx512 {
             for (pj, b) in bp.chunks_exact(NR * kc).enumerate() {
                 let c0 = pj * NR;
                 let cols = (nc - c0).min(NR);
-                let acc = tile(a, b);
-                let (m, l) = (out.m, out.l);
-                let (row0, col0) = (ic + r0, jc + c0);
-                if rows == MR && cols == NR && col0 % l + NR <= l {
-                    let base = (col0 / l) * m * l + col0 % l;
-                    for (r, accr) in acc.iter().enumerate() {
-                        let row = row0 + r;
-                        let dst = &mut out.data[base + row * l..][..NR];
-                        match store_mode {
-                            Store::Set(bias) => {
-                                let add = _mm512_set1_ps(bias.map_or(0.0, |b| b[row]));
-                                for (v, x) in accr.iter().enumerate() {
-                                    store(lanes_mut(dst, 16 * v), _mm512_add_ps(*x, add));
-                                }
-                            }
-                            Store::Add => {
-                                for (v, x) in accr.iter().enumerate() {
-                                    let d = lanes_mut(dst, 16 * v);
-                                    let s = _mm512_add_ps(load(d), *x);
-                                    store(d, s);
-                                }
-                            }
-                        }
-                    }
-                } else {
-                    let mut t = [[0f32; NR]; MR];
-                    for (tr, accr) in t.iter_mut().zip(&acc) {
+                put(&tile(a, b), out, ic + r0, rows, jc + c0, cols, store_mode);
+            }
+        }
+    }
+
+    /// All row panels of packed `ap` (`mc` rows, `kc` deep) against one whole [`NR`]-wide
+    /// panel of B read in place (row `kk` at `b[kk·rs..][..NR]`), stored at column `col0`.
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f")]
+    pub(super) fn block_in_place(
+        ap: &[f32],
+        b: &[f32],
+        rs: usize,
+        kc: usize,
+        mc: usize,
+        col0: usize,
+        out: &mut Out<'_>,
+    ) {
+        for (pi, a) in ap.chunks_exact(MR * kc).enumerate() {
+            let r0 = pi * MR;
+            let rows = (mc - r0).min(MR);
+            put(
+                &tile_rs(a, b, rs),
+                out,
+                r0,
+                rows,
+                col0,
+                NR,
+                Store::Set(None),
+            );
+        }
+    }
+
+    /// Stores the first `rows × cols` of a register tile at `(row0, col0)` of `out`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn put(
+        acc: &[[__m512; 3]; MR],
+        out: &mut Out<'_>,
+        row0: usize,
+        rows: usize,
+        col0: usize,
+        cols: usize,
+        store_mode: Store<'_>,
+    ) {
+        let (m, l) = (out.m, out.l);
+        if rows == MR && cols == NR && col0 % l + NR <= l {
+            let base = (col0 / l) * m * l + col0 % l;
+            for (r, accr) in acc.iter().enumerate() {
+                let row = row0 + r;
+                let dst = &mut out.data[base + row * l..][..NR];
+                match store_mode {
+                    Store::Set(bias) => {
+                        let add = _mm512_set1_ps(bias.map_or(0.0, |b| b[row]));
                         for (v, x) in accr.iter().enumerate() {
-                            store(lanes_mut(tr, 16 * v), *x);
+                            store(lanes_mut(dst, 16 * v), _mm512_add_ps(*x, add));
                         }
                     }
-                    write_tile(&t, out, row0, rows, col0, cols, store_mode);
+                    Store::Add => {
+                        for (v, x) in accr.iter().enumerate() {
+                            let d = lanes_mut(dst, 16 * v);
+                            let s = _mm512_add_ps(load(d), *x);
+                            store(d, s);
+                        }
+                    }
                 }
             }
+        } else {
+            let mut t = [[0f32; NR]; MR];
+            for (tr, accr) in t.iter_mut().zip(acc) {
+                for (v, x) in accr.iter().enumerate() {
+                    store(lanes_mut(tr, 16 * v), *x);
+                }
+            }
+            write_tile(&t, out, row0, rows, col0, cols, store_mode);
         }
     }
 
@@ -1185,6 +1329,26 @@ mod avx512 {
     fn tile(a: &[f32], b: &[f32]) -> [[__m512; 3]; MR] {
         let mut acc = [[_mm512_setzero_ps(); 3]; MR];
         for (av, bv) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
+            let b0 = load(lanes(bv, 0));
+            let b1 = load(lanes(bv, 16));
+            let b2 = load(lanes(bv, 32));
+            for (accr, &x) in acc.iter_mut().zip(av) {
+                let x = _mm512_set1_ps(x);
+                accr[0] = _mm512_fmadd_ps(x, b0, accr[0]);
+                accr[1] = _mm512_fmadd_ps(x, b1, accr[1]);
+                accr[2] = _mm512_fmadd_ps(x, b2, accr[2]);
+            }
+        }
+        acc
+    }
+
+    /// [`tile`] with B read in place: row `kk` of the panel at `b[kk·rs..][..NR]`.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn tile_rs(a: &[f32], b: &[f32], rs: usize) -> [[__m512; 3]; MR] {
+        let mut acc = [[_mm512_setzero_ps(); 3]; MR];
+        for (kk, av) in a.chunks_exact(MR).enumerate() {
+            let bv = &b[kk * rs..][..NR];
             let b0 = load(lanes(bv, 0));
             let b1 = load(lanes(bv, 16));
             let b2 = load(lanes(bv, 32));
@@ -1577,6 +1741,84 @@ mod tests {
             let mut out = vec![7f32; bad.co * bad.ci * bad.offs.len()];
             assert!(corr_with(&bad, &mut out, false).is_none());
             assert!(out.iter().all(|&v| v == 7.0), "output touched");
+        }
+    }
+
+    #[test]
+    fn packed_a_matches_f64_reference_with_b_in_place() {
+        let mut rng = ChaCha8Rng::seed_from_u64(11);
+        for simd in kernels() {
+            for (m, k) in [(1, 1), (7, 5), (8, 32), (9, 64), (64, 32), (130, KC)] {
+                for n in [1, 16, 47, 48, 49, 96, 144, 784] {
+                    let a = rand_vec(&mut rng, m * k);
+                    // B with 5 extra columns per row: read in place at its own stride.
+                    let rs = n + 5;
+                    let b = rand_vec(&mut rng, k * rs);
+                    for (av, name) in [
+                        (View::row_major(&a, k), "A"),
+                        (View::strided(&a, 1, m), "Aᵀ"),
+                    ] {
+                        let what = format!("m {m} n {n} k {k} simd {simd}: {name}");
+                        let pa = PackedA::new(av, m, k).expect("fits");
+                        let bv = View::strided(&b, rs, 1);
+                        let mut c = vec![f32::NAN; m * n];
+                        packed_a_with(n, &pa, bv, &mut c, simd)
+                            .unwrap_or_else(|| panic!("{what} declined"));
+                        assert_close(&what, k, &c, &reference(m, n, k, &av, &bv, n, None));
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn packed_a_declines_what_it_cannot_do() {
+        let a = vec![1f32; 8 * (KC + 1)];
+        assert!(
+            PackedA::new(View::row_major(&a, KC + 1), 8, KC + 1).is_none(),
+            "k over a block"
+        );
+        assert!(
+            PackedA::new(View::row_major(&a[..10], 4), 8, 4).is_none(),
+            "A too short"
+        );
+        let pa = PackedA::new(View::row_major(&a, 4), 8, 4).expect("fits");
+        let b = vec![1f32; 4 * 48];
+        let mut c = vec![0f32; 8 * 48];
+        assert!(
+            sgemm_packed_a(48, &pa, View::strided(&b, 1, 4), &mut c).is_none(),
+            "Bᵀ"
+        );
+        let mut c49 = vec![0f32; 8 * 49];
+        assert!(
+            sgemm_packed_a(49, &pa, View::row_major(&b, 49), &mut c49).is_none(),
+            "short B"
+        );
+        assert!(
+            sgemm_packed_a(48, &pa, View::row_major(&b, 48), &mut c[1..]).is_none(),
+            "short C"
+        );
+        let k0 = PackedA::new(View::row_major(&a, 1), 8, 0).expect("empty k");
+        let mut c = vec![f32::NAN; 8 * 3];
+        sgemm_packed_a(3, &k0, View::row_major(&b, 3), &mut c).expect("k = 0");
+        assert!(c.iter().all(|&v| v == 0.0), "no products: zeros");
+    }
+
+    #[test]
+    fn transpose16x16_transposes() {
+        let src: Vec<[f32; 16]> = (0..16)
+            .map(|i| std::array::from_fn(|j| (16 * i + j) as f32))
+            .collect();
+        let rows: [&[f32; 16]; 16] = std::array::from_fn(|i| &src[i]);
+        let mut out = [[f32::NAN; 16]; 16];
+        if !transpose16x16(&rows, &mut out) {
+            assert!(!avx512_detected(), "declined with AVX-512");
+            return;
+        }
+        for (j, row) in out.iter().enumerate() {
+            for (i, v) in row.iter().enumerate() {
+                assert_eq!(*v, (16 * i + j) as f32, "out[{j}][{i}]");
+            }
         }
     }
 
