@@ -605,11 +605,46 @@ fn din_tile(dv: &[f32], stride: usize, off: usize, dst: &mut [f32], at: usize, p
     }
 }
 
+/// The 4×4 input window of tile `(ty, tx)` in a padded plane: 16 lane vectors, row-major.
+#[inline(always)]
+fn window(src: &[f32], g: &WGeom, ty: usize, tx: usize) -> [V16; 16] {
+    let (wp, base) = (g.wp(), (2 * ty * g.wp() + 2 * tx) * L);
+    std::array::from_fn(|i| ld(src, base + ((i / 4) * wp + i % 4) * L))
+}
+
+/// Writes the pooled vectors of tiles `tt0..tt0 + n` of output channel `kk` (`n ≤ 16`,
+/// `pooled[j]` the 16 lanes of tile `tt0 + j`) into `out` (`[b][K][t]`, `images` of them).
+fn store_pooled(
+    pooled: &[V16; L],
+    n: usize,
+    tt0: usize,
+    kk: usize,
+    images: usize,
+    g: &WGeom,
+    out: &mut [f32],
+) {
+    let (k, t) = (g.k, g.tiles());
+    let rows: [&V16; L] = std::array::from_fn(|j| &pooled[j]);
+    let mut tr = [[0f32; L]; L];
+    if transpose16x16(&rows, &mut tr) {
+        for (l, v) in tr.iter().enumerate().take(images) {
+            out[(l * k + kk) * t + tt0..][..n].copy_from_slice(&v[..n]);
+        }
+    } else {
+        for (j, p) in pooled.iter().enumerate().take(n) {
+            for (l, v) in p.iter().enumerate().take(images) {
+                out[(l * k + kk) * t + tt0 + j] = *v;
+            }
+        }
+    }
+}
+
 simd_fn! {
 /// The direct variant for few input channels (the network's first layer, where the
 /// Winograd GEMMs would have a single row): one lane group's pooled outputs into `out`
 /// (`[b][K][ty·tx]`) and winner codes into `codes` (`[K][nt]`), from its padded planes.
-/// Tile by tile, so that a tile's input window stays in L1 across the output channels.
+/// Output channel by output channel, its nine weights per input channel in registers;
+/// pooled values go out 16 tiles at a time, transposed to the images' layout.
 fn direct_forward(
     xt: &[f32],
     w: &[f32],
@@ -618,28 +653,29 @@ fn direct_forward(
     out: &mut [f32],
     codes: &mut [u8],
 ) {
-    let (t, k, c, wp, plane) = (g.tiles(), g.k, g.c, g.wp(), g.plane());
+    let (t, k, c, plane) = (g.tiles(), g.k, g.c, g.plane());
     let nt = t * L;
     let images = out.len() / (k * t);
-    for ty in 0..g.ty {
-        for tx in 0..g.tx {
-            let tt = ty * g.tx + tx;
-            for kk in 0..k {
-                let mut y = [[0f32; L]; 4];
-                for ch in 0..c {
-                    let src = &xt[ch * plane..][..plane];
-                    for (tap, &wv) in w[(kk * c + ch) * 9..][..9].iter().enumerate() {
-                        let (a, b) = (tap / 3, tap % 3);
-                        for (q, yq) in y.iter_mut().enumerate() {
-                            let at = ((2 * ty + q / 2 + a) * wp + 2 * tx + q % 2 + b) * L;
-                            fma_s(yq, wv, &ld(src, at));
-                        }
+    let mut pooled = [[0f32; L]; L];
+    for kk in 0..k {
+        let mut tt0 = 0;
+        for tt in 0..t {
+            let (ty, tx) = (tt / g.tx, tt % g.tx);
+            let mut y = [[0f32; L]; 4];
+            for ch in 0..c {
+                let win = window(&xt[ch * plane..][..plane], g, ty, tx);
+                let wk: [f32; 9] = std::array::from_fn(|tap| w[(kk * c + ch) * 9 + tap]);
+                for (tap, &wv) in wk.iter().enumerate() {
+                    let (a, b) = (tap / 3, tap % 3);
+                    for (q, yq) in y.iter_mut().enumerate() {
+                        fma_s(yq, wv, &win[(q / 2 + a) * 4 + q % 2 + b]);
                     }
                 }
-                let pooled = pool_lanes(&y, bias[kk], &mut codes[kk * nt + tt * L..][..L]);
-                for (l, v) in pooled.iter().enumerate().take(images) {
-                    out[(l * k + kk) * t + tt] = *v;
-                }
+            }
+            pooled[tt - tt0] = pool_lanes(&y, bias[kk], &mut codes[kk * nt + tt * L..][..L]);
+            if tt - tt0 == L - 1 || tt == t - 1 {
+                store_pooled(&pooled, tt - tt0 + 1, tt0, kk, images, g, out);
+                tt0 = tt + 1;
             }
         }
     }
@@ -651,7 +687,8 @@ simd_fn! {
 /// lane-interleaved `[K][ty·tx][16]`) routed to each window's winner, into the weight
 /// gradient `dw` (`[K][C][3][3]`, added to) and, when given, the padded input-gradient
 /// planes `dxt` (`[C][hp][wp][16]`, added to); returns the bias gradient. Windows that
-/// pass no gradient in any lane are skipped.
+/// pass no gradient in any lane are skipped; a kernel's nine tap sums stay in registers
+/// across the tiles.
 fn direct_backward(
     xt: &[f32],
     w: &[f32],
@@ -663,48 +700,52 @@ fn direct_backward(
 ) -> Vec<f64> {
     let (t, k, c, wp, plane) = (g.tiles(), g.k, g.c, g.wp(), g.plane());
     let nt = t * L;
-    // Lane-wise sums: the weight gradient's per tap, the bias gradient's per channel.
     let mut dxt = dxt;
-    let mut acc = vec![[0f32; L]; k * c * 9];
-    let mut live_sum = vec![[0f32; L]; k];
-    for ty in 0..g.ty {
-        for tx in 0..g.tx {
-            let tt = ty * g.tx + tx;
-            for kk in 0..k {
+    let mut db = vec![0f64; k];
+    for kk in 0..k {
+        for ch in 0..c {
+            let src = &xt[ch * plane..][..plane];
+            let wk: [f32; 9] = std::array::from_fn(|tap| w[(kk * c + ch) * 9 + tap]);
+            // Lane-wise sums: the weight gradient's per tap, the bias gradient's.
+            let mut acc = [[0f32; L]; 9];
+            let mut live_sum = [0f32; L];
+            for tt in 0..t {
                 let code = &codes[kk * nt + tt * L..][..L];
                 if code.iter().all(|&cl| cl == NONE) {
                     continue;
                 }
+                let (ty, tx) = (tt / g.tx, tt % g.tx);
                 let (y, live) = routed(&dpl[(kk * t + tt) * L..][..L], code);
-                live_sum[kk] = add(&live_sum[kk], &live);
-                for ch in 0..c {
-                    let src = &xt[ch * plane..][..plane];
-                    for tap in 0..9 {
+                live_sum = add(&live_sum, &live);
+                let win = window(src, g, ty, tx);
+                for (tap, s) in acc.iter_mut().enumerate() {
+                    let (a, b) = (tap / 3, tap % 3);
+                    for (q, yq) in y.iter().enumerate() {
+                        fma_v(s, yq, &win[(q / 2 + a) * 4 + q % 2 + b]);
+                    }
+                }
+                if let Some(dxt) = dxt.as_deref_mut() {
+                    for (tap, &wv) in wk.iter().enumerate() {
                         let (a, b) = (tap / 3, tap % 3);
-                        let wv = w[(kk * c + ch) * 9 + tap];
-                        let s = &mut acc[(kk * c + ch) * 9 + tap];
                         for (q, yq) in y.iter().enumerate() {
                             let at = ((2 * ty + q / 2 + a) * wp + 2 * tx + q % 2 + b) * L;
-                            fma_v(s, yq, &ld(src, at));
-                            if let Some(dxt) = dxt.as_deref_mut() {
-                                let d = &mut dxt[ch * plane + at..][..L];
-                                let mut cur = ld(d, 0);
-                                fma_s(&mut cur, wv, yq);
-                                st(d, 0, &cur);
-                            }
+                            let d = &mut dxt[ch * plane + at..][..L];
+                            let mut cur = ld(d, 0);
+                            fma_s(&mut cur, wv, yq);
+                            st(d, 0, &cur);
                         }
                     }
                 }
             }
+            for (tap, a) in acc.iter().enumerate() {
+                dw[(kk * c + ch) * 9 + tap] += a.iter().sum::<f32>();
+            }
+            if ch == 0 {
+                db[kk] = live_sum.iter().map(|&x| f64::from(x)).sum();
+            }
         }
     }
-    for (d, a) in dw.iter_mut().zip(&acc) {
-        *d += a.iter().sum::<f32>();
-    }
-    live_sum
-        .iter()
-        .map(|v| v.iter().map(|&x| f64::from(x)).sum())
-        .collect()
+    db
 }
 }
 

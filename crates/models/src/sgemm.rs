@@ -1225,6 +1225,54 @@ mod avx512 {
         chunk
     }
 
+    /// Stores the first `rows × cols` of a register tile at `(row0, col0)` of `out`. A
+    /// macro, not a function: LLVM would not inline a call from both blocks, and passing
+    /// the 24 accumulators by reference spills them through the stack.
+    macro_rules! put {
+        ($acc:expr, $out:expr, $row0:expr, $rows:expr, $col0:expr, $cols:expr, $store_mode:expr) => {{
+            let (acc, out, row0, rows, col0, cols, store_mode): (
+                [[__m512; 3]; MR],
+                &mut Out<'_>,
+                usize,
+                usize,
+                usize,
+                usize,
+                Store<'_>,
+            ) = ($acc, $out, $row0, $rows, $col0, $cols, $store_mode);
+            let (m, l) = (out.m, out.l);
+            if rows == MR && cols == NR && col0 % l + NR <= l {
+                let base = (col0 / l) * m * l + col0 % l;
+                for (r, accr) in acc.iter().enumerate() {
+                    let row = row0 + r;
+                    let dst = &mut out.data[base + row * l..][..NR];
+                    match store_mode {
+                        Store::Set(bias) => {
+                            let add = _mm512_set1_ps(bias.map_or(0.0, |b| b[row]));
+                            for (v, x) in accr.iter().enumerate() {
+                                store(lanes_mut(dst, 16 * v), _mm512_add_ps(*x, add));
+                            }
+                        }
+                        Store::Add => {
+                            for (v, x) in accr.iter().enumerate() {
+                                let d = lanes_mut(dst, 16 * v);
+                                let s = _mm512_add_ps(load(d), *x);
+                                store(d, s);
+                            }
+                        }
+                    }
+                }
+            } else {
+                let mut t = [[0f32; NR]; MR];
+                for (tr, accr) in t.iter_mut().zip(&acc) {
+                    for (v, x) in accr.iter().enumerate() {
+                        store(lanes_mut(tr, 16 * v), *x);
+                    }
+                }
+                write_tile(&t, out, row0, rows, col0, cols, store_mode);
+            }
+        }};
+    }
+
     /// See [`super::block`].
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f")]
@@ -1245,7 +1293,13 @@ mod avx512 {
             for (pj, b) in bp.chunks_exact(NR * kc).enumerate() {
                 let c0 = pj * NR;
                 let cols = (nc - c0).min(NR);
-                put(&tile(a, b), out, ic + r0, rows, jc + c0, cols, store_mode);
+                // A partial last panel multiplies only the vectors it has columns in.
+                let acc = match cols.div_ceil(16) {
+                    1 => tile_v::<1>(a, b, NR),
+                    2 => tile_v::<2>(a, b, NR),
+                    _ => tile(a, b),
+                };
+                put!(acc, out, ic + r0, rows, jc + c0, cols, store_mode);
             }
         }
     }
@@ -1266,60 +1320,7 @@ mod avx512 {
         for (pi, a) in ap.chunks_exact(MR * kc).enumerate() {
             let r0 = pi * MR;
             let rows = (mc - r0).min(MR);
-            put(
-                &tile_rs(a, b, rs),
-                out,
-                r0,
-                rows,
-                col0,
-                NR,
-                Store::Set(None),
-            );
-        }
-    }
-
-    /// Stores the first `rows × cols` of a register tile at `(row0, col0)` of `out`.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn put(
-        acc: &[[__m512; 3]; MR],
-        out: &mut Out<'_>,
-        row0: usize,
-        rows: usize,
-        col0: usize,
-        cols: usize,
-        store_mode: Store<'_>,
-    ) {
-        let (m, l) = (out.m, out.l);
-        if rows == MR && cols == NR && col0 % l + NR <= l {
-            let base = (col0 / l) * m * l + col0 % l;
-            for (r, accr) in acc.iter().enumerate() {
-                let row = row0 + r;
-                let dst = &mut out.data[base + row * l..][..NR];
-                match store_mode {
-                    Store::Set(bias) => {
-                        let add = _mm512_set1_ps(bias.map_or(0.0, |b| b[row]));
-                        for (v, x) in accr.iter().enumerate() {
-                            store(lanes_mut(dst, 16 * v), _mm512_add_ps(*x, add));
-                        }
-                    }
-                    Store::Add => {
-                        for (v, x) in accr.iter().enumerate() {
-                            let d = lanes_mut(dst, 16 * v);
-                            let s = _mm512_add_ps(load(d), *x);
-                            store(d, s);
-                        }
-                    }
-                }
-            }
-        } else {
-            let mut t = [[0f32; NR]; MR];
-            for (tr, accr) in t.iter_mut().zip(acc) {
-                for (v, x) in accr.iter().enumerate() {
-                    store(lanes_mut(tr, 16 * v), *x);
-                }
-            }
-            write_tile(&t, out, row0, rows, col0, cols, store_mode);
+            put!(tile_rs(a, b, rs), out, r0, rows, col0, NR, Store::Set(None));
         }
     }
 
@@ -1337,6 +1338,25 @@ mod avx512 {
                 accr[0] = _mm512_fmadd_ps(x, b0, accr[0]);
                 accr[1] = _mm512_fmadd_ps(x, b1, accr[1]);
                 accr[2] = _mm512_fmadd_ps(x, b2, accr[2]);
+            }
+        }
+        acc
+    }
+
+    /// The first `V` vectors (`16·V` columns) of [`tile`], B rows `rs` apart; the other
+    /// accumulators stay zero.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn tile_v<const V: usize>(a: &[f32], b: &[f32], rs: usize) -> [[__m512; 3]; MR] {
+        let mut acc = [[_mm512_setzero_ps(); 3]; MR];
+        for (kk, av) in a.chunks_exact(MR).enumerate() {
+            let bv = &b[kk * rs..][..16 * V];
+            let bx: [__m512; V] = std::array::from_fn(|v| load(lanes(bv, 16 * v)));
+            for (accr, &x) in acc.iter_mut().zip(av) {
+                let x = _mm512_set1_ps(x);
+                for (a, b) in accr.iter_mut().zip(&bx) {
+                    *a = _mm512_fmadd_ps(x, *b, *a);
+                }
             }
         }
         acc
