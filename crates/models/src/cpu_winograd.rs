@@ -318,7 +318,9 @@ fn lanes_in(x: &[f32], g: &WGeom, gp: usize, xt: &mut [f32]) {
                 break;
             }
             for (j, v) in t.iter().enumerate() {
-                dst[at(p + j)..][..L].copy_from_slice(v);
+                if let Some(d) = dst[at(p + j)..].first_chunk_mut::<L>() {
+                    *d = *v;
+                }
             }
             p += L;
         }
@@ -628,7 +630,13 @@ fn store_pooled(
     let mut tr = [[0f32; L]; L];
     if transpose16x16(&rows, &mut tr) {
         for (l, v) in tr.iter().enumerate().take(images) {
-            out[(l * k + kk) * t + tt0..][..n].copy_from_slice(&v[..n]);
+            let dst = &mut out[(l * k + kk) * t + tt0..][..n];
+            if let (Some(d), Some(v)) = (dst.first_chunk_mut::<L>(), v.first_chunk::<L>()) {
+                // A whole row of 16 as one fixed-size move (a slice copy is a memmove call).
+                *d = *v;
+            } else {
+                dst.copy_from_slice(&v[..n]);
+            }
         }
     } else {
         for (j, p) in pooled.iter().enumerate().take(n) {
@@ -717,11 +725,12 @@ fn direct_backward(
                 let (ty, tx) = (tt / g.tx, tt % g.tx);
                 let (y, live) = routed(&dpl[(kk * t + tt) * L..][..L], code);
                 live_sum = add(&live_sum, &live);
-                let win = window(src, g, ty, tx);
+                // The window read in place (built as an array, it would be copied).
+                let base = (2 * ty * wp + 2 * tx) * L;
                 for (tap, s) in acc.iter_mut().enumerate() {
                     let (a, b) = (tap / 3, tap % 3);
                     for (q, yq) in y.iter().enumerate() {
-                        fma_v(s, yq, &win[(q / 2 + a) * 4 + q % 2 + b]);
+                        fma_v(s, yq, &ld(src, base + ((q / 2 + a) * wp + q % 2 + b) * L));
                     }
                 }
                 if let Some(dxt) = dxt.as_deref_mut() {
@@ -770,7 +779,9 @@ fn lanes_out(dxt: &[f32], g: &WGeom, dx: &mut [f32]) {
                 break;
             }
             for (lane, v) in t.iter().enumerate().take(lanes) {
-                dx[(lane * c + ch) * hw + p..][..L].copy_from_slice(v);
+                if let Some(d) = dx[(lane * c + ch) * hw + p..].first_chunk_mut::<L>() {
+                    *d = *v;
+                }
             }
             p += L;
         }

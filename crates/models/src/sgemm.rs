@@ -118,8 +118,14 @@ impl<'a> View<'a> {
         }
     }
 
+    #[inline]
     fn col_base(&self, c: usize) -> usize {
-        (c / self.cl) * self.cg + (c % self.cl) * self.cs
+        if self.cl == usize::MAX {
+            // Not grouped: no division (packing calls this per row of a block).
+            c * self.cs
+        } else {
+            (c / self.cl) * self.cg + (c % self.cl) * self.cs
+        }
     }
 
     /// Whether every element of a `rows × cols` matrix lies inside `data`.
