@@ -300,9 +300,18 @@ fn lanes_in(x: &[f32], g: &WGeom, gp: usize, xt: &mut [f32]) {
     let (wp, hw, plane) = (g.wp(), g.h * g.w, g.plane());
     let lanes = L.min(g.b - gp * L);
     let at = |q: usize| ((q / g.w + 1) * wp + q % g.w + 1) * L;
-    xt.fill(0.0);
+    let hp = g.hp();
     let mut t = [[0f32; L]; L];
     for (ch, dst) in xt.chunks_exact_mut(plane).enumerate() {
+        // Zero the padding only (the first row and column, the rows and columns past the
+        // image); every interior value is written below, all 16 lanes of it.
+        let row = wp * L;
+        dst[..row].fill(0.0);
+        dst[(g.h + 1) * row..hp * row].fill(0.0);
+        for y in 1..=g.h {
+            dst[y * row..][..L].fill(0.0);
+            dst[y * row + (g.w + 1) * L..(y + 1) * row].fill(0.0);
+        }
         let src = |lane: usize| &x[((gp * L + lane) * g.c + ch) * hw..][..hw];
         // 16 positions of all 16 images at a time, transposed in registers.
         let mut p = 0;
@@ -324,9 +333,10 @@ fn lanes_in(x: &[f32], g: &WGeom, gp: usize, xt: &mut [f32]) {
             }
             p += L;
         }
-        for lane in 0..lanes {
-            for (q, v) in src(lane).iter().enumerate().skip(p) {
-                dst[at(q) + lane] = *v;
+        // The last positions (and all of them without AVX-512); absent images are zeros.
+        for q in p..hw {
+            for (lane, d) in dst[at(q)..][..L].iter_mut().enumerate() {
+                *d = if lane < lanes { src(lane)[q] } else { 0.0 };
             }
         }
     }
