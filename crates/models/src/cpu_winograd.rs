@@ -37,6 +37,7 @@
 #![allow(unsafe_code)]
 
 use std::cell::RefCell;
+use std::ops::Range;
 use std::sync::Mutex;
 
 use candle_core::{CpuStorage, CustomOp3, DType, Device, Layout, Shape, Tensor};
@@ -239,7 +240,7 @@ fn kernel_grad(dut: &[f32], g: &WGeom) -> Vec<f32> {
 }
 
 /// Scratch buffers per thread.
-const SLOTS: usize = 5;
+const SLOTS: usize = 6;
 
 /// Per-thread scratch buffers, grown on demand and never re-zeroed: every use writes what
 /// it later reads.
@@ -343,18 +344,16 @@ fn lanes_in(x: &[f32], g: &WGeom, gp: usize, xt: &mut [f32]) {
 }
 
 simd_fn! {
-/// `V[ξ] = Bᵀ d B` of every tile of one lane group, laid out `[16][C][nt]`
-/// (`nt` = tiles × 16).
-fn input_transform(xt: &[f32], g: &WGeom, v: &mut [f32]) {
-    let (nt, wp, plane) = (g.tiles() * L, g.wp(), g.plane());
+/// `V[ξ] = Bᵀ d B` of the lane group's tiles `tiles`, laid out `[16][C][n]` (`n` = 16 per
+/// tile).
+fn input_transform(xt: &[f32], g: &WGeom, tiles: Range<usize>, v: &mut [f32]) {
+    let (n, wp, plane) = (tiles.len() * L, g.wp(), g.plane());
     let pitch = wp * L;
     for (ch, src) in xt.chunks_exact(plane).enumerate() {
-        for ty in 0..g.ty {
-            for tx in 0..g.tx {
-                let at = (2 * ty * wp + 2 * tx) * L;
-                let p = (ty * g.tx + tx) * L;
-                in_tile(src, at, pitch, v, g.c * nt, ch * nt + p);
-            }
+        for (j, tt) in tiles.clone().enumerate() {
+            let (ty, tx) = (tt / g.tx, tt % g.tx);
+            let at = (2 * ty * wp + 2 * tx) * L;
+            in_tile(src, at, pitch, v, g.c * n, ch * n + j * L);
         }
     }
 }
@@ -386,8 +385,8 @@ fn in_tile(src: &[f32], at: usize, pitch: usize, dst: &mut [f32], stride: usize,
     }
 }
 
-/// The 16 GEMMs `out[ξ] = a(ξ)·b(ξ)` (`m × n` each, `out` laid out `[16][m][n]`) on the
-/// calling thread.
+/// The 16 GEMMs `out[ξ] = a(ξ)·b(ξ)` (`m × n` each, `out` laid out `[16][m][n]`; added to
+/// `out` when `accumulate`) on the calling thread.
 fn gemms<'a>(
     m: usize,
     n: usize,
@@ -395,15 +394,28 @@ fn gemms<'a>(
     a: impl Fn(usize) -> View<'a>,
     b: impl Fn(usize) -> View<'a>,
     out: &mut [f32],
+    accumulate: bool,
 ) -> candle_core::Result<()> {
     for (xi, c) in out.chunks_exact_mut(m * n).enumerate() {
-        if sgemm_serial(m, n, k, a(xi), &b(xi), c).is_none() {
+        if sgemm_serial(m, n, k, a(xi), &b(xi), c, accumulate).is_none() {
             return Err(candle_core::Error::Msg(format!(
                 "conv3x3 + ReLU + max-pool: Winograd GEMM {m}×{n}×{k} does not fit its operands"
             )));
         }
     }
     Ok(())
+}
+
+/// Tiles transformed, multiplied and transformed back at a time: 3 tiles of 16 lanes are
+/// one 48-column panel of the GEMM kernel, and their Winograd-domain arrays (at most
+/// `16 × (K + 2C) × 48` values) stay in L2 from one step to the next.
+const CHUNK_TILES: usize = 3;
+
+/// The lane group's tiles `0..t` in runs of [`CHUNK_TILES`].
+fn chunks(t: usize) -> impl Iterator<Item = Range<usize>> {
+    (0..t)
+        .step_by(CHUNK_TILES)
+        .map(move |t0| t0..(t0 + CHUNK_TILES).min(t))
 }
 
 /// The 16 GEMMs `out[ξ] = a[ξ]·b(ξ)` with each `a[ξ]` packed once for the whole batch
@@ -442,21 +454,30 @@ fn packed_kernel(u: &[f32], g: &WGeom, transposed: bool) -> Option<Vec<PackedA>>
 }
 
 simd_fn! {
-/// Output transform `Aᵀ M A` of one lane group with bias, ReLU and the window maximum:
-/// pooled values into `out` (the group's images, `[b][K][ty·tx]`) and winner codes into
-/// `codes` (`[K][nt]`).
-fn output_transform(mm: &[f32], bias: &[f32], g: &WGeom, out: &mut [f32], codes: &mut [u8]) {
+/// Output transform `Aᵀ M A` of the lane group's tiles `tiles` (`mm`: `[16][K][n]`) with
+/// bias, ReLU and the window maximum: pooled values into `out` (the group's images,
+/// `[b][K][ty·tx]`) and winner codes into `codes` (`[K][nt]`, all the group's tiles).
+fn output_transform(
+    mm: &[f32],
+    bias: &[f32],
+    g: &WGeom,
+    tiles: Range<usize>,
+    out: &mut [f32],
+    codes: &mut [u8],
+) {
     let (t, k) = (g.tiles(), g.k);
-    let nt = t * L;
+    let (nt, n) = (t * L, tiles.len() * L);
     let images = out.len() / (k * t);
+    let mut pooled = [[0f32; L]; L];
     for (kk, code) in codes.chunks_exact_mut(nt).enumerate() {
         let bk = bias[kk];
-        for tt in 0..t {
-            let [y00, y01, y10, y11] = out_tile(mm, k * nt, kk * nt + tt * L);
-            let c = &mut code[tt * L..][..L];
-            let pooled = pool_lanes(&[y00, y01, y10, y11], bk, c);
-            for (l, v) in pooled.iter().enumerate().take(images) {
-                out[(l * k + kk) * t + tt] = *v;
+        let mut first = tiles.start;
+        for (j, tt) in tiles.clone().enumerate() {
+            let y = out_tile(mm, k * n, kk * n + j * L);
+            pooled[tt - first] = pool_lanes(&y, bk, &mut code[tt * L..][..L]);
+            if tt - first == L - 1 || tt + 1 == tiles.end {
+                store_pooled(&pooled, tt - first + 1, first, kk, images, g, out);
+                first = tt + 1;
             }
         }
     }
@@ -513,23 +534,28 @@ fn out_tile(mm: &[f32], stride: usize, off: usize) -> [V16; 4] {
 }
 
 simd_fn! {
-/// One lane group's pooled gradient (`dpl`, lane-interleaved `[K][ty·tx][16]`) routed to
-/// each window's winner and taken to the Winograd domain, `dM = A dY Aᵀ`, laid out
-/// `[16][K][nt]`; returns the group's bias gradient.
-fn output_grad(dpl: &[f32], codes: &[u8], g: &WGeom, dm: &mut [f32]) -> Vec<f64> {
+/// The pooled gradient of the lane group's tiles `tiles` (`dpl`, lane-interleaved
+/// `[K][ty·tx][16]`, all tiles) routed to each window's winner and taken to the Winograd
+/// domain, `dM = A dY Aᵀ`, laid out `[16][K][n]`; their bias gradient is added to `db`.
+fn output_grad(
+    dpl: &[f32],
+    codes: &[u8],
+    g: &WGeom,
+    tiles: Range<usize>,
+    dm: &mut [f32],
+    db: &mut [f64],
+) {
     let (t, k) = (g.tiles(), g.k);
-    let nt = t * L;
-    let mut db = vec![0f64; k];
+    let (nt, n) = (t * L, tiles.len() * L);
     for (kk, (code, dpk)) in codes.chunks_exact(nt).zip(dpl.chunks_exact(nt)).enumerate() {
         let mut total = [0f32; L];
-        for tt in 0..t {
+        for (j, tt) in tiles.clone().enumerate() {
             let (y, live) = routed(&dpk[tt * L..][..L], &code[tt * L..][..L]);
             total = add(&total, &live);
-            dm_tile(&y, dm, k * nt, kk * nt + tt * L);
+            dm_tile(&y, dm, k * n, kk * n + j * L);
         }
-        db[kk] = total.iter().map(|&v| f64::from(v)).sum();
+        db[kk] += total.iter().map(|&v| f64::from(v)).sum::<f64>();
     }
-    db
 }
 }
 
@@ -567,24 +593,19 @@ fn dm_tile(y: &[V16; 4], dm: &mut [f32], stride: usize, off: usize) {
 }
 
 simd_fn! {
-/// One lane group's `dV` (`[16][C][nt]`) → its input gradient: `B dV Bᵀ` accumulated over
-/// the overlapping tiles of the padded planes `dxt` (`[C][hp][wp][16]`), then cropped into
-/// `dx` (the group's images, `[b][C][H][W]`).
-fn input_grad(dv: &[f32], g: &WGeom, dxt: &mut [f32], dx: &mut [f32]) {
+/// `dV` of the lane group's tiles `tiles` (`[16][C][n]`) → `B dV Bᵀ`, added over the
+/// overlapping tiles into the padded input-gradient planes `dxt` (`[C][hp][wp][16]`).
+fn input_grad(dv: &[f32], g: &WGeom, tiles: Range<usize>, dxt: &mut [f32]) {
     let (c, wp, plane) = (g.c, g.wp(), g.plane());
-    let nt = g.tiles() * L;
+    let n = tiles.len() * L;
     let pitch = wp * L;
-    dxt.fill(0.0);
     for (ch, dst) in dxt.chunks_exact_mut(plane).enumerate() {
-        for ty in 0..g.ty {
-            for tx in 0..g.tx {
-                let at = (2 * ty * wp + 2 * tx) * L;
-                let p = (ty * g.tx + tx) * L;
-                din_tile(dv, c * nt, ch * nt + p, dst, at, pitch);
-            }
+        for (j, tt) in tiles.clone().enumerate() {
+            let (ty, tx) = (tt / g.tx, tt % g.tx);
+            let at = (2 * ty * wp + 2 * tx) * L;
+            din_tile(dv, c * n, ch * n + j * L, dst, at, pitch);
         }
     }
-    lanes_out(dxt, g, dx);
 }
 }
 
@@ -863,32 +884,41 @@ impl CustomOp3 for WinogradBlock {
             .zip(codes.par_chunks_mut(k * nt))
             .enumerate()
             .try_for_each(|(gp, (o, cd))| {
+                let n = CHUNK_TILES * L;
                 let sizes = if direct {
-                    [c * g.plane(), 0, 0, 0, 0]
+                    [c * g.plane(), 0, 0, 0, 0, 0]
                 } else {
-                    [c * g.plane(), 16 * c * nt, 16 * k * nt, 0, 0]
+                    [c * g.plane(), 16 * c * n, 16 * k * n, 0, 0, 0]
                 };
-                with_scratch(sizes, |[xt, v, mm, _, _]| {
+                with_scratch(sizes, |[xt, v, mm, _, _, _]| {
                     lanes_in(x, &g, gp, xt);
                     if direct {
                         direct_forward(xt, w, bias, &g, o, cd);
                         return Ok(());
                     }
-                    input_transform(xt, &g, v);
-                    let v = &*v;
-                    let vb = |xi: usize| View::row_major(&v[xi * c * nt..][..c * nt], nt);
-                    match &ua {
-                        Some(ua) => gemms_packed(nt, ua, vb, mm)?,
-                        None => gemms(
-                            k,
-                            nt,
-                            c,
-                            |xi| View::row_major(&u[xi * k * c..][..k * c], c),
-                            vb,
-                            mm,
-                        )?,
+                    // A few tiles at a time: their V and M stay in cache between the
+                    // transforms and the GEMMs.
+                    for tiles in chunks(t) {
+                        let n = tiles.len() * L;
+                        let v = &mut v[..16 * c * n];
+                        input_transform(xt, &g, tiles.clone(), v);
+                        let v = &*v;
+                        let vb = |xi: usize| View::row_major(&v[xi * c * n..][..c * n], n);
+                        let mm = &mut mm[..16 * k * n];
+                        match &ua {
+                            Some(ua) => gemms_packed(n, ua, vb, mm)?,
+                            None => gemms(
+                                k,
+                                n,
+                                c,
+                                |xi| View::row_major(&u[xi * k * c..][..k * c], c),
+                                vb,
+                                mm,
+                                false,
+                            )?,
+                        }
+                        output_transform(mm, bias, &g, tiles, o, cd);
                     }
-                    output_transform(mm, bias, &g, o, cd);
                     Ok::<(), candle_core::Error>(())
                 })
             })?;
@@ -945,8 +975,8 @@ impl CustomOp3 for WinogradBlock {
                             let codes = &codes[gp * k * nt..][..k * nt];
                             if direct {
                                 // The weight gradient comes out as dW itself.
-                                let sizes = [c * g.plane(), c * g.plane(), 0, 0, k * nt];
-                                return with_scratch(sizes, |[xt, dxt, _, _, dpl]| {
+                                let sizes = [c * g.plane(), c * g.plane(), 0, 0, k * nt, 0];
+                                return with_scratch(sizes, |[xt, dxt, _, _, dpl, _]| {
                                     lanes_in(xd, &g, gp, xt);
                                     lanes_dp(dpg, &g, dpl);
                                     let mut dw = vec![0f32; k * c * 9];
@@ -969,47 +999,63 @@ impl CustomOp3 for WinogradBlock {
                                     Ok((db, Some(dw)))
                                 });
                             }
-                            let sizes =
-                                [c * g.plane(), 16 * c * nt, 16 * k * nt, 16 * c * nt, k * nt];
-                            with_scratch(sizes, |[xt, v, dm, dv, dpl]| {
+                            let n = CHUNK_TILES * L;
+                            let plane = c * g.plane();
+                            let sizes = [plane, 16 * c * n, 16 * k * n, 16 * c * n, k * nt, plane];
+                            with_scratch(sizes, |[xt, v, dm, dv, dpl, dxt]| {
                                 lanes_dp(dpg, &g, dpl);
-                                let db = output_grad(dpl, codes, &g, dm);
-                                let dm = &*dm;
-                                let dut = if want_w {
+                                if want_w {
                                     lanes_in(xd, &g, gp, xt);
-                                    input_transform(xt, &g, v);
-                                    let v = &*v;
-                                    // dU[ξ]ᵀ = V[ξ]·dM[ξ]ᵀ: C × K over the group's tiles.
-                                    let mut d = vec![0f32; 16 * c * k];
-                                    gemms(
-                                        c,
-                                        k,
-                                        nt,
-                                        |xi| View::row_major(&v[xi * c * nt..][..c * nt], nt),
-                                        |xi| View::strided(&dm[xi * k * nt..][..k * nt], 1, nt),
-                                        &mut d,
-                                    )?;
-                                    Some(d)
-                                } else {
-                                    None
-                                };
-                                if let Some(dxg) = dxg {
-                                    // dV[ξ] = U[ξ]ᵀ·dM[ξ]: C × tiles over K.
-                                    let dmb = |xi: usize| {
-                                        View::row_major(&dm[xi * k * nt..][..k * nt], nt)
-                                    };
-                                    match &uta {
-                                        Some(uta) => gemms_packed(nt, uta, dmb, dv)?,
-                                        None => gemms(
+                                }
+                                if dxg.is_some() {
+                                    dxt.fill(0.0);
+                                }
+                                let mut db = vec![0f64; k];
+                                let mut dut = want_w.then(|| vec![0f32; 16 * c * k]);
+                                // A few tiles at a time, as in the forward.
+                                for tiles in chunks(t) {
+                                    let n = tiles.len() * L;
+                                    let dm = &mut dm[..16 * k * n];
+                                    output_grad(dpl, codes, &g, tiles.clone(), dm, &mut db);
+                                    let dm = &*dm;
+                                    if let Some(d) = dut.as_mut() {
+                                        let v = &mut v[..16 * c * n];
+                                        input_transform(xt, &g, tiles.clone(), v);
+                                        let v = &*v;
+                                        // dU[ξ]ᵀ += V[ξ]·dM[ξ]ᵀ: C × K over these tiles.
+                                        gemms(
                                             c,
-                                            nt,
                                             k,
-                                            |xi| View::strided(&u[xi * k * c..][..k * c], 1, c),
-                                            dmb,
-                                            dv,
-                                        )?,
+                                            n,
+                                            |xi| View::row_major(&v[xi * c * n..][..c * n], n),
+                                            |xi| View::strided(&dm[xi * k * n..][..k * n], 1, n),
+                                            d,
+                                            true,
+                                        )?;
                                     }
-                                    input_grad(dv, &g, xt, dxg);
+                                    if dxg.is_some() {
+                                        // dV[ξ] = U[ξ]ᵀ·dM[ξ]: C × these tiles over K.
+                                        let dv = &mut dv[..16 * c * n];
+                                        let dmb = |xi: usize| {
+                                            View::row_major(&dm[xi * k * n..][..k * n], n)
+                                        };
+                                        match &uta {
+                                            Some(uta) => gemms_packed(n, uta, dmb, dv)?,
+                                            None => gemms(
+                                                c,
+                                                n,
+                                                k,
+                                                |xi| View::strided(&u[xi * k * c..][..k * c], 1, c),
+                                                dmb,
+                                                dv,
+                                                false,
+                                            )?,
+                                        }
+                                        input_grad(dv, &g, tiles, dxt);
+                                    }
+                                }
+                                if let Some(dxg) = dxg {
+                                    lanes_out(dxt, &g, dxg);
                                 }
                                 Ok((db, dut))
                             })

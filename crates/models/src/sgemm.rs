@@ -233,9 +233,9 @@ pub(crate) fn sgemm_src<B: PackB>(
     gemm_with(m, n, k, a, b, c, l, bias, true)
 }
 
-/// `C = A·B` (`m × n`, row-major) on the calling thread, for callers that run many
-/// independent GEMMs as their own rayon tasks: the AVX-512 kernel where
-/// [`cpu_sgemm_active`], else the portable one. `None` (and `c` untouched) when the
+/// `C = A·B` (`m × n`, row-major; `C += A·B` when `accumulate`) on the calling thread, for
+/// callers that run many independent GEMMs as their own rayon tasks: the AVX-512 kernel
+/// where [`cpu_sgemm_active`], else the portable one. `None` (and `c` untouched) when the
 /// views do not fit the shapes.
 pub(crate) fn sgemm_serial<B: PackB>(
     m: usize,
@@ -244,11 +244,12 @@ pub(crate) fn sgemm_serial<B: PackB>(
     a: View<'_>,
     b: &B,
     c: &mut [f32],
+    accumulate: bool,
 ) -> Option<()> {
     if c.len() != m * n || !a.fits(m, k) || !b.fits(k, n) {
         return None;
     }
-    if m == 0 || n == 0 {
+    if m == 0 || n == 0 || (k == 0 && accumulate) {
         return Some(());
     }
     if k == 0 {
@@ -256,16 +257,12 @@ pub(crate) fn sgemm_serial<B: PackB>(
         return Some(());
     }
     let mut out = Out { data: c, m, l: n };
-    run(
-        &a,
-        b,
-        m,
-        0..k,
-        0..n,
-        &mut out,
-        Store::Set(None),
-        cpu_sgemm_active(),
-    );
+    let store = if accumulate {
+        Store::Add
+    } else {
+        Store::Set(None)
+    };
+    run(&a, b, m, 0..k, 0..n, &mut out, store, cpu_sgemm_active());
     Some(())
 }
 
