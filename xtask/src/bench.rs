@@ -3,7 +3,8 @@
 //! ratios from the same run; then ResNet18's training step (forward + backward +
 //! AdamW) and eval throughput at `--resnet-sizes` against torchvision's
 //! (bench/torch_resnet18.py --time-only). Medians over `--repeats`; the seed-CNN repeats
-//! of cxr and PyTorch alternate, so that load on a shared machine hits both.
+//! (training, then inference of a fresh model) of cxr and PyTorch alternate, so that load
+//! on a shared machine hits both.
 
 use std::process::Command as Process;
 use std::time::Instant;
@@ -83,6 +84,7 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
     let torch = !a.no_torch && has_torch(a);
     let mut runs = Vec::new();
     let mut torch_runs = Vec::new();
+    let mut infer = Vec::new();
     // cxr and PyTorch repeats alternate, so that load on a shared machine hits both.
     for rep in 0..a.repeats {
         let cfg = TrainConfig {
@@ -104,6 +106,8 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
             "cxr training repeat done"
         );
         runs.push(s);
+        // Inference in every repeat too, so that it alternates with PyTorch's as well.
+        infer.push(inference(&data.test)?);
         if torch {
             let t0 = Instant::now();
             torch_runs.push(torch_repeat(a, &data.source, rep)?);
@@ -114,7 +118,8 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
             );
         }
     }
-    let (batched, batch1) = inference(&data.test)?;
+    let batched = median(infer.iter().map(|i: &(f64, f64)| i.0).collect());
+    let batch1 = median(infer.iter().map(|i| i.1).collect());
     let cxr = Figures {
         train_images_per_second: median(runs.iter().map(|r| r.train_images_per_second).collect()),
         seconds_per_epoch: median(

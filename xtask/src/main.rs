@@ -66,17 +66,22 @@ fn init_tracing(verbose: bool) {
 /// glibc's malloc settings for tensor work: every freed multi-megabyte buffer would
 /// otherwise go back to the kernel and come back as fresh zeroed pages at the next
 /// op (measured on ResNet18 at 64 px: 412k page faults per three steps, 0.8 s of
-/// system time; with these, 129k and 0.3 s; see docs/performance.md). The variables
-/// are read once at process start, so the process re-executes itself with them
-/// (same pid: `exec` replaces the image). Set `CXR_MALLOC_TUNING=0` to opt out; a
-/// value already in the environment is kept.
+/// system time; with these, 129k and 0.3 s; see docs/performance.md). And candle's
+/// spin limit for its own worker threads: by default a worker spins for 25 000 pauses
+/// (about a millisecond) after each of candle's parallel element-wise ops, taking a
+/// core from the rayon tasks of our custom ops that follow (seed-CNN step 6–10 %
+/// slower on 2 cores). The variables are read once, at process start or at the
+/// first op, so the process re-executes itself with them (same pid: `exec` replaces
+/// the image). Set `CXR_MALLOC_TUNING=0` to opt out; a value already in the
+/// environment is kept.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 fn tune_malloc() {
     use std::os::unix::process::CommandExt;
-    const VARS: [(&str, &str); 3] = [
+    const VARS: [(&str, &str); 4] = [
         ("MALLOC_MMAP_THRESHOLD_", "33554432"),
         ("MALLOC_TRIM_THRESHOLD_", "4294967296"),
         ("MALLOC_TOP_PAD_", "268435456"),
+        ("CANDLE_BARRIER_POOL_SPIN_LIMIT", "200"),
     ];
     if std::env::var_os("CXR_MALLOC_TUNING").is_some() {
         return; // opted out, or already re-executed
