@@ -618,14 +618,13 @@ impl PackB for Im2colB<'_> {
         });
         for (kk, drow) in dst.chunks_exact_mut(NR).enumerate().take(kc) {
             let off = p.row_offset(k0 + kk);
+            // Segments in increasing `at`: a later one overwrites what `copy_short` wrote
+            // past an earlier one's end, and the tail is zeroed below.
             for &(base, at, len) in &segs[..ns] {
-                let d = &mut drow[at..at + len];
                 if s == 1 {
-                    // Rows of small maps are a few values: an inline loop, not a call.
-                    for (v, src) in d.iter_mut().zip(&p.data[base + off..][..len]) {
-                        *v = *src;
-                    }
+                    copy_short(drow, at, len, &p.data[base + off..]);
                 } else {
+                    let d = &mut drow[at..at + len];
                     for (v, src) in d.iter_mut().zip(p.data[base + off..].iter().step_by(s)) {
                         *v = *src;
                     }
@@ -634,6 +633,21 @@ impl PackB for Im2colB<'_> {
             drow[cols..].fill(0.0);
         }
     }
+}
+
+/// Copies `len` values from `src` to `drow[at..]`. Segments of at most 16 values (the
+/// rows of small maps) go as one fixed 16-value move where both sides have room, which
+/// may write past `at + len` (the caller overwrites or zeroes that); LLVM turns a plain
+/// copy loop into a call to `memmove`, as costly as the few values it copies.
+#[inline(always)]
+fn copy_short(drow: &mut [f32], at: usize, len: usize, src: &[f32]) {
+    if len <= 16
+        && let (Some(d), Some(s)) = (drow[at..].first_chunk_mut::<16>(), src.first_chunk::<16>())
+    {
+        *d = *s;
+        return;
+    }
+    drow[at..at + len].copy_from_slice(&src[..len]);
 }
 
 /// The transposed column matrix `[B·Ho·Wo, C·k·k]`, packed straight from the padded input
