@@ -419,6 +419,8 @@ fn gemm_rows<B: PackB>(
 ) {
     let panels = m.div_ceil(MR);
     let per = panels.div_ceil(2 * threads).max(1) * MR;
+    // Every task multiplies its rows by all of B: pack B once, for all of them.
+    let b = &PrePacked::new(b, k, n);
     c.par_chunks_mut(per * n)
         .enumerate()
         .for_each(|(t, chunk)| {
@@ -436,6 +438,72 @@ fn gemm_rows<B: PackB>(
             let bias = bias.map(|b| &b[r0..r0 + rows]);
             run(&sub, b, rows, 0..k, 0..n, &mut out, Store::Set(bias), simd);
         });
+}
+
+/// A `B` operand packed once into the kernel's panels (`[k block][panel][kc][NR]`, with
+/// the k blocks `run_with` uses for the whole depth), for GEMMs whose tasks all read the
+/// whole of B ([`gemm_rows`]): each task then copies contiguous panels instead of
+/// gathering them again (for a convolution, an implicit im2col of many short rows).
+struct PrePacked<'a, B: PackB> {
+    b: &'a B,
+    data: Vec<f32>,
+    kc_max: usize,
+    panels: usize,
+    k: usize,
+    n: usize,
+}
+
+impl<'a, B: PackB> PrePacked<'a, B> {
+    fn new(b: &'a B, k: usize, n: usize) -> Self {
+        let kblocks = k.div_ceil(KC).max(1);
+        let kc_max = k.div_ceil(kblocks);
+        let panels = n.div_ceil(NR);
+        let mut data = vec![0f32; k * panels * NR];
+        let jobs: Vec<(usize, usize, &mut [f32])> = data
+            .chunks_mut((kc_max * panels * NR).max(1))
+            .enumerate()
+            .flat_map(|(kb, block)| {
+                let kc = (k - kb * kc_max).min(kc_max);
+                block
+                    .chunks_mut((kc * NR).max(1))
+                    .enumerate()
+                    .map(move |(p, dst)| (kb, p, dst))
+            })
+            .collect();
+        jobs.into_par_iter().for_each(|(kb, p, dst)| {
+            let (k0, c0) = (kb * kc_max, p * NR);
+            let kc = (k - k0).min(kc_max);
+            b.pack(k0, kc, c0, (n - c0).min(NR), dst);
+        });
+        Self {
+            b,
+            data,
+            kc_max,
+            panels,
+            k,
+            n,
+        }
+    }
+}
+
+impl<B: PackB> PackB for PrePacked<'_, B> {
+    fn fits(&self, k: usize, n: usize) -> bool {
+        k == self.k && n == self.n && self.b.fits(k, n)
+    }
+
+    fn pack(&self, k0: usize, kc: usize, c0: usize, cols: usize, dst: &mut [f32]) {
+        let whole_panel = k0.is_multiple_of(self.kc_max)
+            && kc == (self.k - k0).min(self.kc_max)
+            && c0.is_multiple_of(NR)
+            && cols == (self.n - c0).min(NR)
+            && dst.len() == kc * NR;
+        if whole_panel {
+            let at = k0 * self.panels * NR + (c0 / NR) * kc * NR;
+            dst.copy_from_slice(&self.data[at..at + kc * NR]);
+        } else {
+            self.b.pack(k0, kc, c0, cols, dst);
+        }
+    }
 }
 
 /// `out[j][i] = rows[i][j]`: a 16×16 transpose in registers (the lane interleaving of
