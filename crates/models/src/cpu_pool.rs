@@ -43,18 +43,21 @@ impl PoolSpec {
         (y0, y1): (usize, usize),
         (x0, x1): (usize, usize),
     ) -> (usize, f32) {
-        let mut best = (y0 * w + x0, f32::NEG_INFINITY);
+        // Without branches (which value wins is data; LLVM kept even `if`-selects as
+        // jumps here): the ResNet stem's 3×3 pool went from 5.1–5.7 % of a 64 px training
+        // step to 4.5 %; what remains is the chain of dependent compares.
+        let (mut bi, mut bv) = (y0 * w + x0, f32::NEG_INFINITY.to_bits());
         for y in y0..y1 {
             for (x, &v) in plane[y * w + x0..y * w + x1].iter().enumerate() {
-                if v > best.1 || v.is_nan() {
-                    best = (y * w + x0 + x, v);
-                    if v.is_nan() {
-                        return best;
-                    }
-                }
+                let b = f32::from_bits(bv);
+                // `later_wins(b, v)` with non-short-circuit operators.
+                let later = (v > b) | (v.is_nan() & !b.is_nan());
+                let mask = usize::from(later).wrapping_neg();
+                bi ^= (bi ^ (y * w + x0 + x)) & mask;
+                bv ^= (bv ^ v.to_bits()) & (mask as u32);
             }
         }
-        best
+        (bi, f32::from_bits(bv))
     }
 }
 

@@ -253,6 +253,29 @@ mod tests {
         }
     }
 
+    /// Ties go to the first maximum in row-major order and a NaN wins (the first NaN),
+    /// in the value and in where the gradient goes.
+    #[test]
+    fn max_pool_3x3_s2_ties_and_nan() {
+        let nan = f32::NAN;
+        let vals = vec![1.0, 5.0, 5.0, 5.0, 0.0, 2.0, 3.0, nan, nan];
+        let x = Var::from_vec(vals, (1, 1, 3, 3), &Device::Cpu).unwrap();
+        let y = max_pool2d_3x3_s2(x.as_tensor()).unwrap();
+        let got: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+        assert_eq!(got[..2], [5.0, 5.0]);
+        assert!(got[2].is_nan() && got[3].is_nan(), "{got:?}");
+        let gt = Tensor::from_vec(vec![1f32, 2.0, 3.0, 4.0], (1, 1, 2, 2), &Device::Cpu).unwrap();
+        let grads = (y * gt).unwrap().sum_all().unwrap().backward().unwrap();
+        let g: Vec<f32> = grads
+            .get(x.as_tensor())
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap();
+        assert_eq!(g, [0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 7.0, 0.0]);
+    }
+
     #[test]
     fn rejects_bad_shapes() {
         let x = Tensor::zeros((2, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
