@@ -20,7 +20,10 @@
 //! Images are processed in lane groups of 16 (one rayon task per group, its
 //! Winograd-domain arrays in per-thread scratch): every array is laid out with the image as
 //! its fastest axis, so each transform is a handful of 16-wide vector additions (compiled
-//! for AVX-512 and FMA where the CPU has them, see `simd_fn!`). Batches are padded with
+//! for AVX-512 and FMA where the CPU has them, see `simd_fn!`). Within a group, three tiles
+//! at a time (one 48-column panel of the GEMM kernel) go through the input transform, the
+//! 16 GEMMs and the output transform, so their arrays stay in L2; the transformed kernel
+//! is packed once per call for all groups and the GEMMs read `V` and `dM` in place. Batches are padded with
 //! zero images to a multiple of 16, so [`crate::Conv2d::forward_relu_max_pool2d`] uses the
 //! op for batches of at least [`MIN_BATCH`].
 //!
