@@ -23,9 +23,10 @@
 //! for AVX-512 and FMA where the CPU has them, see `simd_fn!`). Within a group, three tiles
 //! at a time (one 48-column panel of the GEMM kernel) go through the input transform, the
 //! 16 GEMMs and the output transform, so their arrays stay in L2; the transformed kernel
-//! is packed once per call for all groups and the GEMMs read `V` and `dM` in place. Batches are padded with
-//! zero images to a multiple of 16, so [`crate::Conv2d::forward_relu_max_pool2d`] uses the
-//! op for batches of at least [`MIN_BATCH`].
+//! is packed once per call for all groups and the GEMMs read `V` and `dM` in place.
+//! Batches are padded with zero images to a multiple of 16, so
+//! [`crate::Conv2d::forward_relu_max_pool2d`] uses the op for batches of at least
+//! [`MIN_BATCH`].
 //!
 //! With fewer than 8 input channels (the network's first layer) the block runs as a direct
 //! 3×3 convolution in the same layout and with the same pooling epilogue: there the
