@@ -145,6 +145,12 @@ mod tests {
 
     use super::*;
 
+    /// The gradient of `x` in `grads`, flattened.
+    fn grad_of(grads: &candle_core::backprop::GradStore, x: &Var) -> Vec<f32> {
+        let g = grads.get(x.as_tensor()).expect("x has a gradient");
+        g.flatten_all().unwrap().to_vec1().unwrap()
+    }
+
     /// Gradient of `sum(max_pool(x))` must be 1 at each window's maximum and 0
     /// elsewhere; for 7×7 input, 9 windows → gradient sum 9 (candle's own gives 1.25).
     #[test]
@@ -158,13 +164,7 @@ mod tests {
             let out = size / 2;
             assert_eq!(y.dims(), &[1, 1, out, out]);
             let grads = y.sum_all().unwrap().backward().unwrap();
-            let g: Vec<f32> = grads
-                .get(x.as_tensor())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let g = grad_of(&grads, &x);
             assert_eq!(g.iter().sum::<f32>(), (out * out) as f32);
             let pooled: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
             for oi in 0..out {
@@ -217,13 +217,7 @@ mod tests {
                 .unwrap()
                 .backward()
                 .unwrap();
-            let g: Vec<f32> = grads
-                .get(x.as_tensor())
-                .unwrap()
-                .flatten_all()
-                .unwrap()
-                .to_vec1()
-                .unwrap();
+            let g = grad_of(&grads, &x);
             let pooled: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
             let mut want_g = vec![0.0f32; len];
             for b in 0..n * c {
@@ -266,13 +260,7 @@ mod tests {
         assert!(got[2].is_nan() && got[3].is_nan(), "{got:?}");
         let gt = Tensor::from_vec(vec![1f32, 2.0, 3.0, 4.0], (1, 1, 2, 2), &Device::Cpu).unwrap();
         let grads = (y * gt).unwrap().sum_all().unwrap().backward().unwrap();
-        let g: Vec<f32> = grads
-            .get(x.as_tensor())
-            .unwrap()
-            .flatten_all()
-            .unwrap()
-            .to_vec1()
-            .unwrap();
+        let g = grad_of(&grads, &x);
         assert_eq!(g, [0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 7.0, 0.0]);
     }
 

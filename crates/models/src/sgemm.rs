@@ -1391,7 +1391,15 @@ mod avx512 {
         for (pi, a) in ap.chunks_exact(MR * kc).enumerate() {
             let r0 = pi * MR;
             let rows = (mc - r0).min(MR);
-            put!(tile_rs(a, b, rs), out, r0, rows, col0, NR, Store::Set(None));
+            put!(
+                tile_v::<3>(a, b, rs),
+                out,
+                r0,
+                rows,
+                col0,
+                NR,
+                Store::Set(None)
+            );
         }
     }
 
@@ -1399,23 +1407,12 @@ mod avx512 {
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn tile(a: &[f32], b: &[f32]) -> [[__m512; 3]; MR] {
-        let mut acc = [[_mm512_setzero_ps(); 3]; MR];
-        for (av, bv) in a.chunks_exact(MR).zip(b.chunks_exact(NR)) {
-            let b0 = load(lanes(bv, 0));
-            let b1 = load(lanes(bv, 16));
-            let b2 = load(lanes(bv, 32));
-            for (accr, &x) in acc.iter_mut().zip(av) {
-                let x = _mm512_set1_ps(x);
-                accr[0] = _mm512_fmadd_ps(x, b0, accr[0]);
-                accr[1] = _mm512_fmadd_ps(x, b1, accr[1]);
-                accr[2] = _mm512_fmadd_ps(x, b2, accr[2]);
-            }
-        }
-        acc
+        tile_v::<3>(a, b, NR)
     }
 
-    /// The first `V` vectors (`16·V` columns) of [`tile`], B rows `rs` apart; the other
-    /// accumulators stay zero.
+    /// The first `V` vectors (`16·V` columns) of the register tile, B's rows `rs` apart
+    /// (packed panels: `rs = NR`; B read in place: its row stride); the other accumulators
+    /// stay zero.
     #[inline]
     #[target_feature(enable = "avx512f")]
     fn tile_v<const V: usize>(a: &[f32], b: &[f32], rs: usize) -> [[__m512; 3]; MR] {
@@ -1428,26 +1425,6 @@ mod avx512 {
                 for (a, b) in accr.iter_mut().zip(&bx) {
                     *a = _mm512_fmadd_ps(x, *b, *a);
                 }
-            }
-        }
-        acc
-    }
-
-    /// [`tile`] with B read in place: row `kk` of the panel at `b[kk·rs..][..NR]`.
-    #[inline]
-    #[target_feature(enable = "avx512f")]
-    fn tile_rs(a: &[f32], b: &[f32], rs: usize) -> [[__m512; 3]; MR] {
-        let mut acc = [[_mm512_setzero_ps(); 3]; MR];
-        for (kk, av) in a.chunks_exact(MR).enumerate() {
-            let bv = &b[kk * rs..][..NR];
-            let b0 = load(lanes(bv, 0));
-            let b1 = load(lanes(bv, 16));
-            let b2 = load(lanes(bv, 32));
-            for (accr, &x) in acc.iter_mut().zip(av) {
-                let x = _mm512_set1_ps(x);
-                accr[0] = _mm512_fmadd_ps(x, b0, accr[0]);
-                accr[1] = _mm512_fmadd_ps(x, b1, accr[1]);
-                accr[2] = _mm512_fmadd_ps(x, b2, accr[2]);
             }
         }
         acc
