@@ -1,6 +1,10 @@
 use std::collections::HashMap;
 
-use candle_core::{Tensor, Var, backprop::GradStore};
+use std::cell::Cell;
+
+use candle_core::{
+    CpuStorage, DType, InplaceOp1, InplaceOp2, Layout, Tensor, Var, backprop::GradStore,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::{Result, TrainError};
@@ -172,13 +176,12 @@ impl Adam {
                 step_size,
             };
             let theta = p.as_tensor();
-            let (theta, m, v) = match update_fused_cpu(&u, theta, g, &self.m[i], &self.v[i])? {
-                Some(new) => new,
-                None => update_ops(&u, theta, g, &self.m[i], &self.v[i])?,
-            };
-            p.set(&theta)?;
-            self.m[i] = m;
-            self.v[i] = v;
+            if !update_in_place_cpu(&u, theta, g, &self.m[i], &self.v[i])? {
+                let (theta, m, v) = update_ops(&u, theta, g, &self.m[i], &self.v[i])?;
+                p.set(&theta)?;
+                self.m[i] = m;
+                self.v[i] = v;
+            }
         }
         Ok(())
     }
@@ -186,17 +189,18 @@ impl Adam {
     /// The optimizer state as named tensors (`m.<param>`, `v.<param>`, and each
     /// parameter's own step count `t.<param>` as a one-element u32 tensor) plus the
     /// optimizer's step count.
-    pub fn state(&self) -> (HashMap<String, Tensor>, u64) {
+    ///
+    /// The moments are copies: the optimizer updates its own in place, so a state
+    /// taken now keeps its values through later steps.
+    pub fn state(&self) -> Result<(HashMap<String, Tensor>, u64)> {
         let mut out = HashMap::new();
         for (i, (name, p)) in self.params.iter().enumerate() {
-            out.insert(format!("m.{name}"), self.m[i].clone());
-            out.insert(format!("v.{name}"), self.v[i].clone());
+            out.insert(format!("m.{name}"), self.m[i].copy()?);
+            out.insert(format!("v.{name}"), self.v[i].copy()?);
             let t = u32::try_from(self.steps[i]).unwrap_or(u32::MAX);
-            if let Ok(t) = Tensor::new(&[t], p.device()) {
-                out.insert(format!("t.{name}"), t);
-            }
+            out.insert(format!("t.{name}"), Tensor::new(&[t], p.device())?);
         }
-        (out, self.step)
+        Ok((out, self.step))
     }
 
     /// Restores state saved by [`Adam::state`]. Every parameter's moments must be
@@ -223,7 +227,8 @@ impl Adam {
                         ),
                     });
                 }
-                let t = t.to_device(p.device())?.to_dtype(p.dtype())?;
+                // A copy of its own: the moments are updated in place.
+                let t = t.to_device(p.device())?.to_dtype(p.dtype())?.copy()?;
                 if slot == 0 {
                     self.m[i] = t;
                 } else {
@@ -312,39 +317,31 @@ fn update_ops(
     Ok((theta, m, v))
 }
 
-/// [`update_ops`] in one pass over contiguous `f32` CPU tensors (about ten candle ops,
-/// each a full pass with its own output, become one), with the same `f32` arithmetic in
-/// the same order: candle computes `t * s` and `t / s` for a scalar `s` as the affine
-/// map `t·s′ + 0` with `s′ = s` or `1 / s` rounded to `f32`. `None` for other devices,
-/// dtypes or layouts.
-fn update_fused_cpu(
+/// [`update_ops`] in one pass over contiguous `f32` CPU tensors, in place: θ, m and v
+/// are overwritten (about ten candle ops, each a full pass with its own output, become
+/// one pass that allocates nothing), with the same `f32` arithmetic in the same order:
+/// candle computes `t * s` and `t / s` for a scalar `s` as the affine map `t·s′ + 0`
+/// with `s′ = s` or `1 / s` rounded to `f32`. `false` (nothing written) for other
+/// devices, dtypes or layouts.
+///
+/// `m` and `v` must be the optimizer's own tensors, sharing storage with nothing else;
+/// θ is written through candle's in-place op, which refuses a gradient that shares
+/// θ's storage.
+fn update_in_place_cpu(
     u: &Update,
     theta: &Tensor,
     g: &Tensor,
     m: &Tensor,
     v: &Tensor,
-) -> Result<Option<(Tensor, Tensor, Tensor)>> {
-    use candle_core::{DType, Storage};
+) -> Result<bool> {
     use rayon::prelude::*;
     if [theta, g, m, v]
         .iter()
         .any(|t| !t.device().is_cpu() || t.dtype() != DType::F32 || t.dims() != theta.dims())
+        || !g.is_contiguous()
     {
-        return Ok(None);
+        return Ok(false);
     }
-    let guards = [theta, g, m, v].map(|t| t.storage_and_layout());
-    let mut slices: Vec<&[f32]> = Vec::with_capacity(4);
-    for (storage, layout) in &guards {
-        let Storage::Cpu(cpu) = &**storage else {
-            return Ok(None);
-        };
-        let Some((start, end)) = layout.contiguous_offsets() else {
-            return Ok(None);
-        };
-        slices.push(&cpu.as_slice::<f32>()?[start..end]);
-    }
-    let (th, gr, m0, v0) = (slices[0], slices[1], slices[2], slices[3]);
-    let n = th.len();
     let f = |x: f64| x as f32;
     let (wd, decay) = (f(u.weight_decay), f(1.0 - u.lr * u.weight_decay));
     let (one_m_b1, b2, one_m_b2) = (f(1.0 - u.beta1), f(u.beta2), f(1.0 - u.beta2));
@@ -353,38 +350,104 @@ fn update_fused_cpu(
         OptimizerKind::Adam => (u.weight_decay > 0.0, false),
         OptimizerKind::AdamW => (false, u.weight_decay > 0.0),
     };
-    let (mut nt, mut nm, mut nv) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
-    const CHUNK: usize = 1 << 14;
-    nt.par_chunks_mut(CHUNK)
-        .zip(nm.par_chunks_mut(CHUNK))
-        .zip(nv.par_chunks_mut(CHUNK))
-        .enumerate()
-        .for_each(|(ci, ((ot, om), ov))| {
-            let o = ci * CHUNK;
-            for j in 0..ot.len() {
-                let (mut gj, mut tj) = (gr[o + j], th[o + j]);
-                if l2 {
-                    gj += tj * wd + 0.0;
+    let kernel = |th: &mut [f32], gr: &[f32], m0: &mut [f32], v0: &mut [f32]| {
+        const CHUNK: usize = 1 << 14;
+        th.par_chunks_mut(CHUNK)
+            .zip(gr.par_chunks(CHUNK))
+            .zip(m0.par_chunks_mut(CHUNK))
+            .zip(v0.par_chunks_mut(CHUNK))
+            .for_each(|(((th, gr), m0), v0)| {
+                for (((t, &g), m), v) in th.iter_mut().zip(gr).zip(m0).zip(v0) {
+                    let (mut gj, mut tj) = (g, *t);
+                    if l2 {
+                        gj += tj * wd + 0.0;
+                    }
+                    if decoupled {
+                        tj = tj * decay + 0.0;
+                    }
+                    let mj = *m + ((gj - *m) * one_m_b1 + 0.0);
+                    let vj = (*v * b2 + 0.0) + ((gj * gj) * one_m_b2 + 0.0);
+                    let denom = (vj.sqrt() * inv_b2 + 0.0) * 1.0 + eps;
+                    *t = tj - ((mj / denom) * step + 0.0);
+                    *m = mj;
+                    *v = vj;
                 }
-                if decoupled {
-                    tj = tj * decay + 0.0;
-                }
-                let mj = m0[o + j] + ((gj - m0[o + j]) * one_m_b1 + 0.0);
-                let vj = (v0[o + j] * b2 + 0.0) + ((gj * gj) * one_m_b2 + 0.0);
-                let denom = (vj.sqrt() * inv_b2 + 0.0) * 1.0 + eps;
-                ot[j] = tj - ((mj / denom) * step + 0.0);
-                om[j] = mj;
-                ov[j] = vj;
-            }
-        });
-    drop(guards);
-    let dims = theta.dims();
-    let dev = theta.device();
-    Ok(Some((
-        Tensor::from_vec(nt, dims, dev)?,
-        Tensor::from_vec(nm, dims, dev)?,
-        Tensor::from_vec(nv, dims, dev)?,
-    )))
+            });
+    };
+    let done = with_f32_mut(m, |ms| {
+        with_f32_mut(v, |vs| {
+            let op = InPlace2(Cell::new(Some(|th: &mut [f32], gr: &[f32]| {
+                kernel(th, gr, &mut *ms, &mut *vs)
+            })));
+            theta.inplace_op2(g, &op)?;
+            // The closure is taken only when both θ and g were contiguous f32 storage.
+            Ok(op.0.take().is_none())
+        })
+    })?;
+    Ok(done == Some(Some(true)))
+}
+
+/// Runs `f` on the contents of a contiguous `f32` CPU tensor as one mutable slice, in
+/// place (candle's in-place op holds the storage's write lock meanwhile). `None`
+/// without calling `f` for any other tensor.
+fn with_f32_mut<R>(t: &Tensor, f: impl FnOnce(&mut [f32]) -> Result<R>) -> Result<Option<R>> {
+    if !t.device().is_cpu() || t.dtype() != DType::F32 || !t.is_contiguous() {
+        return Ok(None);
+    }
+    let op = InPlace1 {
+        f: Cell::new(Some(f)),
+        out: Cell::new(None),
+    };
+    t.inplace_op1(&op)?;
+    op.out.into_inner().transpose()
+}
+
+/// [`with_f32_mut`]'s candle op: calls its closure once on the destination's slice.
+struct InPlace1<F, R> {
+    f: Cell<Option<F>>,
+    out: Cell<Option<Result<R>>>,
+}
+
+impl<F: FnOnce(&mut [f32]) -> Result<R>, R> InplaceOp1 for InPlace1<F, R> {
+    fn name(&self) -> &'static str {
+        "cxr-in-place"
+    }
+
+    fn cpu_fwd(&self, s: &mut CpuStorage, l: &Layout) -> candle_core::Result<()> {
+        if let (CpuStorage::F32(data), Some((a, b))) = (s, l.contiguous_offsets())
+            && let Some(f) = self.f.take()
+        {
+            self.out.set(Some(f(&mut data[a..b])));
+        }
+        Ok(())
+    }
+}
+
+/// The AdamW kernel's candle op on θ (destination) and its gradient (source): calls its
+/// closure once when both are contiguous `f32`, and leaves it in place otherwise.
+struct InPlace2<F>(Cell<Option<F>>);
+
+impl<F: FnOnce(&mut [f32], &[f32])> InplaceOp2 for InPlace2<F> {
+    fn name(&self) -> &'static str {
+        "cxr-adam-step"
+    }
+
+    fn cpu_fwd(
+        &self,
+        s1: &mut CpuStorage,
+        l1: &Layout,
+        s2: &CpuStorage,
+        l2: &Layout,
+    ) -> candle_core::Result<()> {
+        if let (CpuStorage::F32(th), Some((a, b)), CpuStorage::F32(gr), Some((c, d))) =
+            (s1, l1.contiguous_offsets(), s2, l2.contiguous_offsets())
+            && b - a == d - c
+            && let Some(f) = self.0.take()
+        {
+            f(&mut th[a..b], &gr[c..d]);
+        }
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -433,11 +496,12 @@ mod tests {
                         step_size: lr / (1.0 - beta1.powi(t)),
                     };
                     let want = update_ops(&u, &theta, &g, &m, &v).unwrap();
-                    let got = update_fused_cpu(&u, &theta, &g, &m, &v).unwrap().unwrap();
+                    let got = [&theta, &m, &v].map(|t| t.copy().unwrap());
+                    assert!(update_in_place_cpu(&u, &got[0], &g, &got[1], &got[2]).unwrap());
                     for (name, a, b) in [
-                        ("theta", &got.0, &want.0),
-                        ("m", &got.1, &want.1),
-                        ("v", &got.2, &want.2),
+                        ("theta", &got[0], &want.0),
+                        ("m", &got[1], &want.1),
+                        ("v", &got[2], &want.2),
                     ] {
                         let (a, b) = (a.to_vec1::<f32>().unwrap(), b.to_vec1::<f32>().unwrap());
                         for (i, (x, y)) in a.iter().zip(&b).enumerate() {
@@ -454,8 +518,8 @@ mod tests {
         }
     }
 
-    /// Tensors the fused path cannot take (another dtype, a non-contiguous layout) go
-    /// through the op chain.
+    /// Tensors the in-place path cannot take (another dtype, a non-contiguous layout)
+    /// go through the op chain, and the in-place path leaves them as they were.
     #[test]
     fn fused_update_declines_other_dtypes_and_layouts() {
         let dev = Device::Cpu;
@@ -470,15 +534,52 @@ mod tests {
             step_size: 1e-3,
         };
         let t64 = Tensor::ones(4, DType::F64, &dev).unwrap();
-        assert!(
-            update_fused_cpu(&u, &t64, &t64, &t64, &t64)
-                .unwrap()
-                .is_none()
-        );
+        assert!(!update_in_place_cpu(&u, &t64, &t64, &t64, &t64).unwrap());
         let a = Tensor::ones((2, 3), DType::F32, &dev).unwrap();
         let at = a.t().unwrap();
         let b = Tensor::ones((3, 2), DType::F32, &dev).unwrap();
-        assert!(update_fused_cpu(&u, &b, &at, &b, &b).unwrap().is_none());
+        let (m, v) = (b.copy().unwrap(), b.copy().unwrap());
+        assert!(!update_in_place_cpu(&u, &b, &at, &m, &v).unwrap());
+        // θ transposed: m and v are contiguous, θ is not
+        let theta = Tensor::ones((3, 2), DType::F32, &dev)
+            .unwrap()
+            .t()
+            .unwrap()
+            .t()
+            .unwrap();
+        let g = Tensor::full(2f32, (3, 2), &dev).unwrap();
+        let tt = Tensor::ones((2, 3), DType::F32, &dev).unwrap().t().unwrap();
+        assert!(!update_in_place_cpu(&u, &tt, &g, &m, &v).unwrap());
+        for t in [&tt, &m, &v] {
+            assert!(
+                t.flatten_all()
+                    .unwrap()
+                    .to_vec1::<f32>()
+                    .unwrap()
+                    .iter()
+                    .all(|&x| x == 1.0)
+            );
+        }
+        // a gradient that is θ itself: candle refuses the aliasing, no deadlock
+        assert!(update_in_place_cpu(&u, &theta, &theta, &m, &v).is_err());
+    }
+
+    /// A state taken before a step keeps its values: the moments it holds are copies.
+    #[test]
+    fn state_is_a_snapshot() {
+        let p = Var::new(&[1.0f32, -2.0], &Device::Cpu).unwrap();
+        let mut opt = Adam::new(vec![("p".into(), p.clone())], AdamConfig::default()).unwrap();
+        let step = |opt: &mut Adam| {
+            let loss = p.as_tensor().sqr().unwrap().sum_all().unwrap();
+            opt.step(&loss.backward().unwrap()).unwrap();
+        };
+        step(&mut opt);
+        let (state, _) = opt.state().unwrap();
+        let m1: Vec<f32> = state["m.p"].to_vec1().unwrap();
+        step(&mut opt);
+        assert_eq!(state["m.p"].to_vec1::<f32>().unwrap(), m1);
+        let (later, _) = opt.state().unwrap();
+        assert_ne!(later["m.p"].to_vec1::<f32>().unwrap(), m1);
     }
 
     /// Two steps on f(θ) = Σθ² against the update rule worked out by hand.
@@ -525,7 +626,7 @@ mod tests {
         opt.step(&loss.backward().unwrap()).unwrap();
         let got: Vec<f32> = p.as_tensor().to_vec1().unwrap();
         assert!((got[0] - 3.0 * (1.0 - 0.05)).abs() < 1e-6, "{got:?}");
-        let (state, step) = opt.state();
+        let (state, step) = opt.state().unwrap();
         let mut other = Adam::new(vec![("p".into(), p.clone())], cfg).unwrap();
         other
             .load_state(&state, step, std::path::Path::new("x"))
@@ -565,7 +666,7 @@ mod tests {
         let av: Vec<f32> = a.as_tensor().to_vec1().unwrap();
         assert!((av[0] - (1.0 - 1e-3)).abs() < 1e-7, "{av:?}");
         // per-parameter counts survive a save and load
-        let (state, step) = opt.state();
+        let (state, step) = opt.state().unwrap();
         let mut other = Adam::new(
             vec![("a".into(), a.clone()), ("b".into(), b.clone())],
             AdamConfig::default(),

@@ -520,7 +520,7 @@ pub fn train(
             best = Some((epoch + 1, val_auc));
             files.write_safetensors("best.safetensors", &weights(&varmap)?)?;
         }
-        let (opt_state, step) = opt.state();
+        let (opt_state, step) = opt.state()?;
         save_checkpoint(
             &ckpt_path,
             &weights(&varmap)?,
