@@ -3,7 +3,9 @@ use candle_nn::VarBuilder;
 
 use crate::Result;
 use crate::cpu_conv::{conv2d_cpu, fast_path_applies};
-use crate::cpu_winograd::{conv3x3_relu_max_pool2d, fused_block_applies};
+use crate::cpu_winograd::{
+    conv3x3_relu_max_pool2d, conv3x3_winograd, fused_block_applies, winograd_conv_applies,
+};
 use crate::relu_max_pool2d;
 
 /// A 2-D convolution, weights `weight` `[out, in, k, k]` and optional `bias` `[out]`
@@ -82,8 +84,18 @@ impl Conv2d {
 impl Module for Conv2d {
     /// On the CPU with `f32` tensors (and the fast path enabled, see
     /// [`crate::set_cpu_fast_path`]) the convolution, its bias and its backward run as
-    /// one implicit-im2col GEMM op; elsewhere through candle's `conv2d`.
+    /// one implicit-im2col GEMM op — a bias-free 3×3, stride-1, padding-1 convolution of
+    /// a batch of at least 16 on maps of at least 8×8 as a Winograd op
+    /// ([`crate::conv3x3_winograd`]) — elsewhere through candle's `conv2d`.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
+        if self.bias.is_none()
+            && self.padding == 1
+            && self.stride == 1
+            && crate::cpu_fast_path_enabled()
+            && winograd_conv_applies(x, &self.weight)
+        {
+            return conv3x3_winograd(x, &self.weight);
+        }
         if crate::cpu_fast_path_enabled() && fast_path_applies(x, &self.weight) {
             return conv2d_cpu(
                 x,

@@ -1127,10 +1127,12 @@ pub(crate) fn fused_block_applies(x: &Tensor, w: &Tensor) -> bool {
 
 static WINOGRAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
-/// Turns the fused Winograd block ([`conv3x3_relu_max_pool2d`], used by
-/// [`crate::SeedCnn`]) on or off for the whole process; off, the block runs as the
-/// implicit-im2col convolution followed by the fused ReLU + max-pool. On by default.
-/// For benchmarks and tests that compare the two.
+/// Turns the Winograd ops — the fused block ([`conv3x3_relu_max_pool2d`], used by
+/// [`crate::SeedCnn`]) and the plain convolution ([`conv3x3_winograd`], used by
+/// [`crate::ResNet18`]'s 3×3 stride-1 layers) — on or off for the whole process; off,
+/// the block runs as the implicit-im2col convolution followed by the fused ReLU +
+/// max-pool, and the convolution as the implicit-im2col one. On by default. For
+/// benchmarks and tests that compare the two.
 pub fn set_cpu_winograd(enabled: bool) {
     WINOGRAD.store(enabled, std::sync::atomic::Ordering::Relaxed);
 }
@@ -1156,6 +1158,312 @@ pub fn conv3x3_relu_max_pool2d(
         &w,
         &bias,
         WinogradBlock {
+            saved: Mutex::new(None),
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// The plain convolution: ResNet18's 3×3, stride-1, padding-1 layers (no bias, no pool).
+
+simd_fn! {
+/// Output transform `Aᵀ M A` of the lane group's tiles `tiles` (`mm`: `[16][K][n]`) into
+/// the lane-interleaved output planes `yt` (`[K][hp][wp][16]`, the input's padded plane
+/// geometry): each tile's 2×2 outputs at their interior places, the border left alone.
+fn output_plain(mm: &[f32], g: &WGeom, tiles: Range<usize>, yt: &mut [f32]) {
+    let (k, wp, plane) = (g.k, g.wp(), g.plane());
+    let n = tiles.len() * L;
+    let pitch = wp * L;
+    for (kk, dst) in yt.chunks_exact_mut(plane).enumerate().take(k) {
+        for (j, tt) in tiles.clone().enumerate() {
+            let (ty, tx) = (tt / g.tx, tt % g.tx);
+            let y = out_tile(mm, k * n, kk * n + j * L);
+            let at = ((2 * ty + 1) * wp + 2 * tx + 1) * L;
+            st(dst, at, &y[0]);
+            st(dst, at + L, &y[1]);
+            st(dst, at + pitch, &y[2]);
+            st(dst, at + pitch + L, &y[3]);
+        }
+    }
+}
+}
+
+simd_fn! {
+/// The output gradient of the lane group's tiles `tiles` (`dyt`: lane-interleaved
+/// `[K][hp][wp][16]` planes, as [`output_plain`] writes the output) taken to the
+/// Winograd domain, `dM = A dY Aᵀ`, laid out `[16][K][n]`.
+fn output_grad_plain(dyt: &[f32], g: &WGeom, tiles: Range<usize>, dm: &mut [f32]) {
+    let (k, wp, plane) = (g.k, g.wp(), g.plane());
+    let n = tiles.len() * L;
+    let pitch = wp * L;
+    for (kk, src) in dyt.chunks_exact(plane).enumerate().take(k) {
+        for (j, tt) in tiles.clone().enumerate() {
+            let (ty, tx) = (tt / g.tx, tt % g.tx);
+            let at = ((2 * ty + 1) * wp + 2 * tx + 1) * L;
+            let y = [
+                ld(src, at),
+                ld(src, at + L),
+                ld(src, at + pitch),
+                ld(src, at + pitch + L),
+            ];
+            dm_tile(&y, dm, k * n, kk * n + j * L);
+        }
+    }
+}
+}
+
+impl WGeom {
+    /// The geometry of a plain 3×3 convolution (stride 1, padding 1) whose output tiles
+    /// cover its even-sized maps exactly.
+    fn conv(x: &[usize], wt: &[usize]) -> candle_core::Result<Self> {
+        let g = Self::new(x, wt)?;
+        if g.h % 2 != 0 || g.w % 2 != 0 {
+            return Err(candle_core::Error::Msg(format!(
+                "Winograd conv3x3: input {x:?} has an odd height or width (2×2 output tiles need even sizes)"
+            )));
+        }
+        Ok(g)
+    }
+
+    /// The same maps with input and output channels swapped: the geometry under which
+    /// [`lanes_in`] and [`lanes_out`] move `K`-channel tensors (the output and its
+    /// gradient).
+    fn swapped(&self) -> Self {
+        Self {
+            c: self.k,
+            k: self.c,
+            ..*self
+        }
+    }
+}
+
+/// The plain 3×3 convolution as a custom op: Winograd F(2×2, 3×3) over all of its even
+/// maps, the transformed kernel kept for the backward.
+struct WinogradConv {
+    /// The transformed kernel `U` (`[16][K][C]`) from the forward.
+    saved: Mutex<Option<Vec<f32>>>,
+}
+
+impl candle_core::CustomOp2 for WinogradConv {
+    fn name(&self) -> &'static str {
+        "cxr-winograd-conv3x3"
+    }
+
+    fn cpu_fwd(
+        &self,
+        sx: &CpuStorage,
+        lx: &Layout,
+        sw: &CpuStorage,
+        lw: &Layout,
+    ) -> candle_core::Result<(CpuStorage, Shape)> {
+        let g = WGeom::conv(lx.dims(), lw.dims())?;
+        let x = f32_slice(sx, lx, "input")?;
+        let w = f32_slice(sw, lw, "kernel")?;
+        let (k, c, t, hw) = (g.k, g.c, g.tiles(), g.h * g.w);
+        let gk = g.swapped();
+        let u = kernel_transform(w, &g);
+        let ua = packed_kernel(&u, &g, false);
+        let mut out = vec![0f32; g.b * k * hw];
+        out.par_chunks_mut(L * k * hw)
+            .enumerate()
+            .try_for_each(|(gp, o)| {
+                let n = CHUNK_TILES * L;
+                let sizes = [c * g.plane(), 16 * c * n, 16 * k * n, k * g.plane(), 0, 0];
+                with_scratch(sizes, |[xt, v, mm, yt, _, _]| {
+                    lanes_in(x, &g, gp, xt);
+                    for tiles in chunks(t) {
+                        let n = tiles.len() * L;
+                        let v = &mut v[..16 * c * n];
+                        input_transform(xt, &g, tiles.clone(), v);
+                        let v = &*v;
+                        let vb = |xi: usize| View::row_major(&v[xi * c * n..][..c * n], n);
+                        let mm = &mut mm[..16 * k * n];
+                        match &ua {
+                            Some(ua) => gemms_packed(n, ua, vb, mm)?,
+                            None => gemms(
+                                k,
+                                n,
+                                c,
+                                |xi| View::row_major(&u[xi * k * c..][..k * c], c),
+                                vb,
+                                mm,
+                                false,
+                            )?,
+                        }
+                        output_plain(mm, &g, tiles, yt);
+                    }
+                    lanes_out(yt, &gk, o);
+                    Ok::<(), candle_core::Error>(())
+                })
+            })?;
+        *self.saved.lock().map_err(|_| lock_err())? = Some(u);
+        Ok((CpuStorage::F32(out), Shape::from((g.b, k, g.h, g.w))))
+    }
+
+    fn bwd(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        _res: &Tensor,
+        grad: &Tensor,
+    ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
+        let g = WGeom::conv(x.dims(), w.dims())?;
+        let u = self
+            .saved
+            .lock()
+            .map_err(|_| lock_err())?
+            .take()
+            .ok_or_else(|| {
+                candle_core::Error::Msg(
+                    "Winograd conv3x3: backward without (or after) its forward".into(),
+                )
+            })?;
+        let (k, c, t, hw) = (g.k, g.c, g.tiles(), g.h * g.w);
+        let gk = g.swapped();
+        let (want_x, want_w) = (x.track_op(), w.track_op());
+        let grad = grad.contiguous()?;
+        let xc = x.detach().contiguous()?;
+        let mut dx = vec![0f32; if want_x { g.b * c * hw } else { 0 }];
+        let uta = if want_x {
+            packed_kernel(&u, &g, true)
+        } else {
+            None
+        };
+        let dut = with_f32(&grad, "gradient", |dy| {
+            with_f32(&xc, "input", |xd| {
+                let dx_parts: Vec<Option<&mut [f32]>> = if want_x {
+                    dx.chunks_mut(L * c * hw).map(Some).collect()
+                } else {
+                    (0..g.groups).map(|_| None).collect()
+                };
+                let parts = dx_parts
+                    .into_par_iter()
+                    .enumerate()
+                    .map(|(gp, dxg)| {
+                        let n = CHUNK_TILES * L;
+                        let plane = g.plane();
+                        let sizes = [
+                            k * plane,
+                            c * plane,
+                            16 * c * n,
+                            16 * k * n,
+                            16 * c * n,
+                            c * plane,
+                        ];
+                        with_scratch(sizes, |[dyt, xt, v, dm, dv, dxt]| {
+                            lanes_in(dy, &gk, gp, dyt);
+                            if want_w {
+                                lanes_in(xd, &g, gp, xt);
+                            }
+                            if dxg.is_some() {
+                                dxt.fill(0.0);
+                            }
+                            let mut dut = want_w.then(|| vec![0f32; 16 * c * k]);
+                            for tiles in chunks(t) {
+                                let n = tiles.len() * L;
+                                let dm = &mut dm[..16 * k * n];
+                                output_grad_plain(dyt, &g, tiles.clone(), dm);
+                                let dm = &*dm;
+                                if let Some(d) = dut.as_mut() {
+                                    let v = &mut v[..16 * c * n];
+                                    input_transform(xt, &g, tiles.clone(), v);
+                                    let v = &*v;
+                                    // dU[ξ]ᵀ += V[ξ]·dM[ξ]ᵀ: C × K over these tiles.
+                                    gemms(
+                                        c,
+                                        k,
+                                        n,
+                                        |xi| View::row_major(&v[xi * c * n..][..c * n], n),
+                                        |xi| View::strided(&dm[xi * k * n..][..k * n], 1, n),
+                                        d,
+                                        true,
+                                    )?;
+                                }
+                                if dxg.is_some() {
+                                    // dV[ξ] = U[ξ]ᵀ·dM[ξ]: C × these tiles over K.
+                                    let dv = &mut dv[..16 * c * n];
+                                    let dmb =
+                                        |xi: usize| View::row_major(&dm[xi * k * n..][..k * n], n);
+                                    match &uta {
+                                        Some(uta) => gemms_packed(n, uta, dmb, dv)?,
+                                        None => gemms(
+                                            c,
+                                            n,
+                                            k,
+                                            |xi| View::strided(&u[xi * k * c..][..k * c], 1, c),
+                                            dmb,
+                                            dv,
+                                            false,
+                                        )?,
+                                    }
+                                    input_grad(dv, &g, tiles, dxt);
+                                }
+                            }
+                            if let Some(dxg) = dxg {
+                                lanes_out(dxt, &g, dxg);
+                            }
+                            Ok(dut)
+                        })
+                    })
+                    .collect::<candle_core::Result<Vec<_>>>()?;
+                // Sum the groups' parts in group order (deterministic).
+                let mut acc: Option<Vec<f32>> = None;
+                for p in parts.into_iter().flatten() {
+                    match acc.as_mut() {
+                        Some(a) => a.iter_mut().zip(p).for_each(|(a, b)| *a += b),
+                        None => acc = Some(p),
+                    }
+                }
+                Ok(acc.map(|d| kernel_grad(&d, &g)))
+            })
+        })?;
+        let grad_w = match dut {
+            Some(dw) => Some(Tensor::from_vec(dw, w.dims(), &Device::Cpu)?),
+            None => None,
+        };
+        let grad_x = want_x
+            .then(|| Tensor::from_vec(dx, x.dims(), &Device::Cpu))
+            .transpose()?;
+        Ok((grad_x, grad_w))
+    }
+}
+
+/// Smallest map (in 2×2 output tiles per image) [`winograd_conv_applies`] takes: below
+/// it the Winograd GEMMs have too few columns for the transformed kernel they stream.
+const MIN_CONV_TILES: usize = 16;
+
+/// Whether [`conv3x3_winograd`] is the fast choice for this convolution (stride 1 and
+/// padding 1 are the caller's to check): CPU `f32` tensors, a 3×3 kernel, this crate's
+/// AVX-512 GEMM active, at least 8 input channels, even maps of at least
+/// [`MIN_CONV_TILES`] tiles, and a batch that fills its lane groups of 16 images to at
+/// least three quarters (at least 16 images).
+pub(crate) fn winograd_conv_applies(x: &Tensor, w: &Tensor) -> bool {
+    matches!(x.device(), Device::Cpu)
+        && x.dtype() == DType::F32
+        && w.dtype() == DType::F32
+        && cpu_sgemm_active()
+        && winograd_enabled()
+        && matches!((x.dims(), w.dims()), (&[b, c, h, ww], &[_, wc, 3, 3])
+            if b >= L
+                && 4 * b >= 3 * b.next_multiple_of(L)
+                && c >= DIRECT_BELOW
+                && wc == c
+                && h % 2 == 0
+                && ww % 2 == 0
+                && (h / 2) * (ww / 2) >= MIN_CONV_TILES)
+}
+
+/// `conv2d(x, w, padding 1, stride 1)` with a 3×3 kernel and no bias, as one CPU op
+/// (Winograd F(2×2, 3×3), see the module docs): `x` `[N, C, H, W]` with even `H` and `W`,
+/// `w` `[K, C, 3, 3]`, both `f32` on the CPU; the result is `[N, K, H, W]`. Gradients
+/// flow to both through candle's autograd (the input gradient is skipped when `x` tracks
+/// none). Values differ from the direct convolution by rounding only. Works for any batch
+/// size and channel count; [`crate::Conv2d`] uses it only where it is the faster choice.
+pub fn conv3x3_winograd(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
+    let (x, w) = (x.contiguous()?, w.contiguous()?);
+    x.apply_op2(
+        &w,
+        WinogradConv {
             saved: Mutex::new(None),
         },
     )

@@ -54,7 +54,7 @@ pub use batchnorm::{BN_BUFFERS, BN_EPS, BN_MOMENTUM, BN_PARAMS, BatchNorm2d};
 pub use cnn::{CnnConfig, SeedCnn};
 pub use conv::Conv2d;
 pub use cpu_conv::{conv2d_candle, conv2d_cpu};
-pub use cpu_winograd::{conv3x3_relu_max_pool2d, set_cpu_winograd};
+pub use cpu_winograd::{conv3x3_relu_max_pool2d, conv3x3_winograd, set_cpu_winograd};
 pub use error::{ModelError, Result};
 pub use fast_path::{cpu_fast_path_enabled, set_cpu_fast_norm, set_cpu_fast_path};
 pub use init::{init_resnet18, init_seed_cnn, normal, torch_default_uniform};

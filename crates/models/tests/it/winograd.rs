@@ -2,10 +2,15 @@
 //! followed by ReLU and the max-pool: exactly equal values and gradients on data where
 //! both are exact (so window ties and ReLU cuts must be routed the same way), and within
 //! rounding on random data; odd, non-square and tiny maps, batches that do not fill a
-//! lane group of 16, batch 1.
+//! lane group of 16, batch 1. The plain Winograd convolution (`conv3x3_winograd`) against
+//! candle's convolution the same way, and through `Conv2d` where it picks it.
 
+use candle_core::Module;
 use candle_core::{Device, Tensor, Var};
-use cxr_models::{conv2d_candle, conv3x3_relu_max_pool2d, relu_max_pool2d};
+use candle_nn::{VarBuilder, VarMap};
+use cxr_models::{
+    Conv2d, conv2d_candle, conv3x3_relu_max_pool2d, conv3x3_winograd, relu_max_pool2d,
+};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -152,4 +157,142 @@ fn fused_block_rejects_other_kernels_and_too_small_maps() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("bias has 3 values for 4"), "{err}");
+}
+
+/// Plain-convolution cases (batch, c_in, c_out, h, w), all maps even: partial and several
+/// lane groups, batch 1, fewer than 8 channels, one tile, non-square maps.
+const CONV_CASES: [Case; 8] = [
+    (16, 8, 8, 8, 8),
+    (17, 16, 24, 6, 10),
+    (33, 12, 8, 4, 4),
+    (1, 3, 5, 2, 2),
+    (5, 64, 16, 16, 16),
+    (20, 9, 7, 2, 6),
+    (32, 32, 32, 8, 8),
+    (2, 1, 1, 4, 2),
+];
+
+/// Values and the gradients of `sum(y ⊙ r)` for x and w: Winograd and candle's conv.
+fn conv_both(x: &Tensor, w: &Tensor, r: &Tensor) -> [[Vec<f32>; 3]; 2] {
+    let (x, w) = (Var::from_tensor(x).unwrap(), Var::from_tensor(w).unwrap());
+    let wino = conv3x3_winograd(x.as_tensor(), w.as_tensor()).unwrap();
+    let plain = conv2d_candle(x.as_tensor(), w.as_tensor(), None, 1, 1).unwrap();
+    assert_eq!(wino.dims(), plain.dims());
+    [wino, plain].map(|y| {
+        let g = (&y * r).unwrap().sum_all().unwrap().backward().unwrap();
+        let grad = |v: &Var| vec(g.get(v.as_tensor()).expect("gradient"));
+        [vec(&y), grad(&x), grad(&w)]
+    })
+}
+
+#[test]
+fn winograd_conv_equals_conv_exactly_on_dyadic_data() {
+    let mut rng = ChaCha8Rng::seed_from_u64(31);
+    for (bn, c, k, h, w) in CONV_CASES {
+        let x = dyadic(&mut rng, &[bn, c, h, w], 4, 4.0);
+        let wt = dyadic(&mut rng, &[k, c, 3, 3], 8, 8.0);
+        let r = dyadic(&mut rng, &[bn, k, h, w], 4, 4.0);
+        let [wino, plain] = conv_both(&x, &wt, &r);
+        for (name, (f, p)) in ["forward", "grad x", "grad w"]
+            .iter()
+            .zip(wino.iter().zip(&plain))
+        {
+            let bad = (0..f.len()).filter(|&i| f[i] != p[i]).count();
+            assert!(
+                f.len() == p.len() && bad == 0,
+                "{name} of {:?}: {bad} of {} values differ",
+                (bn, c, k, h, w),
+                p.len()
+            );
+        }
+    }
+}
+
+#[test]
+fn winograd_conv_matches_conv_within_rounding_on_random_data() {
+    let mut rng = ChaCha8Rng::seed_from_u64(32);
+    for (bn, c, k, h, w) in CONV_CASES {
+        let x = uniform(&mut rng, &[bn, c, h, w]);
+        let wt = uniform(&mut rng, &[k, c, 3, 3]);
+        let r = uniform(&mut rng, &[bn, k, h, w]);
+        let [wino, plain] = conv_both(&x, &wt, &r);
+        // Relative to the tensor's scale: the transforms add a few roundings to sums of
+        // up to 9·C products (sums over the batch for the weight gradient).
+        for (name, (f, p)) in ["forward", "grad x", "grad w"]
+            .iter()
+            .zip(wino.iter().zip(&plain))
+        {
+            let scale = p.iter().fold(1f32, |m, v| m.max(v.abs()));
+            let err = f.iter().zip(p).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+            assert!(
+                err <= 2e-5,
+                "{name} of {:?}: scaled error {err}",
+                (bn, c, k, h, w)
+            );
+        }
+    }
+}
+
+/// Only the weight gradient when the input tracks none (the network's input).
+#[test]
+fn winograd_conv_skips_the_input_gradient_of_an_untracked_input() {
+    let mut rng = ChaCha8Rng::seed_from_u64(33);
+    let x = dyadic(&mut rng, &[16, 8, 4, 4], 4, 4.0);
+    let w = Var::from_tensor(&dyadic(&mut rng, &[8, 8, 3, 3], 8, 8.0)).unwrap();
+    let g = conv3x3_winograd(&x, w.as_tensor())
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    let want = conv2d_candle(&x, w.as_tensor(), None, 1, 1)
+        .unwrap()
+        .sum_all()
+        .unwrap()
+        .backward()
+        .unwrap();
+    assert_eq!(
+        vec(g.get(w.as_tensor()).unwrap()),
+        vec(want.get(w.as_tensor()).unwrap())
+    );
+    assert!(g.get(&x).is_none());
+}
+
+#[test]
+fn winograd_conv_rejects_odd_maps_and_other_kernels() {
+    let x = tensor(vec![0.0; 2 * 3 * 5 * 4], &[2, 3, 5, 4]);
+    let w3 = tensor(vec![0.0; 4 * 3 * 9], &[4, 3, 3, 3]);
+    let err = conv3x3_winograd(&x, &w3).unwrap_err().to_string();
+    assert!(err.contains("odd height or width"), "{err}");
+    let x = tensor(vec![0.0; 2 * 3 * 4 * 4], &[2, 3, 4, 4]);
+    let w5 = tensor(vec![0.0; 4 * 3 * 25], &[4, 3, 5, 5]);
+    let err = conv3x3_winograd(&x, &w5).unwrap_err().to_string();
+    assert!(err.contains("3×3"), "{err}");
+}
+
+/// `Conv2d` takes the Winograd op for a bias-free 3×3 stride-1 layer on a full batch of
+/// 8×8 maps (and the implicit-im2col op for the same layer on 4×4 maps): same values as
+/// candle's convolution either way, within rounding.
+#[test]
+fn conv2d_layer_dispatch_matches_candle() {
+    let mut rng = ChaCha8Rng::seed_from_u64(34);
+    let mut varmap = VarMap::new();
+    let vb = VarBuilder::from_varmap(&varmap, candle_core::DType::F32, &Device::Cpu);
+    let layer = Conv2d::new_no_bias(vb, 16, 16, 3, 1, 1).unwrap();
+    varmap
+        .set_one("weight", uniform(&mut rng, &[16, 16, 3, 3]))
+        .unwrap();
+    assert!(vec(layer.weight()).iter().any(|&v| v != 0.0));
+    for hw in [8, 4] {
+        let x = uniform(&mut rng, &[16, 16, hw, hw]);
+        let got = vec(&layer.forward(&x).unwrap());
+        let want = vec(&conv2d_candle(&x, layer.weight(), None, 1, 1).unwrap());
+        let scale = want.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let err = got
+            .iter()
+            .zip(&want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()))
+            / scale;
+        assert!(err <= 2e-5, "{hw}×{hw}: scaled error {err}");
+    }
 }
