@@ -86,6 +86,72 @@ fn first_max(a: f32, b: f32) -> f32 {
     if later_wins(a, b) { b } else { a }
 }
 
+/// Outputs `oxs` of one output row of the 3×3, stride-2, padding-1 pool whose windows lie
+/// inside the map: `rows` are the windows' three input rows (`w` wide, the first at plane
+/// index `base`); maxima into `d[ox]` and, with `ids`, the plane index of each window's
+/// first maximum in row-major order (the first NaN if any) or [`NO_GRAD`] where the
+/// fused ReLU stops the gradient.
+///
+/// Sixteen windows at a time, each input row's three columns gathered into arrays first,
+/// so that the comparisons are element-wise selects over fixed-length arrays (vectorised)
+/// instead of a chain of scalar compares per window. Row by row then down the rows gives
+/// the winner of one walk in row-major order: "a later value wins only if strictly larger,
+/// or if it is the first NaN" is associative.
+fn pool3_interior(
+    rows: [&[f32]; 3],
+    base: usize,
+    w: usize,
+    oxs: std::ops::Range<usize>,
+    d: &mut [f32],
+    mut ids: Option<&mut [u32]>,
+    relu: bool,
+) {
+    const N: usize = 16;
+    #[inline(always)]
+    fn later(a: f32, b: f32) -> bool {
+        (b > a) | (b.is_nan() & !a.is_nan())
+    }
+    let mut ox0 = oxs.start;
+    while ox0 < oxs.end {
+        let n = N.min(oxs.end - ox0);
+        let mut m = [f32::NEG_INFINITY; N];
+        // The winner's offset in the window's first row, `r·w + j`.
+        let mut code = [0u32; N];
+        for (r, row) in rows.iter().enumerate() {
+            let (mut left, mut mid, mut right) = ([0f32; N], [0f32; N], [0f32; N]);
+            let cols = &row[2 * ox0 - 1..2 * (ox0 + n)];
+            for (l, win) in cols.chunks_exact(2).zip(cols[1..].chunks(2)).take(n).enumerate() {
+                left[l] = win.0[0];
+                mid[l] = win.0[1];
+                right[l] = win.1.get(1).copied().unwrap_or(f32::NEG_INFINITY);
+            }
+            let rw = (r * w) as u32;
+            for l in 0..N {
+                let b = later(left[l], mid[l]);
+                let hm = if b { mid[l] } else { left[l] };
+                let c = later(hm, right[l]);
+                let hm2 = if c { right[l] } else { hm };
+                let hj = if c { 2 } else { u32::from(b) };
+                // The first row always takes its own maximum (m starts at −∞ with the
+                // first row's own candidate, so that an all −∞ window still names a
+                // real position).
+                let take = (r == 0) | later(m[l], hm2);
+                m[l] = if take { hm2 } else { m[l] };
+                code[l] = if take { rw + hj } else { code[l] };
+            }
+        }
+        for l in 0..n {
+            let mx = m[l];
+            d[ox0 + l] = if relu { mx.max(0.0) } else { mx };
+            if let Some(ids) = ids.as_deref_mut() {
+                let at = (base + 2 * (ox0 + l) - 1) as u32 + code[l];
+                ids[ox0 + l] = if !relu || mx > 0.0 { at } else { NO_GRAD };
+            }
+        }
+        ox0 += n;
+    }
+}
+
 /// One output row of a 2×2, stride-2 pool: input rows `r0`, `r1` (each `2·wo` long),
 /// maxima into `d`, and into `ids` the plane index of each window's first maximum
 /// (`base` is the plane index of `r0[0]`, `w` the plane width), or [`NO_GRAD`] where the
@@ -169,7 +235,27 @@ impl CustomOp1 for MaxPool {
                     continue;
                 }
                 let ys = spec.span(oy, h);
-                for ox in 0..wo {
+                // The 3×3, stride-2, padding-1 window (ResNet's stem): windows with all
+                // nine values inside the map, without loops of data-dependent length.
+                let (lo, hi) =
+                    if spec.k == 3 && spec.stride == 2 && spec.pad == 1 && ys.1 - ys.0 == 3 {
+                        (1.min(wo), (w / 2).clamp(1.min(wo), wo))
+                    } else {
+                        (wo, wo)
+                    };
+                if lo < hi {
+                    let rows = [0, 1, 2].map(|r| &plane[(ys.0 + r) * w..][..w]);
+                    pool3_interior(
+                        rows,
+                        ys.0 * w,
+                        w,
+                        lo..hi,
+                        &mut dst[oy * wo..][..wo],
+                        ids.as_deref_mut().map(|ids| &mut ids[oy * wo..][..wo]),
+                        spec.relu,
+                    );
+                }
+                for ox in (0..lo).chain(hi..wo) {
                     let (i, m) = spec.argmax(plane, w, ys, spec.span(ox, w));
                     dst[oy * wo + ox] = if spec.relu { m.max(0.0) } else { m };
                     if let Some(ids) = ids.as_deref_mut()

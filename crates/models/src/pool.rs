@@ -264,6 +264,70 @@ mod tests {
         assert_eq!(g, [0.0, 3.0, 0.0, 0.0, 0.0, 0.0, 0.0, 7.0, 0.0]);
     }
 
+    /// The same rules on maps with interior windows (the fast path's branch-free
+    /// windows) and on their edges: coarse values with many ties, some NaN, against a
+    /// brute-force walk of each window in row-major order.
+    #[test]
+    fn max_pool_3x3_s2_ties_and_nan_on_larger_maps() {
+        use rand::{Rng, SeedableRng};
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(5);
+        for (h, w) in [(11usize, 12usize), (8, 9), (16, 16), (3, 40)] {
+            let (n, c) = (2usize, 2usize);
+            let len = n * c * h * w;
+            let vals: Vec<f32> = (0..len)
+                .map(|_| match rng.random_range(0..40) {
+                    0 => f32::NAN,
+                    v => (v % 4) as f32 - 2.0,
+                })
+                .collect();
+            let x = Var::from_vec(vals.clone(), (n, c, h, w), &Device::Cpu).unwrap();
+            let y = max_pool2d_3x3_s2(x.as_tensor()).unwrap();
+            let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+            let gw: Vec<f32> = (0..n * c * ho * wo).map(|i| 1.0 + (i % 7) as f32).collect();
+            let gt = Tensor::from_vec(gw.clone(), (n, c, ho, wo), &Device::Cpu).unwrap();
+            let grads = (y.clone() * gt)
+                .unwrap()
+                .sum_all()
+                .unwrap()
+                .backward()
+                .unwrap();
+            let g = grad_of(&grads, &x);
+            let pooled: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
+            // without a gradient to keep (inference) the same values
+            let untracked = max_pool2d_3x3_s2(&x.as_tensor().detach()).unwrap();
+            let bits = |v: Vec<f32>| v.into_iter().map(f32::to_bits).collect::<Vec<_>>();
+            assert_eq!(
+                bits(untracked.flatten_all().unwrap().to_vec1().unwrap()),
+                bits(pooled.clone())
+            );
+            let mut want_g = vec![0.0f32; len];
+            for b in 0..n * c {
+                for oi in 0..ho {
+                    for oj in 0..wo {
+                        let mut best: Option<(f32, usize)> = None;
+                        for i in (2 * oi).saturating_sub(1)..(2 * oi + 2).min(h) {
+                            for j in (2 * oj).saturating_sub(1)..(2 * oj + 2).min(w) {
+                                let idx = b * h * w + i * w + j;
+                                let v = vals[idx];
+                                let later = best.is_none_or(|(bv, _)| {
+                                    v > bv || (v.is_nan() && !bv.is_nan())
+                                });
+                                if later {
+                                    best = Some((v, idx));
+                                }
+                            }
+                        }
+                        let (bv, bi) = best.unwrap();
+                        let o = b * ho * wo + oi * wo + oj;
+                        assert_eq!(pooled[o].to_bits(), bv.to_bits(), "{h}x{w} output {o}");
+                        want_g[bi] += gw[o];
+                    }
+                }
+            }
+            assert_eq!(g, want_g, "{h}x{w} gradient");
+        }
+    }
+
     #[test]
     fn rejects_bad_shapes() {
         let x = Tensor::zeros((2, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
