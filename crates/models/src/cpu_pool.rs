@@ -120,7 +120,12 @@ fn pool3_interior(
         for (r, row) in rows.iter().enumerate() {
             let (mut left, mut mid, mut right) = ([0f32; N], [0f32; N], [0f32; N]);
             let cols = &row[2 * ox0 - 1..2 * (ox0 + n)];
-            for (l, win) in cols.chunks_exact(2).zip(cols[1..].chunks(2)).take(n).enumerate() {
+            for (l, win) in cols
+                .chunks_exact(2)
+                .zip(cols[1..].chunks(2))
+                .take(n)
+                .enumerate()
+            {
                 left[l] = win.0[0];
                 mid[l] = win.0[1];
                 right[l] = win.1.get(1).copied().unwrap_or(f32::NEG_INFINITY);

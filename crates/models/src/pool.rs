@@ -309,9 +309,8 @@ mod tests {
                             for j in (2 * oj).saturating_sub(1)..(2 * oj + 2).min(w) {
                                 let idx = b * h * w + i * w + j;
                                 let v = vals[idx];
-                                let later = best.is_none_or(|(bv, _)| {
-                                    v > bv || (v.is_nan() && !bv.is_nan())
-                                });
+                                let later = best
+                                    .is_none_or(|(bv, _)| v > bv || (v.is_nan() && !bv.is_nan()));
                                 if later {
                                     best = Some((v, idx));
                                 }

@@ -163,6 +163,13 @@ pub(crate) trait PackB: Sync {
     /// Packs rows `k0..k0 + kc`, columns `c0..c0 + cols` (`cols ≤ NR`) as `[kc][NR]`,
     /// zero-padding the columns past `cols`.
     fn pack(&self, k0: usize, kc: usize, c0: usize, cols: usize, dst: &mut [f32]);
+    /// The panels of rows `k0..k0 + kc`, columns `c0..c0 + cols` (`c0` a multiple of
+    /// [`NR`]) exactly as [`PackB::pack`] would write them one after another, where they
+    /// already exist packed ([`PrePacked`]): the GEMM then reads them in place.
+    fn packed_panels(&self, k0: usize, kc: usize, c0: usize, cols: usize) -> Option<&[f32]> {
+        let _ = (k0, kc, c0, cols);
+        None
+    }
 }
 
 impl PackB for View<'_> {
@@ -442,8 +449,9 @@ fn gemm_rows<B: PackB>(
 
 /// A `B` operand packed once into the kernel's panels (`[k block][panel][kc][NR]`, with
 /// the k blocks `run_with` uses for the whole depth), for GEMMs whose tasks all read the
-/// whole of B ([`gemm_rows`]): each task then copies contiguous panels instead of
-/// gathering them again (for a convolution, an implicit im2col of many short rows).
+/// whole of B ([`gemm_rows`]): each task then reads the panels in place
+/// ([`PackB::packed_panels`]) instead of gathering them again (for a convolution, an
+/// implicit im2col of many short rows) or copying them.
 struct PrePacked<'a, B: PackB> {
     b: &'a B,
     data: Vec<f32>,
@@ -503,6 +511,18 @@ impl<B: PackB> PackB for PrePacked<'_, B> {
         } else {
             self.b.pack(k0, kc, c0, cols, dst);
         }
+    }
+
+    fn packed_panels(&self, k0: usize, kc: usize, c0: usize, cols: usize) -> Option<&[f32]> {
+        let whole = k0.is_multiple_of(self.kc_max)
+            && kc == (self.k - k0).min(self.kc_max)
+            && c0.is_multiple_of(NR)
+            && c0 + cols <= self.n
+            && cols > 0;
+        whole.then(|| {
+            let at = k0 * self.panels * NR + (c0 / NR) * kc * NR;
+            &self.data[at..at + cols.div_ceil(NR) * NR * kc]
+        })
     }
 }
 
@@ -665,13 +685,19 @@ fn run_with<B: PackB>(
         for kb in 0..kblocks {
             let k0 = ks.start + kb * kc_max;
             let kc = (ks.end - k0).min(kc_max);
-            for (p, dst) in bp[..nc.div_ceil(NR) * NR * kc]
-                .chunks_exact_mut(NR * kc)
-                .enumerate()
-            {
-                let c0 = jc + p * NR;
-                b.pack(k0, kc, c0, (jc + nc - c0).min(NR), dst);
-            }
+            let bpanels = match b.packed_panels(k0, kc, jc, nc) {
+                Some(panels) => panels,
+                None => {
+                    for (p, dst) in bp[..nc.div_ceil(NR) * NR * kc]
+                        .chunks_exact_mut(NR * kc)
+                        .enumerate()
+                    {
+                        let c0 = jc + p * NR;
+                        b.pack(k0, kc, c0, (jc + nc - c0).min(NR), dst);
+                    }
+                    &bp[..nc.div_ceil(NR) * NR * kc]
+                }
+            };
             let tile_store = if kb == 0 { store } else { Store::Add };
             let mut ic = 0;
             while ic < m {
@@ -685,7 +711,7 @@ fn run_with<B: PackB>(
                 }
                 block(
                     &ap[..mc.div_ceil(MR) * MR * kc],
-                    &bp[..nc.div_ceil(NR) * NR * kc],
+                    bpanels,
                     kc,
                     ic,
                     mc,
