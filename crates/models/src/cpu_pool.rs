@@ -86,13 +86,15 @@ fn first_max(a: f32, b: f32) -> f32 {
     if later_wins(a, b) { b } else { a }
 }
 
+simd_fn! {
 /// Outputs `oxs` of one output row of the 3×3, stride-2, padding-1 pool whose windows lie
 /// inside the map: `rows` are the windows' three input rows (`w` wide, the first at plane
 /// index `base`); maxima into `d[ox]` and, with `ids`, the plane index of each window's
 /// first maximum in row-major order (the first NaN if any) or [`NO_GRAD`] where the
 /// fused ReLU stops the gradient.
 ///
-/// Sixteen windows at a time, each input row's three columns gathered into arrays first,
+/// Sixteen windows at a time (AVX-512 where the CPU has it, see `simd_fn!`), each input
+/// row's three columns gathered into arrays first,
 /// so that the comparisons are element-wise selects over fixed-length arrays (vectorised)
 /// instead of a chain of scalar compares per window. Row by row then down the rows gives
 /// the winner of one walk in row-major order: "a later value wins only if strictly larger,
@@ -103,9 +105,10 @@ fn pool3_interior(
     w: usize,
     oxs: std::ops::Range<usize>,
     d: &mut [f32],
-    mut ids: Option<&mut [u32]>,
+    ids: Option<&mut [u32]>,
     relu: bool,
 ) {
+    let mut ids = ids;
     const N: usize = 16;
     #[inline(always)]
     fn later(a: f32, b: f32) -> bool {
@@ -155,6 +158,7 @@ fn pool3_interior(
         }
         ox0 += n;
     }
+}
 }
 
 /// One output row of a 2×2, stride-2 pool: input rows `r0`, `r1` (each `2·wo` long),

@@ -63,42 +63,6 @@ const NONE: u8 = 4;
 
 type V16 = [f32; L];
 
-/// Defines `fn $name` whose body is compiled twice: for the baseline CPU and, called
-/// where the CPU has them, with AVX-512 and FMA enabled, so that LLVM turns its loops over
-/// 16-lane arrays into 512-bit vector instructions and `mul_add` into one instruction.
-/// The body and everything it calls must be `#[inline(always)]` for that (a function
-/// that is not inlined is compiled for the baseline CPU). Results are the same either
-/// way (the same operations in the same order; `mul_add` is fused in both).
-macro_rules! simd_fn {
-    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $(-> $ret:ty)? $body:block) => {
-        $(#[$m])*
-        fn $name($($arg: $ty),*) $(-> $ret)? {
-            #[inline(always)]
-            fn body($($arg: $ty),*) $(-> $ret)? $body
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx512f,fma")]
-                fn fast($($arg: $ty),*) $(-> $ret)? {
-                    body($($arg),*)
-                }
-                if simd_available() {
-                    // SAFETY: `fast` needs only the `avx512f` and `fma` target features,
-                    // both detected on this CPU by `simd_available`.
-                    return unsafe { fast($($arg),*) };
-                }
-            }
-            body($($arg),*)
-        }
-    };
-}
-
-/// Whether this CPU has AVX-512 (`avx512f`) and FMA, the features of [`simd_fn`]'s fast
-/// copies.
-#[cfg(target_arch = "x86_64")]
-fn simd_available() -> bool {
-    std::arch::is_x86_feature_detected!("avx512f") && std::arch::is_x86_feature_detected!("fma")
-}
-
 /// Geometry of one fused block.
 #[derive(Debug, Clone, Copy)]
 struct WGeom {

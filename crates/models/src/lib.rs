@@ -33,6 +33,9 @@
 //! optimizer state; see `cxr-train` for that.
 #![warn(missing_docs)]
 
+#[macro_use]
+mod simd;
+
 mod batchnorm;
 mod cnn;
 mod conv;
