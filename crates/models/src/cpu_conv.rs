@@ -709,7 +709,15 @@ fn flipped_kernel(w: &[f32], g: &Geom) -> Vec<f32> {
                 let src = &w[(co * g.ci + ci0) * kk2..];
                 for (taps, orow) in src.chunks_exact(kk2).zip(rows.chunks_exact_mut(row)) {
                     // tap (i, j) ← (k − 1 − i, k − 1 − j): the taps reversed
-                    for (d, s) in orow[co * kk2..][..kk2].iter_mut().zip(taps.iter().rev()) {
+                    let dst = &mut orow[co * kk2..][..kk2];
+                    if let (Some(d), Some(s)) =
+                        (dst.first_chunk_mut::<9>(), taps.first_chunk::<9>())
+                    {
+                        // 3×3 (every stride-1 layer that gets here): a fixed-size move
+                        *d = std::array::from_fn(|t| s[8 - t]);
+                        continue;
+                    }
+                    for (d, s) in dst.iter_mut().zip(taps.iter().rev()) {
                         *d = *s;
                     }
                 }
