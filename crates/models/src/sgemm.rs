@@ -354,7 +354,11 @@ fn gemm_with<B: PackB>(
     // Few groups (a small C, as in the weight gradient): tasks over column blocks of NR
     // and, when that leaves threads idle, over k; each into a private buffer.
     let panels = n.div_ceil(NR);
-    let col_tasks = panels.min(threads);
+    // A deep product whose A is one block of rows and whose columns fit one block (the
+    // stem's weight gradient: 64 × 147 over 32 768 pixels): split only the depth, so
+    // that A is packed once in all, not once per column task.
+    let depth_only = m <= MC && panels * NR <= NC && k >= 1024 * threads;
+    let col_tasks = if depth_only { 1 } else { panels.min(threads) };
     let k_tasks = if col_tasks < threads && k >= 1024 {
         (threads / col_tasks).min(k / 256).max(1)
     } else {
