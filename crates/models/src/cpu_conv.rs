@@ -710,10 +710,11 @@ fn flipped_kernel(w: &[f32], g: &Geom) -> Vec<f32> {
                 for (taps, orow) in src.chunks_exact(kk2).zip(rows.chunks_exact_mut(row)) {
                     // tap (i, j) ← (k − 1 − i, k − 1 − j): the taps reversed
                     let dst = &mut orow[co * kk2..][..kk2];
-                    if let (Some(d), Some(s)) =
-                        (dst.first_chunk_mut::<9>(), taps.first_chunk::<9>())
-                    {
-                        // 3×3 (every stride-1 layer that gets here): a fixed-size move
+                    if let (Ok(d), Ok(s)) = (
+                        <&mut [f32; 9]>::try_from(&mut *dst),
+                        <&[f32; 9]>::try_from(taps),
+                    ) {
+                        // 3×3 (exactly nine taps): a fixed-size move
                         *d = std::array::from_fn(|t| s[8 - t]);
                         continue;
                     }
