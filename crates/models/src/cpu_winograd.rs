@@ -20,13 +20,20 @@
 //! Images are processed in lane groups of 16 (one rayon task per group, its
 //! Winograd-domain arrays in per-thread scratch): every array is laid out with the image as
 //! its fastest axis, so each transform is a handful of 16-wide vector additions (compiled
-//! for AVX-512 and FMA where the CPU has them, see `simd_fn!`). Within a group, three tiles
-//! at a time (one 48-column panel of the GEMM kernel) go through the input transform, the
-//! 16 GEMMs and the output transform, so their arrays stay in L2; the transformed kernel
-//! is packed once per call for all groups and the GEMMs read `V` and `dM` in place.
+//! for AVX-512 and FMA where the CPU has them, see `simd_fn!` in `simd.rs`). Within a
+//! group, three tiles at a time (one 48-column panel of the GEMM kernel) go through the
+//! input transform, the 16 GEMMs and the output transform, so their arrays stay in L2;
+//! the transformed kernel is packed once per call for all groups and the GEMMs read `V`
+//! and `dM` in place.
 //! Batches are padded with zero images to a multiple of 16, so
 //! [`crate::Conv2d::forward_relu_max_pool2d`] uses the op for batches of at least
 //! [`MIN_BATCH`].
+//!
+//! The same transforms and GEMMs also run a plain 3×3 convolution (stride 1, padding 1,
+//! no bias, even maps; [`conv3x3_winograd`], which [`crate::Conv2d`] picks for ResNet18's
+//! stride-1 layers on maps of at least 8×8): the output transform writes the 2×2 tiles
+//! as they are, and the backward takes the plain output gradient to the Winograd domain
+//! (`dM = A dY Aᵀ`) for the same weight- and input-gradient GEMMs.
 //!
 //! With fewer than 8 input channels (the network's first layer) the block runs as a direct
 //! 3×3 convolution in the same layout and with the same pooling epilogue: there the
@@ -35,10 +42,6 @@
 //! window whose maximum is not positive passes no gradient. Floating-point results differ
 //! from the direct convolution by rounding only (the transforms' constants are 0, ±1
 //! and ±½).
-
-// `unsafe` only to call the AVX-512 + FMA copies of the kernels (see `simd_fn!`), after
-// detecting both features; the kernels themselves are safe code.
-#![allow(unsafe_code)]
 
 use std::cell::RefCell;
 use std::ops::Range;
