@@ -3,8 +3,9 @@
 //! ratios from the same run; then ResNet18's training step (forward + backward +
 //! AdamW) and eval throughput at `--resnet-sizes` against torchvision's
 //! (bench/torch_resnet18.py --time-only). Medians over `--repeats`; the seed-CNN repeats
-//! (training, then inference of a fresh model) of cxr and PyTorch alternate, so that load
-//! on a shared machine hits both.
+//! (training, then inference of a fresh model) of cxr and PyTorch alternate, and so do
+//! ResNet18's rounds (each the medians of `--repeats` steps), so that load on a shared
+//! machine hits both.
 
 use std::process::Command as Process;
 use std::time::Instant;
@@ -184,17 +185,35 @@ fn resnet_step_figures(size: usize, batch: usize, repeats: usize) -> Result<(f64
     Ok((median(train), median(eval)))
 }
 
+/// ResNet18 at `size` px: `--repeats` rounds, each cxr's medians of `--repeats` steps
+/// then PyTorch's (alternating, so that load on a shared machine hits both alike);
+/// medians of the rounds, and each round's train-step ratio.
 fn resnet_bench(a: &BenchArgs, size: usize) -> Result<()> {
     let batch = a.resnet_batch;
-    let (train, eval) = resnet_step_figures(size, batch, a.repeats)?;
-    let torch = if a.no_torch {
-        None
-    } else {
-        torch_resnet(a, size, batch)?
-    };
+    let (mut ct, mut ce, mut tt, mut te, mut ratios) = (vec![], vec![], vec![], vec![], vec![]);
+    let mut torch_ok = !a.no_torch;
+    for round in 0..a.repeats {
+        let (train, eval) = resnet_step_figures(size, batch, a.repeats)?;
+        info!(size, round, train, eval, "cxr ResNet18 round done");
+        ct.push(train);
+        ce.push(eval);
+        if torch_ok {
+            match torch_resnet(a, size, batch)? {
+                Some((train_t, eval_t)) => {
+                    info!(size, round, train_t, eval_t, "PyTorch ResNet18 round done");
+                    tt.push(train_t);
+                    te.push(eval_t);
+                    ratios.push(train / train_t);
+                }
+                None => torch_ok = false,
+            }
+        }
+    }
+    let (train, eval) = (median(ct), median(ce));
+    let torch = torch_ok.then(|| (median(tt), median(te)));
     println!(
-        "\nResNet18, {size}×{size}, batch {batch}, {} thread(s), {} repeats (medians)",
-        a.threads, a.repeats
+        "\nResNet18, {size}×{size}, batch {batch}, {} thread(s), {} rounds of {} steps, alternating (medians)",
+        a.threads, a.repeats, a.repeats
     );
     println!(
         "{:<34} {:>12} {:>12} {:>14}",
@@ -208,6 +227,10 @@ fn resnet_bench(a: &BenchArgs, size: usize) -> Result<()> {
             Some(t) => println!("{name:<34} {c:>12.2} {t:>12.2} {:>14.3}", c / t),
             None => println!("{name:<34} {c:>12.2} {:>12} {:>14}", "–", "–"),
         }
+    }
+    if torch.is_some() {
+        let each: Vec<String> = ratios.iter().map(|r| format!("{r:.3}")).collect();
+        println!("{:<34} {}", "train step ratio, each round", each.join(" "));
     }
     Ok(())
 }
