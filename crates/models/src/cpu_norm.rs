@@ -90,7 +90,7 @@ fn planes_mut(x: &mut [f32], c: usize, hw: usize) -> Vec<Vec<&mut [f32]>> {
 }
 
 /// Sum of `f(i)` over a plane in eight f32 lanes (vectorisable), returned as f64.
-#[inline]
+#[inline(always)]
 fn lane_sum(len: usize, f: impl Fn(usize) -> f32) -> f64 {
     let mut acc = [0f32; 8];
     let full = len / 8 * 8;
@@ -109,7 +109,7 @@ fn lane_sum(len: usize, f: impl Fn(usize) -> f32) -> f64 {
 }
 
 /// Two sums of `f(i)` over a plane in eight f32 lanes each, returned as f64.
-#[inline]
+#[inline(always)]
 fn lane_sum2(len: usize, f: impl Fn(usize) -> (f32, f32)) -> (f64, f64) {
     let mut acc0 = [0f32; 8];
     let mut acc1 = [0f32; 8];
@@ -133,24 +133,95 @@ fn lane_sum2(len: usize, f: impl Fn(usize) -> (f32, f32)) -> (f64, f64) {
     (total(acc0, t0), total(acc1, t1))
 }
 
+/// `g` masked by the ReLU (`y > 0` ⇔ the pre-activation was positive) when `relu`.
+#[inline(always)]
+fn masked(g: f32, y: f32, relu: bool) -> f32 {
+    if !relu || y > 0.0 { g } else { 0.0 }
+}
+
+// The per-plane kernels, compiled for AVX-512 where the CPU has it (`simd_fn!`); the
+// same operations in the same order either way.
+
+simd_fn! {
+/// Sum of a plane ([`lane_sum`]).
+fn plane_sum(p: &[f32]) -> f64 {
+    lane_sum(p.len(), |i| p[i])
+}
+}
+
+simd_fn! {
+/// Sum of squared deviations from `mean` over a plane ([`lane_sum`]).
+fn plane_sq_dev(p: &[f32], mean: f32) -> f64 {
+    lane_sum(p.len(), |i| {
+        let d = p[i] - mean;
+        d * d
+    })
+}
+}
+
+simd_fn! {
+/// `dst = act((src − μ)·s + β)` over a plane; `norm` is `(μ, s, β)`.
+fn out_plane(dst: &mut [f32], src: &[f32], norm: (f32, f32, f32), relu: bool) {
+    let (mu, s, b) = norm;
+    for (d, &v) in dst.iter_mut().zip(src) {
+        let t = (v - mu) * s + b;
+        *d = if relu { t.max(0.0) } else { t };
+    }
+}
+}
+
+simd_fn! {
+/// `dst = act((src − μ)·s + β + res)` over a plane; `norm` is `(μ, s, β)`.
+fn out_plane_res(dst: &mut [f32], src: &[f32], res: &[f32], norm: (f32, f32, f32), relu: bool) {
+    let (mu, s, b) = norm;
+    for ((d, &v), &rv) in dst.iter_mut().zip(src).zip(res) {
+        let t = (v - mu) * s + b + rv;
+        *d = if relu { t.max(0.0) } else { t };
+    }
+}
+}
+
+simd_fn! {
+/// `Σ g'` and `Σ g'·(x − μ)` over a plane ([`lane_sum2`]), `g'` the masked gradient.
+fn grad_sums(xp: &[f32], yp: &[f32], gp: &[f32], mu: f32, relu: bool) -> (f64, f64) {
+    lane_sum2(xp.len().min(yp.len()).min(gp.len()), |i| {
+        let g = masked(gp[i], yp[i], relu);
+        (g, g * (xp[i] - mu))
+    })
+}
+}
+
+simd_fn! {
+/// `d = a·g' + k1·(x − μ) + k0` over a plane; `planes` is `(x, y, g)`, `coef`
+/// `(a, k1, k0, μ)`.
+fn dx_plane(d: &mut [f32], planes: (&[f32], &[f32], &[f32]), coef: (f32, f32, f32, f32), relu: bool) {
+    let (xp, yp, gp) = planes;
+    let (a, k1, k0, mu) = coef;
+    for (((d, &xi), &yi), &gi) in d.iter_mut().zip(xp).zip(yp).zip(gp) {
+        *d = a * masked(gi, yi, relu) + k1 * (xi - mu) + k0;
+    }
+}
+}
+
+simd_fn! {
+/// `d = g'` (the residual's gradient) over a plane.
+fn masked_plane(d: &mut [f32], yp: &[f32], gp: &[f32], relu: bool) {
+    for ((d, &yi), &gi) in d.iter_mut().zip(yp).zip(gp) {
+        *d = masked(gi, yi, relu);
+    }
+}
+}
+
 /// Per-channel batch mean and biased variance (two passes, f64 across planes).
 fn batch_stats(x: &[f32], c: usize, hw: usize) -> Vec<(f64, f64)> {
     let m = (x.len() / c) as f64;
     (0..c)
         .into_par_iter()
         .map(|ch| {
-            let mean = planes(x, c, hw, ch)
-                .map(|p| lane_sum(p.len(), |i| p[i]))
-                .sum::<f64>()
-                / m;
+            let mean = planes(x, c, hw, ch).map(plane_sum).sum::<f64>() / m;
             let mf = mean as f32;
             let var = planes(x, c, hw, ch)
-                .map(|p| {
-                    lane_sum(p.len(), |i| {
-                        let d = p[i] - mf;
-                        d * d
-                    })
-                })
+                .map(|p| plane_sq_dev(p, mf))
                 .sum::<f64>()
                 / m;
             (mean, var)
@@ -178,19 +249,8 @@ fn write_output(
                 let off = (img * c + ch) * hw;
                 let src = &x[off..off + hw];
                 match r {
-                    Some(r) => {
-                        let res = &r[off..off + hw];
-                        for ((d, &v), &rv) in dst.iter_mut().zip(src).zip(res) {
-                            let t = (v - mu) * s + b + rv;
-                            *d = if relu { t.max(0.0) } else { t };
-                        }
-                    }
-                    None => {
-                        for (d, &v) in dst.iter_mut().zip(src) {
-                            let t = (v - mu) * s + b;
-                            *d = if relu { t.max(0.0) } else { t };
-                        }
-                    }
+                    Some(r) => out_plane_res(dst, src, &r[off..off + hw], (mu, s, b), relu),
+                    None => out_plane(dst, src, (mu, s, b), relu),
                 }
             }
         });
@@ -287,8 +347,7 @@ impl BnOp {
         let gv = f32_slice(gs, gl, "gradient")?;
         let gamma = &gbv[..c];
         let relu = self.act.relu();
-        // g' = g masked by the ReLU (y > 0 ⇔ the pre-activation was positive).
-        let masked = |g: f32, y: f32| if !relu || y > 0.0 { g } else { 0.0 };
+        // g' = g masked by the ReLU (y > 0 ⇔ the pre-activation was positive): `masked`.
 
         // Pass 1: Σ g' and Σ g'·(x − μ) per channel.
         let sums: Vec<(f64, f64)> = (0..c)
@@ -299,10 +358,7 @@ impl BnOp {
                 for img in 0..n {
                     let off = (img * c + ch) * hw;
                     let (xp, yp, gp) = (&xv[off..off + hw], &yv[off..off + hw], &gv[off..off + hw]);
-                    let (a, b) = lane_sum2(hw, |i| {
-                        let g = masked(gp[i], yp[i]);
-                        (g, g * (xp[i] - mu))
-                    });
+                    let (a, b) = grad_sums(xp, yp, gp, mu, relu);
                     s0 += a;
                     s1 += b;
                 }
@@ -350,14 +406,10 @@ impl BnOp {
                         let (xp, yp, gp) =
                             (&xv[off..off + hw], &yv[off..off + hw], &gv[off..off + hw]);
                         if let Some(d) = dxs.get_mut(img) {
-                            for (((d, &xi), &yi), &gi) in d.iter_mut().zip(xp).zip(yp).zip(gp) {
-                                *d = a * masked(gi, yi) + k1 * (xi - mu) + k0;
-                            }
+                            dx_plane(d, (xp, yp, gp), (a, k1, k0, mu), relu);
                         }
                         if let Some(d) = drs.get_mut(img) {
-                            for ((d, &yi), &gi) in d.iter_mut().zip(yp).zip(gp) {
-                                *d = masked(gi, yi);
-                            }
+                            masked_plane(d, yp, gp, relu);
                         }
                     }
                 });
