@@ -424,6 +424,91 @@ fn packed_kernel(u: &[f32], g: &WGeom, transposed: bool) -> Option<Vec<PackedA>>
         .collect()
 }
 
+/// The transformed kernel `U` (`[16][K][C]`) and, where it was packed, its 16 packed
+/// matrices (`Uᵀ` for the backward).
+type Kernel<'a> = (&'a [f32], Option<&'a [PackedA]>);
+
+/// The forward of one run of tiles: `V = Bᵀ d B` of the tiles into `v`, then the 16 GEMMs
+/// `M[ξ] = U[ξ]·V[ξ]` into `mm`; returns `M` (`[16][K][n]`).
+fn forward_run<'m>(
+    xt: &[f32],
+    g: &WGeom,
+    tiles: Range<usize>,
+    (u, ua): Kernel<'_>,
+    v: &mut [f32],
+    mm: &'m mut [f32],
+) -> candle_core::Result<&'m [f32]> {
+    let (k, c, n) = (g.k, g.c, tiles.len() * L);
+    let v = &mut v[..16 * c * n];
+    input_transform(xt, g, tiles, v);
+    let v = &*v;
+    let vb = |xi: usize| View::row_major(&v[xi * c * n..][..c * n], n);
+    let mm = &mut mm[..16 * k * n];
+    match ua {
+        Some(ua) => gemms_packed(n, ua, vb, mm)?,
+        None => gemms(
+            k,
+            n,
+            c,
+            |xi| View::row_major(&u[xi * k * c..][..k * c], c),
+            vb,
+            mm,
+            false,
+        )?,
+    }
+    Ok(mm)
+}
+
+/// The backward of one run of tiles from its `dM` (`[16][K][n]`), `xt` the lane group's
+/// input planes: with `dut`, `dU[ξ]ᵀ += V[ξ]·dM[ξ]ᵀ` (`[16][C][K]`, the input transformed
+/// again into `v`); with `dxt`, `dV[ξ] = U[ξ]ᵀ·dM[ξ]` (into `dv`) scattered back as
+/// `B dV Bᵀ` into the padded input-gradient planes.
+fn backward_run(
+    (xt, dm): (&[f32], &[f32]),
+    g: &WGeom,
+    tiles: Range<usize>,
+    (u, uta): Kernel<'_>,
+    (v, dv): (&mut [f32], &mut [f32]),
+    dut: Option<&mut [f32]>,
+    dxt: Option<&mut [f32]>,
+) -> candle_core::Result<()> {
+    let (k, c, n) = (g.k, g.c, tiles.len() * L);
+    if let Some(d) = dut {
+        let v = &mut v[..16 * c * n];
+        input_transform(xt, g, tiles.clone(), v);
+        let v = &*v;
+        // dU[ξ]ᵀ += V[ξ]·dM[ξ]ᵀ: C × K over these tiles.
+        gemms(
+            c,
+            k,
+            n,
+            |xi| View::row_major(&v[xi * c * n..][..c * n], n),
+            |xi| View::strided(&dm[xi * k * n..][..k * n], 1, n),
+            d,
+            true,
+        )?;
+    }
+    if let Some(dxt) = dxt {
+        // dV[ξ] = U[ξ]ᵀ·dM[ξ]: C × these tiles over K.
+        let dv = &mut dv[..16 * c * n];
+        let dmb = |xi: usize| View::row_major(&dm[xi * k * n..][..k * n], n);
+        match uta {
+            Some(uta) => gemms_packed(n, uta, dmb, dv)?,
+            None => gemms(
+                c,
+                n,
+                k,
+                |xi| View::strided(&u[xi * k * c..][..k * c], 1, c),
+                dmb,
+                dv,
+                false,
+            )?,
+        }
+        input_grad(dv, g, tiles, dxt);
+    }
+    Ok(())
+}
+
 simd_fn! {
 /// Output transform `Aᵀ M A` of the lane group's tiles `tiles` (`mm`: `[16][K][n]`) with
 /// bias, ReLU and the window maximum: pooled values into `out` (the group's images,
@@ -870,24 +955,7 @@ impl CustomOp3 for WinogradBlock {
                     // A few tiles at a time: their V and M stay in cache between the
                     // transforms and the GEMMs.
                     for tiles in chunks(t) {
-                        let n = tiles.len() * L;
-                        let v = &mut v[..16 * c * n];
-                        input_transform(xt, &g, tiles.clone(), v);
-                        let v = &*v;
-                        let vb = |xi: usize| View::row_major(&v[xi * c * n..][..c * n], n);
-                        let mm = &mut mm[..16 * k * n];
-                        match &ua {
-                            Some(ua) => gemms_packed(n, ua, vb, mm)?,
-                            None => gemms(
-                                k,
-                                n,
-                                c,
-                                |xi| View::row_major(&u[xi * k * c..][..k * c], c),
-                                vb,
-                                mm,
-                                false,
-                            )?,
-                        }
+                        let mm = forward_run(xt, &g, tiles.clone(), (&u, ua.as_deref()), v, mm)?;
                         output_transform(mm, bias, &g, tiles, o, cd);
                     }
                     Ok::<(), candle_core::Error>(())
@@ -988,42 +1056,15 @@ impl CustomOp3 for WinogradBlock {
                                     let n = tiles.len() * L;
                                     let dm = &mut dm[..16 * k * n];
                                     output_grad(dpl, codes, &g, tiles.clone(), dm, &mut db);
-                                    let dm = &*dm;
-                                    if let Some(d) = dut.as_mut() {
-                                        let v = &mut v[..16 * c * n];
-                                        input_transform(xt, &g, tiles.clone(), v);
-                                        let v = &*v;
-                                        // dU[ξ]ᵀ += V[ξ]·dM[ξ]ᵀ: C × K over these tiles.
-                                        gemms(
-                                            c,
-                                            k,
-                                            n,
-                                            |xi| View::row_major(&v[xi * c * n..][..c * n], n),
-                                            |xi| View::strided(&dm[xi * k * n..][..k * n], 1, n),
-                                            d,
-                                            true,
-                                        )?;
-                                    }
-                                    if dxg.is_some() {
-                                        // dV[ξ] = U[ξ]ᵀ·dM[ξ]: C × these tiles over K.
-                                        let dv = &mut dv[..16 * c * n];
-                                        let dmb = |xi: usize| {
-                                            View::row_major(&dm[xi * k * n..][..k * n], n)
-                                        };
-                                        match &uta {
-                                            Some(uta) => gemms_packed(n, uta, dmb, dv)?,
-                                            None => gemms(
-                                                c,
-                                                n,
-                                                k,
-                                                |xi| View::strided(&u[xi * k * c..][..k * c], 1, c),
-                                                dmb,
-                                                dv,
-                                                false,
-                                            )?,
-                                        }
-                                        input_grad(dv, &g, tiles, dxt);
-                                    }
+                                    backward_run(
+                                        (xt, &*dm),
+                                        &g,
+                                        tiles,
+                                        (&u, uta.as_deref()),
+                                        (v, dv),
+                                        dut.as_deref_mut(),
+                                        dxg.is_some().then_some(&mut *dxt),
+                                    )?;
                                 }
                                 if let Some(dxg) = dxg {
                                     lanes_out(dxt, &g, dxg);
@@ -1133,19 +1174,26 @@ pub fn conv3x3_relu_max_pool2d(
 // ---------------------------------------------------------------------------------------
 // The plain convolution: ResNet18's 3×3, stride-1, padding-1 layers (no bias, no pool).
 
+/// Each of `tiles` with its place in the run (`j`) and where its 2×2 outputs start in a
+/// padded, lane-interleaved plane (the interior position of its top-left output).
+#[inline(always)]
+fn tile_sites(g: &WGeom, tiles: Range<usize>) -> impl Iterator<Item = (usize, usize)> {
+    let (wp, tx) = (g.wp(), g.tx);
+    tiles
+        .enumerate()
+        .map(move |(j, tt)| (j, ((2 * (tt / tx) + 1) * wp + 2 * (tt % tx) + 1) * L))
+}
+
 simd_fn! {
 /// Output transform `Aᵀ M A` of the lane group's tiles `tiles` (`mm`: `[16][K][n]`) into
 /// the lane-interleaved output planes `yt` (`[K][hp][wp][16]`, the input's padded plane
 /// geometry): each tile's 2×2 outputs at their interior places, the border left alone.
 fn output_plain(mm: &[f32], g: &WGeom, tiles: Range<usize>, yt: &mut [f32]) {
-    let (k, wp, plane) = (g.k, g.wp(), g.plane());
+    let (k, plane, pitch) = (g.k, g.plane(), g.wp() * L);
     let n = tiles.len() * L;
-    let pitch = wp * L;
     for (kk, dst) in yt.chunks_exact_mut(plane).enumerate().take(k) {
-        for (j, tt) in tiles.clone().enumerate() {
-            let (ty, tx) = (tt / g.tx, tt % g.tx);
+        for (j, at) in tile_sites(g, tiles.clone()) {
             let y = out_tile(mm, k * n, kk * n + j * L);
-            let at = ((2 * ty + 1) * wp + 2 * tx + 1) * L;
             st(dst, at, &y[0]);
             st(dst, at + L, &y[1]);
             st(dst, at + pitch, &y[2]);
@@ -1160,13 +1208,10 @@ simd_fn! {
 /// `[K][hp][wp][16]` planes, as [`output_plain`] writes the output) taken to the
 /// Winograd domain, `dM = A dY Aᵀ`, laid out `[16][K][n]`.
 fn output_grad_plain(dyt: &[f32], g: &WGeom, tiles: Range<usize>, dm: &mut [f32]) {
-    let (k, wp, plane) = (g.k, g.wp(), g.plane());
+    let (k, plane, pitch) = (g.k, g.plane(), g.wp() * L);
     let n = tiles.len() * L;
-    let pitch = wp * L;
     for (kk, src) in dyt.chunks_exact(plane).enumerate().take(k) {
-        for (j, tt) in tiles.clone().enumerate() {
-            let (ty, tx) = (tt / g.tx, tt % g.tx);
-            let at = ((2 * ty + 1) * wp + 2 * tx + 1) * L;
+        for (j, at) in tile_sites(g, tiles.clone()) {
             let y = [
                 ld(src, at),
                 ld(src, at + L),
@@ -1239,24 +1284,7 @@ impl candle_core::CustomOp2 for WinogradConv {
                 with_scratch(sizes, |[xt, v, mm, yt, _, _]| {
                     lanes_in(x, &g, gp, xt);
                     for tiles in chunks(t) {
-                        let n = tiles.len() * L;
-                        let v = &mut v[..16 * c * n];
-                        input_transform(xt, &g, tiles.clone(), v);
-                        let v = &*v;
-                        let vb = |xi: usize| View::row_major(&v[xi * c * n..][..c * n], n);
-                        let mm = &mut mm[..16 * k * n];
-                        match &ua {
-                            Some(ua) => gemms_packed(n, ua, vb, mm)?,
-                            None => gemms(
-                                k,
-                                n,
-                                c,
-                                |xi| View::row_major(&u[xi * k * c..][..k * c], c),
-                                vb,
-                                mm,
-                                false,
-                            )?,
-                        }
+                        let mm = forward_run(xt, &g, tiles.clone(), (&u, ua.as_deref()), v, mm)?;
                         output_plain(mm, &g, tiles, yt);
                     }
                     lanes_out(yt, &gk, o);
@@ -1330,41 +1358,15 @@ impl candle_core::CustomOp2 for WinogradConv {
                                 let n = tiles.len() * L;
                                 let dm = &mut dm[..16 * k * n];
                                 output_grad_plain(dyt, &g, tiles.clone(), dm);
-                                let dm = &*dm;
-                                if let Some(d) = dut.as_mut() {
-                                    let v = &mut v[..16 * c * n];
-                                    input_transform(xt, &g, tiles.clone(), v);
-                                    let v = &*v;
-                                    // dU[ξ]ᵀ += V[ξ]·dM[ξ]ᵀ: C × K over these tiles.
-                                    gemms(
-                                        c,
-                                        k,
-                                        n,
-                                        |xi| View::row_major(&v[xi * c * n..][..c * n], n),
-                                        |xi| View::strided(&dm[xi * k * n..][..k * n], 1, n),
-                                        d,
-                                        true,
-                                    )?;
-                                }
-                                if dxg.is_some() {
-                                    // dV[ξ] = U[ξ]ᵀ·dM[ξ]: C × these tiles over K.
-                                    let dv = &mut dv[..16 * c * n];
-                                    let dmb =
-                                        |xi: usize| View::row_major(&dm[xi * k * n..][..k * n], n);
-                                    match &uta {
-                                        Some(uta) => gemms_packed(n, uta, dmb, dv)?,
-                                        None => gemms(
-                                            c,
-                                            n,
-                                            k,
-                                            |xi| View::strided(&u[xi * k * c..][..k * c], 1, c),
-                                            dmb,
-                                            dv,
-                                            false,
-                                        )?,
-                                    }
-                                    input_grad(dv, &g, tiles, dxt);
-                                }
+                                backward_run(
+                                    (xt, &*dm),
+                                    &g,
+                                    tiles,
+                                    (&u, uta.as_deref()),
+                                    (v, dv),
+                                    dut.as_deref_mut(),
+                                    dxg.is_some().then_some(&mut *dxt),
+                                )?;
                             }
                             if let Some(dxg) = dxg {
                                 lanes_out(dxt, &g, dxg);
