@@ -151,6 +151,52 @@ mod tests {
         g.flatten_all().unwrap().to_vec1().unwrap()
     }
 
+    /// The gradient of `sum(gw ⊙ y)` with respect to `x`; `gw` holds one weight per
+    /// element of `y` (non-uniform, so that a misrouted gradient cannot cancel out).
+    fn weighted_grad(y: &Tensor, x: &Var, gw: &[f32]) -> Vec<f32> {
+        let gt = Tensor::from_vec(gw.to_vec(), y.dims(), &Device::Cpu).unwrap();
+        let grads = (y * gt).unwrap().sum_all().unwrap().backward().unwrap();
+        grad_of(&grads, x)
+    }
+
+    /// Checks a 3×3/s2/p1 max-pool of `vals` (`planes` planes of `h × w`) — its values
+    /// `pooled` (bit for bit) and the gradient `g` of `sum(gw ⊙ pooled)` — against a
+    /// brute-force walk of each window in row-major order: a later value wins only if
+    /// strictly larger, or if it is the first NaN.
+    fn check_brute_pool3(
+        vals: &[f32],
+        (planes, h, w): (usize, usize, usize),
+        pooled: &[f32],
+        g: &[f32],
+        gw: &[f32],
+    ) {
+        let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
+        let mut want_g = vec![0.0f32; vals.len()];
+        for b in 0..planes {
+            for oi in 0..ho {
+                for oj in 0..wo {
+                    let mut best: Option<(f32, usize)> = None;
+                    for i in (2 * oi).saturating_sub(1)..(2 * oi + 2).min(h) {
+                        for j in (2 * oj).saturating_sub(1)..(2 * oj + 2).min(w) {
+                            let idx = b * h * w + i * w + j;
+                            let v = vals[idx];
+                            let later =
+                                best.is_none_or(|(bv, _)| v > bv || (v.is_nan() && !bv.is_nan()));
+                            if later {
+                                best = Some((v, idx));
+                            }
+                        }
+                    }
+                    let (bv, bi) = best.unwrap();
+                    let o = b * ho * wo + oi * wo + oj;
+                    assert_eq!(pooled[o].to_bits(), bv.to_bits(), "{h}x{w} output {o}");
+                    want_g[bi] += gw[o];
+                }
+            }
+        }
+        assert_eq!(g, want_g, "{h}x{w} gradient");
+    }
+
     /// Gradient of `sum(max_pool(x))` must be 1 at each window's maximum and 0
     /// elsewhere; for 7×7 input, 9 windows → gradient sum 9 (candle's own gives 1.25).
     #[test]
@@ -210,40 +256,9 @@ mod tests {
             let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
             assert_eq!(y.dims(), &[n, c, ho, wo]);
             let gw: Vec<f32> = (0..n * c * ho * wo).map(|i| 1.0 + (i % 5) as f32).collect();
-            let gt = Tensor::from_vec(gw.clone(), (n, c, ho, wo), &Device::Cpu).unwrap();
-            let grads = (y.clone() * gt)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let g = grad_of(&grads, &x);
+            let g = weighted_grad(&y, &x, &gw);
             let pooled: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
-            let mut want_g = vec![0.0f32; len];
-            for b in 0..n * c {
-                for oi in 0..ho {
-                    for oj in 0..wo {
-                        let mut best = (f32::NEG_INFINITY, usize::MAX);
-                        for di in 0..3 {
-                            for dj in 0..3 {
-                                let (i, j) =
-                                    ((2 * oi + di) as isize - 1, (2 * oj + dj) as isize - 1);
-                                if i < 0 || j < 0 || i >= h as isize || j >= w as isize {
-                                    continue;
-                                }
-                                let idx = b * h * w + i as usize * w + j as usize;
-                                if vals[idx] > best.0 {
-                                    best = (vals[idx], idx);
-                                }
-                            }
-                        }
-                        let o = b * ho * wo + oi * wo + oj;
-                        assert_eq!(pooled[o], best.0, "{h}x{w} output {o}");
-                        want_g[best.1] += gw[o];
-                    }
-                }
-            }
-            assert_eq!(g, want_g, "{h}x{w} gradient");
+            check_brute_pool3(&vals, (n * c, h, w), &pooled, &g, &gw);
         }
     }
 
@@ -284,14 +299,7 @@ mod tests {
             let y = max_pool2d_3x3_s2(x.as_tensor()).unwrap();
             let (ho, wo) = ((h - 1) / 2 + 1, (w - 1) / 2 + 1);
             let gw: Vec<f32> = (0..n * c * ho * wo).map(|i| 1.0 + (i % 7) as f32).collect();
-            let gt = Tensor::from_vec(gw.clone(), (n, c, ho, wo), &Device::Cpu).unwrap();
-            let grads = (y.clone() * gt)
-                .unwrap()
-                .sum_all()
-                .unwrap()
-                .backward()
-                .unwrap();
-            let g = grad_of(&grads, &x);
+            let g = weighted_grad(&y, &x, &gw);
             let pooled: Vec<f32> = y.flatten_all().unwrap().to_vec1().unwrap();
             // without a gradient to keep (inference) the same values
             let untracked = max_pool2d_3x3_s2(&x.as_tensor().detach()).unwrap();
@@ -300,30 +308,7 @@ mod tests {
                 bits(untracked.flatten_all().unwrap().to_vec1().unwrap()),
                 bits(pooled.clone())
             );
-            let mut want_g = vec![0.0f32; len];
-            for b in 0..n * c {
-                for oi in 0..ho {
-                    for oj in 0..wo {
-                        let mut best: Option<(f32, usize)> = None;
-                        for i in (2 * oi).saturating_sub(1)..(2 * oi + 2).min(h) {
-                            for j in (2 * oj).saturating_sub(1)..(2 * oj + 2).min(w) {
-                                let idx = b * h * w + i * w + j;
-                                let v = vals[idx];
-                                let later = best
-                                    .is_none_or(|(bv, _)| v > bv || (v.is_nan() && !bv.is_nan()));
-                                if later {
-                                    best = Some((v, idx));
-                                }
-                            }
-                        }
-                        let (bv, bi) = best.unwrap();
-                        let o = b * ho * wo + oi * wo + oj;
-                        assert_eq!(pooled[o].to_bits(), bv.to_bits(), "{h}x{w} output {o}");
-                        want_g[bi] += gw[o];
-                    }
-                }
-            }
-            assert_eq!(g, want_g, "{h}x{w} gradient");
+            check_brute_pool3(&vals, (n * c, h, w), &pooled, &g, &gw);
         }
     }
 

@@ -2,9 +2,8 @@
 // feature (`AdamKernel::run`); the kernel itself is safe code.
 #![allow(unsafe_code)]
 
-use std::collections::HashMap;
-
 use std::cell::Cell;
+use std::collections::HashMap;
 
 use candle_core::{
     CpuStorage, DType, InplaceOp1, InplaceOp2, Layout, Tensor, Var, backprop::GradStore,
@@ -346,26 +345,7 @@ fn update_in_place_cpu(
     {
         return Ok(false);
     }
-    let f = |x: f64| x as f32;
-    let (wd, decay) = (f(u.weight_decay), f(1.0 - u.lr * u.weight_decay));
-    let (one_m_b1, b2, one_m_b2) = (f(1.0 - u.beta1), f(u.beta2), f(1.0 - u.beta2));
-    let (inv_b2, eps, step) = (f(1.0 / u.bias2_sqrt), f(u.eps), f(u.step_size));
-    let (l2, decoupled) = match u.kind {
-        OptimizerKind::Adam => (u.weight_decay > 0.0, false),
-        OptimizerKind::AdamW => (false, u.weight_decay > 0.0),
-    };
-    let k = AdamKernel {
-        l2,
-        decoupled,
-        wd,
-        decay,
-        one_m_b1,
-        b2,
-        one_m_b2,
-        inv_b2,
-        eps,
-        step,
-    };
+    let k = AdamKernel::new(u);
     let kernel = |th: &mut [f32], gr: &[f32], m0: &mut [f32], v0: &mut [f32]| {
         const CHUNK: usize = 1 << 14;
         th.par_chunks_mut(CHUNK)
@@ -403,6 +383,27 @@ struct AdamKernel {
 }
 
 impl AdamKernel {
+    /// The constants of `u` rounded to `f32`, as the op chain's scalars are.
+    fn new(u: &Update) -> Self {
+        let f = |x: f64| x as f32;
+        let (l2, decoupled) = match u.kind {
+            OptimizerKind::Adam => (u.weight_decay > 0.0, false),
+            OptimizerKind::AdamW => (false, u.weight_decay > 0.0),
+        };
+        Self {
+            l2,
+            decoupled,
+            wd: f(u.weight_decay),
+            decay: f(1.0 - u.lr * u.weight_decay),
+            one_m_b1: f(1.0 - u.beta1),
+            b2: f(u.beta2),
+            one_m_b2: f(1.0 - u.beta2),
+            inv_b2: f(1.0 / u.bias2_sqrt),
+            eps: f(u.eps),
+            step: f(u.step_size),
+        }
+    }
+
     /// The update of one run of elements, in place; with AVX-512 where the CPU has it
     /// (the square root and the division, 16 lanes at a time, are most of its
     /// arithmetic). Same operations in the same order either way, so the same bits.

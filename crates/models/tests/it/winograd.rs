@@ -58,6 +58,38 @@ fn uniform(rng: &mut ChaCha8Rng, shape: &[usize]) -> Tensor {
     )
 }
 
+/// Asserts each named result equal to the reference's, value for value.
+fn assert_equal(case: Case, names: &[&str], got: &[Vec<f32>], want: &[Vec<f32>]) {
+    for (name, (f, p)) in names.iter().zip(got.iter().zip(want)) {
+        let bad: Vec<usize> = (0..f.len()).filter(|&i| f[i] != p[i]).collect();
+        assert!(
+            f.len() == p.len() && bad.is_empty(),
+            "{name} of {case:?}: {} of {} values differ, first at {:?}: {:?} vs {:?}",
+            bad.len(),
+            p.len(),
+            bad.first(),
+            bad.first().map(|&i| f[i]),
+            bad.first().map(|&i| p[i])
+        );
+    }
+}
+
+/// Asserts each named result within 2e-5 of the reference's largest magnitude (at
+/// least 1): Winograd's transforms add a few roundings to sums of up to 9·C products.
+fn assert_close(case: Case, names: &[&str], got: &[Vec<f32>], want: &[Vec<f32>]) {
+    for (name, (f, p)) in names.iter().zip(got.iter().zip(want)) {
+        let scale = p.iter().fold(1f32, |m, v| m.max(v.abs()));
+        let err = f.iter().zip(p).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+        assert!(
+            f.len() == p.len() && err <= 2e-5,
+            "{name} of {case:?}: scaled error {err}"
+        );
+    }
+}
+
+/// The results [`conv_both`] returns.
+const CONV_NAMES: [&str; 3] = ["forward", "grad x", "grad w"];
+
 /// Forward values and the gradients of `sum(y ⊙ r)` for x, w, bias: fused and reference.
 fn both(x: &Tensor, w: &Tensor, b: &Tensor, r: &Tensor) -> [[Vec<f32>; 4]; 2] {
     let (x, w, b) = (
@@ -90,22 +122,8 @@ fn fused_block_equals_conv_relu_pool_exactly_on_dyadic_data() {
         let b = dyadic(&mut rng, &[k], 4, 8.0);
         let r = dyadic(&mut rng, &[bn, k, h / 2, w / 2], 4, 4.0);
         let [fused, plain] = both(&x, &wt, &b, &r);
-        for (name, (f, p)) in ["forward", "grad x", "grad w", "grad bias"]
-            .iter()
-            .zip(fused.iter().zip(&plain))
-        {
-            let bad: Vec<usize> = (0..f.len()).filter(|&i| f[i] != p[i]).collect();
-            assert!(
-                f.len() == p.len() && bad.is_empty(),
-                "{name} of {:?}: {} of {} values differ, first at {:?}: {:?} vs {:?}",
-                (bn, c, k, h, w),
-                bad.len(),
-                p.len(),
-                bad.first(),
-                bad.first().map(|&i| f[i]),
-                bad.first().map(|&i| p[i])
-            );
-        }
+        let names = ["forward", "grad x", "grad w", "grad bias"];
+        assert_equal((bn, c, k, h, w), &names, &fused, &plain);
     }
 }
 
@@ -122,18 +140,8 @@ fn fused_block_matches_conv_relu_pool_within_rounding_on_random_data() {
         // sums of up to 9·C products. The gradients also depend on which element of each
         // window wins; on continuous data a change of winner by rounding is rare and would
         // show as a large error here.
-        for (name, (f, p)) in ["forward", "grad x", "grad w", "grad bias"]
-            .iter()
-            .zip(fused.iter().zip(&plain))
-        {
-            let scale = p.iter().fold(1f32, |m, v| m.max(v.abs()));
-            let err = f.iter().zip(p).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
-            assert!(
-                err <= 2e-5,
-                "{name} of {:?}: scaled error {err}",
-                (bn, c, k, h, w)
-            );
-        }
+        let names = ["forward", "grad x", "grad w", "grad bias"];
+        assert_close((bn, c, k, h, w), &names, &fused, &plain);
     }
 }
 
@@ -193,18 +201,7 @@ fn winograd_conv_equals_conv_exactly_on_dyadic_data() {
         let wt = dyadic(&mut rng, &[k, c, 3, 3], 8, 8.0);
         let r = dyadic(&mut rng, &[bn, k, h, w], 4, 4.0);
         let [wino, plain] = conv_both(&x, &wt, &r);
-        for (name, (f, p)) in ["forward", "grad x", "grad w"]
-            .iter()
-            .zip(wino.iter().zip(&plain))
-        {
-            let bad = (0..f.len()).filter(|&i| f[i] != p[i]).count();
-            assert!(
-                f.len() == p.len() && bad == 0,
-                "{name} of {:?}: {bad} of {} values differ",
-                (bn, c, k, h, w),
-                p.len()
-            );
-        }
+        assert_equal((bn, c, k, h, w), &CONV_NAMES, &wino, &plain);
     }
 }
 
@@ -218,18 +215,7 @@ fn winograd_conv_matches_conv_within_rounding_on_random_data() {
         let [wino, plain] = conv_both(&x, &wt, &r);
         // Relative to the tensor's scale: the transforms add a few roundings to sums of
         // up to 9·C products (sums over the batch for the weight gradient).
-        for (name, (f, p)) in ["forward", "grad x", "grad w"]
-            .iter()
-            .zip(wino.iter().zip(&plain))
-        {
-            let scale = p.iter().fold(1f32, |m, v| m.max(v.abs()));
-            let err = f.iter().zip(p).fold(0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
-            assert!(
-                err <= 2e-5,
-                "{name} of {:?}: scaled error {err}",
-                (bn, c, k, h, w)
-            );
-        }
+        assert_close((bn, c, k, h, w), &CONV_NAMES, &wino, &plain);
     }
 }
 
