@@ -424,6 +424,25 @@ fn packed_kernel(u: &[f32], g: &WGeom, transposed: bool) -> Option<Vec<PackedA>>
         .collect()
 }
 
+/// A backward's per-lane-group tasks: with `want`, each group's images of `dx` (`per`
+/// values an image) to write its input gradient into; else `None` for each group.
+fn group_parts(dx: &mut [f32], want: bool, per: usize, groups: usize) -> Vec<Option<&mut [f32]>> {
+    if want {
+        dx.chunks_mut((L * per).max(1)).map(Some).collect()
+    } else {
+        (0..groups).map(|_| None).collect()
+    }
+}
+
+/// The element-wise sum of the lane groups' parts, added in group order (deterministic);
+/// `None` without parts.
+fn sum_in_order(parts: impl IntoIterator<Item = Vec<f32>>) -> Option<Vec<f32>> {
+    parts.into_iter().reduce(|mut acc, p| {
+        acc.iter_mut().zip(p).for_each(|(a, b)| *a += b);
+        acc
+    })
+}
+
 /// The transformed kernel `U` (`[16][K][C]`) and, where it was packed, its 16 packed
 /// matrices (`Uᵀ` for the backward).
 type Kernel<'a> = (&'a [f32], Option<&'a [PackedA]>);
@@ -1000,12 +1019,7 @@ impl CustomOp3 for WinogradBlock {
             with_f32(&xc, "input", |xd| {
                 with_f32(&wc, "kernel", |wd| {
                     let direct = c < DIRECT_BELOW;
-                    let dx_parts: Vec<Option<&mut [f32]>> = if want_x {
-                        dx.chunks_mut(L * c * hw).map(Some).collect()
-                    } else {
-                        (0..g.groups).map(|_| None).collect()
-                    };
-                    let parts = dx_parts
+                    let parts = group_parts(&mut dx, want_x, c * hw, g.groups)
                         .into_par_iter()
                         .enumerate()
                         .map(|(gp, dxg)| {
@@ -1075,21 +1089,14 @@ impl CustomOp3 for WinogradBlock {
                         .collect::<candle_core::Result<Vec<_>>>()?;
                     // Sum the groups' parts in group order (deterministic).
                     let mut db = vec![0f64; k];
-                    let mut dut: Option<Vec<f32>> = None;
+                    let mut dut_parts = Vec::with_capacity(parts.len());
                     for (pdb, pdut) in parts {
                         for (a, b) in db.iter_mut().zip(pdb) {
                             *a += b;
                         }
-                        match (dut.as_mut(), pdut) {
-                            (Some(acc), Some(p)) => {
-                                for (a, b) in acc.iter_mut().zip(p) {
-                                    *a += b;
-                                }
-                            }
-                            (None, p) => dut = p,
-                            (Some(_), None) => {}
-                        }
+                        dut_parts.extend(pdut);
                     }
+                    let dut = sum_in_order(dut_parts);
                     // The direct path's parts are dW already; Winograd's are dU.
                     let dw = match dut.filter(|_| want_w) {
                         Some(d) if direct => Some(d),
@@ -1326,12 +1333,7 @@ impl candle_core::CustomOp2 for WinogradConv {
         };
         let dut = with_f32(&grad, "gradient", |dy| {
             with_f32(&xc, "input", |xd| {
-                let dx_parts: Vec<Option<&mut [f32]>> = if want_x {
-                    dx.chunks_mut(L * c * hw).map(Some).collect()
-                } else {
-                    (0..g.groups).map(|_| None).collect()
-                };
-                let parts = dx_parts
+                let parts = group_parts(&mut dx, want_x, c * hw, g.groups)
                     .into_par_iter()
                     .enumerate()
                     .map(|(gp, dxg)| {
@@ -1376,14 +1378,7 @@ impl candle_core::CustomOp2 for WinogradConv {
                     })
                     .collect::<candle_core::Result<Vec<_>>>()?;
                 // Sum the groups' parts in group order (deterministic).
-                let mut acc: Option<Vec<f32>> = None;
-                for p in parts.into_iter().flatten() {
-                    match acc.as_mut() {
-                        Some(a) => a.iter_mut().zip(p).for_each(|(a, b)| *a += b),
-                        None => acc = Some(p),
-                    }
-                }
-                Ok(acc.map(|d| kernel_grad(&d, &g)))
+                Ok(sum_in_order(parts.into_iter().flatten()).map(|d| kernel_grad(&d, &g)))
             })
         })?;
         let grad_w = match dut {
