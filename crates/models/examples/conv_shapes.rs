@@ -3,7 +3,8 @@
 //! `cargo run --release -p cxr-models --example conv_shapes -- [SIZE] [BATCH] [REPEATS]`
 //! (defaults 64 px, batch 32, 5 repeats; the fastest repeat, in ms). The count column is how many
 //! convolutions of that shape one ResNet18 forward has; the 3×3 stride-1 shapes come
-//! again (count 0, not in the total) through the Winograd op.
+//! again (count 0, not in the total) through the Winograd op. A fourth argument keeps only
+//! the shape of that name (for profiling one shape).
 
 use std::time::Instant;
 
@@ -13,11 +14,13 @@ use cxr_models::{conv2d_cpu, conv3x3_winograd};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<usize> = std::env::args()
         .skip(1)
+        .take(3)
         .map(|a| a.parse())
         .collect::<Result<_, _>>()?;
     let size = args.first().copied().unwrap_or(64);
     let batch = args.get(1).copied().unwrap_or(32);
     let repeats = args.get(2).copied().unwrap_or(5).max(1);
+    let only = std::env::args().nth(4);
     let dev = Device::Cpu;
     let s = |d: usize| size.div_ceil(d);
     // (name, count, c_in, c_out, k, stride, pad, input size)
@@ -49,6 +52,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let shapes: Vec<_> = shapes.iter().copied().chain(wino).collect();
     for (name, count, ci, co, k, stride, pad, hw) in shapes {
         let winograd = count == 0;
+        let label = if winograd {
+            format!("{name} wino")
+        } else {
+            name.to_string()
+        };
+        if only.as_ref().is_some_and(|o| label != *o) {
+            continue;
+        }
         let conv = |x: &Tensor, w: &Tensor| {
             if winograd {
                 conv3x3_winograd(x, w)
@@ -87,13 +98,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         };
         let (f, a, d) = (med(fwd), med(all), med(dw));
         sum += (f + a) * count as f64;
-        let name = if winograd {
-            format!("{name} wino")
-        } else {
-            name.to_string()
-        };
         println!(
-            "{name:18} {count:>3} {f:9.2} {a:9.2} {d:9.2} {:9.2}",
+            "{label:18} {count:>3} {f:9.2} {a:9.2} {d:9.2} {:9.2}",
             (f + a) * count as f64
         );
     }

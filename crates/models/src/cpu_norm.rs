@@ -341,34 +341,35 @@ impl BnOp {
         let gamma = &gbv[..c];
         let relu = self.act.relu();
         // g' = g masked by the ReLU (y > 0 ⇔ the pre-activation was positive): `masked`.
-
-        // Pass 1: Σ g' and Σ g'·(x − μ) per channel.
-        let sums: Vec<(f64, f64)> = (0..c)
+        // Channel by channel: Σ g' and Σ g'·(x − μ) over its planes, then at once (its
+        // planes still in cache) dx = a·g' + k1·(x − μ) + k0 and, for a residual, g'.
+        let m = (n * hw) as f64;
+        let want_x = x.track_op();
+        let mut dx = vec![0f32; if want_x { xv.len() } else { 0 }];
+        let mut dr = vec![0f32; if want_r { xv.len() } else { 0 }];
+        let dx_planes = planes_mut(&mut dx, c, hw);
+        let dr_planes = planes_mut(&mut dr, c, hw);
+        let train = self.train;
+        let sums: Vec<(f64, f64)> = dx_planes
             .into_par_iter()
-            .map(|ch| {
+            .zip(dr_planes)
+            .enumerate()
+            .map(|(ch, (mut dxs, mut drs))| {
                 let mu = norm.mean[ch];
+                let plane = |img: usize| {
+                    let off = (img * c + ch) * hw;
+                    (&xv[off..off + hw], &yv[off..off + hw], &gv[off..off + hw])
+                };
                 let (mut s0, mut s1) = (0f64, 0f64);
                 for img in 0..n {
-                    let off = (img * c + ch) * hw;
-                    let (xp, yp, gp) = (&xv[off..off + hw], &yv[off..off + hw], &gv[off..off + hw]);
+                    let (xp, yp, gp) = plane(img);
                     let (a, b) = grad_sums(xp, yp, gp, mu, relu);
                     s0 += a;
                     s1 += b;
                 }
-                (s0, s1)
-            })
-            .collect();
-        let m = (n * hw) as f64;
-        let mut dgb = vec![0f32; 2 * c];
-        // dx = a·g' + k1·(x − μ) + k0 per channel.
-        let coef: Vec<(f32, f32, f32)> = (0..c)
-            .map(|ch| {
-                let (s0, s1) = sums[ch];
                 let inv = norm.invstd[ch] as f64;
-                dgb[ch] = (s1 * inv) as f32;
-                dgb[c + ch] = s0 as f32;
                 let a = gamma[ch] as f64 * inv;
-                if self.train {
+                let (a, k1, k0) = if train {
                     (
                         a as f32,
                         (-a * inv * inv * s1 / m) as f32,
@@ -376,36 +377,23 @@ impl BnOp {
                     )
                 } else {
                     (a as f32, 0.0, 0.0)
+                };
+                for img in 0..n {
+                    let (xp, yp, gp) = plane(img);
+                    if let Some(d) = dxs.get_mut(img) {
+                        dx_plane(d, (xp, yp, gp), (a, k1, k0, mu), relu);
+                    }
+                    if let Some(d) = drs.get_mut(img) {
+                        masked_plane(d, yp, gp, relu);
+                    }
                 }
+                (s0, s1)
             })
             .collect();
-
-        // Pass 2: dx and, for a residual, its gradient g'.
-        let want_x = x.track_op();
-        let mut dx = vec![0f32; if want_x { xv.len() } else { 0 }];
-        let mut dr = vec![0f32; if want_r { xv.len() } else { 0 }];
-        if want_x || want_r {
-            let dx_planes = planes_mut(&mut dx, c, hw);
-            let dr_planes = planes_mut(&mut dr, c, hw);
-            dx_planes
-                .into_par_iter()
-                .zip(dr_planes)
-                .enumerate()
-                .for_each(|(ch, (mut dxs, mut drs))| {
-                    let (a, k1, k0) = coef[ch];
-                    let mu = norm.mean[ch];
-                    for img in 0..n {
-                        let off = (img * c + ch) * hw;
-                        let (xp, yp, gp) =
-                            (&xv[off..off + hw], &yv[off..off + hw], &gv[off..off + hw]);
-                        if let Some(d) = dxs.get_mut(img) {
-                            dx_plane(d, (xp, yp, gp), (a, k1, k0, mu), relu);
-                        }
-                        if let Some(d) = drs.get_mut(img) {
-                            masked_plane(d, yp, gp, relu);
-                        }
-                    }
-                });
+        let mut dgb = vec![0f32; 2 * c];
+        for (ch, &(s0, s1)) in sums.iter().enumerate() {
+            dgb[ch] = (s1 * norm.invstd[ch] as f64) as f32;
+            dgb[c + ch] = s0 as f32;
         }
         let dx = want_x
             .then(|| Tensor::from_vec(dx, (n, c, h, w), x.device()))
