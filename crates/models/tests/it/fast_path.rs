@@ -195,12 +195,14 @@ fn direct_case(rng: &mut ChaCha8Rng, case: Case) {
 
 /// Channel counts past the AVX-512 GEMM's 8×48 tile and its blocks (odd ones included;
 /// the last two split both the kernel taps and the pixels into several k blocks of the
-/// implicit-im2col packing, mid output row), with the GEMM on and switched off (candle's matmul): both must match the direct
+/// implicit-im2col packing, mid output row; the last is a stem-like 7×7/2 on a wide map, whose
+/// output rows of 37 pixels are packed sixteen at a time from 32-value windows), with the GEMM on
+/// and switched off (candle's matmul): both must match the direct
 /// reference. Other tests of this binary may run meanwhile under either setting; both
 /// are correct, so they are unaffected.
 #[test]
 fn conv_matches_direct_reference_with_and_without_the_avx512_gemm() {
-    let cases: [Case; 8] = [
+    let cases: [Case; 9] = [
         (2, 32, 64, 14, 14, 3, 1, 1),
         (3, 17, 33, 7, 7, 3, 1, 1),
         (2, 9, 70, 9, 11, 3, 2, 1),
@@ -209,6 +211,7 @@ fn conv_matches_direct_reference_with_and_without_the_avx512_gemm() {
         (4, 64, 20, 3, 3, 1, 1, 0),
         (3, 40, 50, 13, 11, 3, 1, 1),
         (2, 36, 49, 33, 29, 3, 2, 1),
+        (2, 3, 20, 9, 73, 7, 2, 3),
     ];
     for sgemm in [true, false] {
         set_cpu_sgemm(sgemm);
