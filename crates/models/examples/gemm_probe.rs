@@ -18,7 +18,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 * 0.1).collect();
     let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 * 0.1).collect();
     let mut best = f64::MAX;
-    for _ in 0..30 {
+    for _ in 0..std::env::var("REPS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(30)
+    {
         let t = Instant::now();
         let c = sgemm_f32(m, n, k, &a, MatLayout::RowMajor, &b, MatLayout::RowMajor, n)
             .ok_or("the AVX-512 GEMM is not active on this CPU")?;
