@@ -241,7 +241,7 @@ impl CustomOp3 for ConvOp {
         if cpu_sgemm_active() {
             // W [Co, C·k·k] · cols [C·k·k, N], the columns packed straight from x, written
             // as [B, Co, Ho·Wo] with the bias.
-            let mut out = vec![0f32; g.b * g.co * l];
+            let mut out = crate::buf::zeroed(g.b * g.co * l);
             let a = View::row_major(w, g.rows());
             let padded = Padded::new(x, g);
             let src = Im2colB(&padded);
@@ -466,7 +466,7 @@ fn weight_grad_corr(dy: &[f32], x: &[f32], g: &Geom, gw: &mut [f32]) -> Option<(
 fn input_grad(dy: &[f32], w: &[f32], g: &Geom) -> Option<Vec<f32>> {
     let (n, l, rows) = (g.n(), g.l(), g.rows());
     if g.stride == 1 && g.pad < g.k {
-        let mut dx = vec![0f32; g.x_len()];
+        let mut dx = crate::buf::zeroed(g.x_len());
         // dX = conv(dY, rot180(W)ᵀ) with padding k − 1 − p: no column matrix, no col2im.
         let gt = Geom {
             b: g.b,
@@ -530,7 +530,7 @@ impl Padded {
     fn with_plane(x: &[f32], g: Geom, min_plane: usize) -> Self {
         let (hp, wp) = (g.h + 2 * g.pad, g.w + 2 * g.pad);
         let plane = (hp * wp).max(min_plane);
-        let mut data = vec![0f32; g.b * g.ci * plane];
+        let mut data = crate::buf::zeroed(g.b * g.ci * plane);
         data.par_chunks_mut(plane)
             .zip(x.par_chunks(g.h * g.w))
             .for_each(|(dst, src)| {

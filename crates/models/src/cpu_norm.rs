@@ -232,7 +232,7 @@ fn write_output(
     beta: &[f32],
     relu: bool,
 ) -> Vec<f32> {
-    let mut y = vec![0f32; x.len()];
+    let mut y = crate::buf::zeroed(x.len());
     planes_mut(&mut y, c, hw)
         .into_par_iter()
         .enumerate()
@@ -345,8 +345,8 @@ impl BnOp {
         // planes still in cache) dx = a·g' + k1·(x − μ) + k0 and, for a residual, g'.
         let m = (n * hw) as f64;
         let want_x = x.track_op();
-        let mut dx = vec![0f32; if want_x { xv.len() } else { 0 }];
-        let mut dr = vec![0f32; if want_r { xv.len() } else { 0 }];
+        let mut dx = crate::buf::zeroed(if want_x { xv.len() } else { 0 });
+        let mut dr = crate::buf::zeroed(if want_r { xv.len() } else { 0 });
         let dx_planes = planes_mut(&mut dx, c, hw);
         let dr_planes = planes_mut(&mut dr, c, hw);
         let train = self.train;

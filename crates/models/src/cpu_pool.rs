@@ -205,7 +205,7 @@ impl CustomOp1 for MaxPool {
         let (b, c, h, w) = l.shape().dims4()?;
         let x = f32_slice(s, l, "input")?;
         let (ho, wo) = (spec.out_size(h), spec.out_size(w));
-        let mut out = vec![0f32; b * c * ho * wo];
+        let mut out = crate::buf::zeroed(b * c * ho * wo);
         // Plane indices fit in u32 for any plane this op can be given (checked, so a
         // huge plane falls back to recomputing the maxima in the backward).
         let keep = self.keep && h * w < NO_GRAD as usize;
@@ -316,7 +316,7 @@ impl CustomOp1 for MaxPool {
                 ));
             };
             let g = f32_slice(gs, gl, "pool gradient")?;
-            let mut dx = vec![0f32; b * c * h * w];
+            let mut dx = crate::buf::zeroed(b * c * h * w);
             dx.par_chunks_mut(h * w)
                 .zip(ids.par_chunks(ho * wo))
                 .zip(g.par_chunks(ho * wo))
@@ -339,7 +339,7 @@ impl CustomOp1 for MaxPool {
         };
         let x = f32_slice(xs, xl, "pool input")?;
         let g = f32_slice(gs, gl, "pool gradient")?;
-        let mut dx = vec![0f32; b * c * h * w];
+        let mut dx = crate::buf::zeroed(b * c * h * w);
         dx.par_chunks_mut(h * w)
             .zip(x.par_chunks(h * w))
             .zip(g.par_chunks(ho * wo))

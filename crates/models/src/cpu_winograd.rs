@@ -952,7 +952,7 @@ impl CustomOp3 for WinogradBlock {
         } else {
             packed_kernel(&u, &g, false)
         };
-        let mut out = vec![0f32; g.b * k * t];
+        let mut out = crate::buf::zeroed(g.b * k * t);
         let mut codes = vec![NONE; g.groups * k * nt];
         // One task per lane group of 16 images, its Winograd-domain arrays in scratch.
         out.par_chunks_mut(L * k * t)
@@ -1009,7 +1009,7 @@ impl CustomOp3 for WinogradBlock {
         let grad = grad.contiguous()?;
         let xc = x.detach().contiguous()?;
         let wc = w.detach().contiguous()?;
-        let mut dx = vec![0f32; if want_x { g.b * c * hw } else { 0 }];
+        let mut dx = crate::buf::zeroed(if want_x { g.b * c * hw } else { 0 });
         let uta = if want_x && c >= DIRECT_BELOW {
             packed_kernel(&u, &g, true)
         } else {
@@ -1282,7 +1282,7 @@ impl candle_core::CustomOp2 for WinogradConv {
         let gk = g.swapped();
         let u = kernel_transform(w, &g);
         let ua = packed_kernel(&u, &g, false);
-        let mut out = vec![0f32; g.b * k * hw];
+        let mut out = crate::buf::zeroed(g.b * k * hw);
         out.par_chunks_mut(L * k * hw)
             .enumerate()
             .try_for_each(|(gp, o)| {
@@ -1325,7 +1325,7 @@ impl candle_core::CustomOp2 for WinogradConv {
         let (want_x, want_w) = (x.track_op(), w.track_op());
         let grad = grad.contiguous()?;
         let xc = x.detach().contiguous()?;
-        let mut dx = vec![0f32; if want_x { g.b * c * hw } else { 0 }];
+        let mut dx = crate::buf::zeroed(if want_x { g.b * c * hw } else { 0 });
         let uta = if want_x {
             packed_kernel(&u, &g, true)
         } else {

@@ -37,6 +37,7 @@
 mod simd;
 
 mod batchnorm;
+mod buf;
 mod cnn;
 mod conv;
 mod cpu_conv;

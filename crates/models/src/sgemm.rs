@@ -315,7 +315,7 @@ fn gemm_with<B: PackB>(
         // Few output columns per image (late ResNet stages: 2×2 or 4×4 maps) but many
         // rows: split the rows, so that each task packs only its part of A (the
         // weights, up to megabytes), into a row-major buffer, then lay it out grouped.
-        let mut tmp = vec![0f32; m * n];
+        let mut tmp = crate::buf::zeroed(m * n);
         gemm_rows(m, n, k, &a, b, &mut tmp, bias, threads, simd);
         for (g, dst) in c.chunks_exact_mut(m * l).enumerate() {
             for (r, drow) in dst.chunks_exact_mut(l).enumerate() {
