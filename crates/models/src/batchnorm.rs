@@ -1,7 +1,8 @@
-use candle_core::{Tensor, Var};
+use candle_core::{Module, Tensor, Var};
 use candle_nn::{ModuleT, VarBuilder};
 
 use crate::Result;
+use crate::cpu_conv_bn::conv_batch_norm_cpu;
 use crate::cpu_norm::{Act, Norm, batch_norm_cpu, bn_fast_path_applies};
 
 /// PyTorch's default `BatchNorm2d` momentum: `running = 0.9·running + 0.1·batch`.
@@ -129,7 +130,7 @@ impl BatchNorm2d {
             (Some(_), true) => Act::AddRelu,
             (Some(_), false) => candle_core::bail!("BatchNorm2d: a residual add needs the ReLU"),
         };
-        let (_, c, _, _) = self.check(x)?;
+        self.check(x)?;
         if let Some(r) = residual
             && r.dims() != x.dims()
         {
@@ -158,45 +159,98 @@ impl BatchNorm2d {
         if train {
             self.check_train(x)?;
         }
-        let eval_norm = if train {
-            None
-        } else {
-            let rm = self.running_mean.as_tensor().to_vec1::<f32>()?;
-            let rv = self.running_var.as_tensor().to_vec1::<f32>()?;
-            Some(Norm {
-                mean: rm,
-                invstd: rv
-                    .iter()
-                    .map(|&v| (1.0 / (v as f64 + self.eps).sqrt()) as f32)
-                    .collect(),
-                batch: Vec::new(),
-            })
-        };
+        let eval_norm = self.eval_norm(train)?;
         let gb = Tensor::cat(&[&self.weight, &self.bias], 0)?;
         let (y, stats) = batch_norm_cpu(x, &gb, residual, train, self.eps, act, eval_norm)?;
-        if let Some(stats) = stats {
-            // Running statistics as in the tensor path: momentum, unbiased variance.
-            let m = (x.elem_count() / c) as f64;
-            let keep = 1.0 - self.momentum;
-            let rm = self.running_mean.as_tensor().to_vec1::<f32>()?;
-            let rv = self.running_var.as_tensor().to_vec1::<f32>()?;
-            let (rm, rv): (Vec<f32>, Vec<f32>) = stats
-                .batch
-                .iter()
-                .zip(rm.iter().zip(&rv))
-                .map(|(&(mean, var), (&rm, &rv))| {
-                    let unbiased = var * (m / (m - 1.0));
-                    (
-                        (rm as f64 * keep + mean * self.momentum) as f32,
-                        (rv as f64 * keep + unbiased * self.momentum) as f32,
-                    )
-                })
-                .unzip();
-            let dev = x.device();
-            self.running_mean.set(&Tensor::from_vec(rm, c, dev)?)?;
-            self.running_var.set(&Tensor::from_vec(rv, c, dev)?)?;
-        }
+        self.update_running(stats, &y)?;
         Ok(y)
+    }
+
+    /// `act(bn(conv(x)))`, `act` the ReLU when `relu`: on the CPU fast path, for a
+    /// bias-free convolution, one op each way (the convolution's output is no separate
+    /// autograd node, so candle's backprop neither zero-fills nor accumulates a gradient
+    /// for it); elsewhere the convolution's forward followed by
+    /// [`forward_relu_t`](Self::forward_relu_t) or [`ModuleT::forward_t`]. The results
+    /// are the same either way on the fast path, bit for bit.
+    pub fn forward_conv_t(
+        &self,
+        conv: &crate::Conv2d,
+        x: &Tensor,
+        relu: bool,
+        train: bool,
+    ) -> candle_core::Result<Tensor> {
+        let fast_norm = crate::fast_path::cpu_fast_norm_enabled();
+        let kind = conv.fused_kind(x);
+        let out = conv.output_dims(x);
+        let fused = match (kind, out) {
+            (Some(kind), Some((n, c, h, w)))
+                if fast_norm
+                    && bn_fast_path_applies(x, &[&self.weight, &self.bias])
+                    && c == self.weight.dims1()?
+                    && (!train || n * h * w >= 2) =>
+            {
+                Some(kind)
+            }
+            _ => None,
+        };
+        let Some(kind) = fused else {
+            return self.forward_path(&conv.forward(x)?, None, relu, train, fast_norm);
+        };
+        let act = if relu { Act::Relu } else { Act::None };
+        let eval_norm = self.eval_norm(train)?;
+        let gb = Tensor::cat(&[&self.weight, &self.bias], 0)?;
+        let (y, stats) =
+            conv_batch_norm_cpu(x, conv.weight(), &gb, kind, train, self.eps, act, eval_norm)?;
+        self.update_running(stats, &y)?;
+        Ok(y)
+    }
+
+    /// The running statistics as the fused op's normalisation constants in evaluation
+    /// (`None` in training: the op computes the batch's).
+    fn eval_norm(&self, train: bool) -> candle_core::Result<Option<Norm>> {
+        if train {
+            return Ok(None);
+        }
+        let rm = self.running_mean.as_tensor().to_vec1::<f32>()?;
+        let rv = self.running_var.as_tensor().to_vec1::<f32>()?;
+        Ok(Some(Norm {
+            mean: rm,
+            invstd: rv
+                .iter()
+                .map(|&v| (1.0 / (v as f64 + self.eps).sqrt()) as f32)
+                .collect(),
+            batch: Vec::new(),
+        }))
+    }
+
+    /// Updates the running statistics from a fused op's batch statistics (training),
+    /// as the tensor path does: momentum, unbiased variance; `y` is the op's output
+    /// (the normalised tensor's shape).
+    fn update_running(&self, stats: Option<Norm>, y: &Tensor) -> candle_core::Result<()> {
+        let Some(stats) = stats else {
+            return Ok(());
+        };
+        let c = self.weight.dims1()?;
+        let m = (y.elem_count() / c) as f64;
+        let keep = 1.0 - self.momentum;
+        let rm = self.running_mean.as_tensor().to_vec1::<f32>()?;
+        let rv = self.running_var.as_tensor().to_vec1::<f32>()?;
+        let (rm, rv): (Vec<f32>, Vec<f32>) = stats
+            .batch
+            .iter()
+            .zip(rm.iter().zip(&rv))
+            .map(|(&(mean, var), (&rm, &rv))| {
+                let unbiased = var * (m / (m - 1.0));
+                (
+                    (rm as f64 * keep + mean * self.momentum) as f32,
+                    (rv as f64 * keep + unbiased * self.momentum) as f32,
+                )
+            })
+            .unzip();
+        let dev = y.device();
+        self.running_mean.set(&Tensor::from_vec(rm, c, dev)?)?;
+        self.running_var.set(&Tensor::from_vec(rv, c, dev)?)?;
+        Ok(())
     }
 
     /// The training-mode shape check: more than one value per channel.

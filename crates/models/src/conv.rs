@@ -3,6 +3,7 @@ use candle_nn::VarBuilder;
 
 use crate::Result;
 use crate::cpu_conv::{conv2d_cpu, fast_path_applies};
+use crate::cpu_conv_bn::ConvKind;
 use crate::cpu_winograd::{
     conv3x3_relu_max_pool2d, conv3x3_winograd, fused_block_applies, winograd_conv_applies,
 };
@@ -75,6 +76,39 @@ impl Conv2d {
         relu_max_pool2d(&self.forward(x)?)
     }
 
+    /// The fast-path convolution [`Module::forward`] would run on `x`, for the fused
+    /// convolution + BatchNorm op: `None` with a bias, off the fast path or where the
+    /// fast path does not apply.
+    pub(crate) fn fused_kind(&self, x: &Tensor) -> Option<ConvKind> {
+        if self.bias.is_some() || !crate::cpu_fast_path_enabled() {
+            return None;
+        }
+        if self.padding == 1 && self.stride == 1 && winograd_conv_applies(x, &self.weight) {
+            return Some(ConvKind::Winograd);
+        }
+        fast_path_applies(x, &self.weight).then_some(ConvKind::Im2col {
+            stride: self.stride,
+            pad: self.padding,
+        })
+    }
+
+    /// `[N, C_out, H_out, W_out]` of the convolution of `x`; `None` where `x` is not
+    /// `[N, C_in, H, W]` of this layer's `C_in` or is smaller than the kernel.
+    pub(crate) fn output_dims(&self, x: &Tensor) -> Option<(usize, usize, usize, usize)> {
+        let (n, c, h, w) = x.dims4().ok()?;
+        let (co, ci, k, _) = self.weight.dims4().ok()?;
+        let (hp, wp) = (h + 2 * self.padding, w + 2 * self.padding);
+        if c != ci || hp < k || wp < k || self.stride == 0 {
+            return None;
+        }
+        Some((
+            n,
+            co,
+            (hp - k) / self.stride + 1,
+            (wp - k) / self.stride + 1,
+        ))
+    }
+
     /// The kernel tensor `[out, in, k, k]`.
     pub fn weight(&self) -> &Tensor {
         &self.weight
@@ -113,5 +147,56 @@ impl Module for Conv2d {
             }
             None => Ok(y),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::{DType, Device};
+    use candle_nn::VarMap;
+
+    use super::*;
+
+    fn conv(
+        varmap: &VarMap,
+        (ci, co, k): (usize, usize, usize),
+        pad: usize,
+        stride: usize,
+        bias: bool,
+    ) -> Conv2d {
+        let vb = VarBuilder::from_varmap(varmap, DType::F32, &Device::Cpu);
+        if bias {
+            Conv2d::new(vb, ci, co, k, pad, stride).unwrap()
+        } else {
+            Conv2d::new_no_bias(vb, ci, co, k, pad, stride).unwrap()
+        }
+    }
+
+    /// The fused convolution + BatchNorm op runs the convolution the forward would:
+    /// Winograd for a bias-free 3×3/1 on a large enough batch, the im2col GEMM otherwise,
+    /// and none with a bias; the output size is the forward's.
+    #[test]
+    fn fused_kind_and_output_dims_follow_the_forward() {
+        let x = Tensor::zeros((16, 8, 8, 8), DType::F32, &Device::Cpu).unwrap();
+        let c = conv(&VarMap::new(), (8, 8, 3), 1, 1, false);
+        assert_eq!(c.fused_kind(&x), Some(ConvKind::Winograd));
+        assert_eq!(c.output_dims(&x), Some((16, 8, 8, 8)));
+        let c = conv(&VarMap::new(), (8, 4, 3), 1, 2, false);
+        assert_eq!(
+            c.fused_kind(&x),
+            Some(ConvKind::Im2col { stride: 2, pad: 1 })
+        );
+        let y = c.forward(&x).unwrap();
+        assert_eq!(c.output_dims(&x), Some(y.dims4().unwrap()));
+        let c = conv(&VarMap::new(), (8, 8, 3), 1, 1, true);
+        assert_eq!(c.fused_kind(&x), None);
+        let c = conv(&VarMap::new(), (3, 8, 3), 1, 1, false);
+        assert_eq!(c.output_dims(&x), None, "channels do not match");
+        let c = conv(&VarMap::new(), (8, 8, 11), 1, 1, false);
+        assert_eq!(
+            c.output_dims(&x),
+            None,
+            "kernel larger than the padded input"
+        );
     }
 }

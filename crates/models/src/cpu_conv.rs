@@ -203,13 +203,25 @@ pub(crate) fn f32_slice<'a>(
 }
 
 /// `conv2d(x, w) + bias` as one custom op; keeps the forward's columns for the backward.
-struct ConvOp {
+pub(crate) struct ConvOp {
     stride: usize,
     pad: usize,
     /// The forward's im2col matrix, taken by the backward (filled only when a gradient
     /// will be needed).
     saved_cols: Mutex<Option<Tensor>>,
     keep_cols: bool,
+}
+
+impl ConvOp {
+    /// The op for one convolution; `keep_cols` when its kernel will need a gradient.
+    pub(crate) fn new(stride: usize, pad: usize, keep_cols: bool) -> Self {
+        Self {
+            stride,
+            pad,
+            saved_cols: Mutex::new(None),
+            keep_cols,
+        }
+    }
 }
 
 impl CustomOp3 for ConvOp {
@@ -857,12 +869,7 @@ pub fn conv2d_cpu(
             &zero
         }
     };
-    let op = ConvOp {
-        stride,
-        pad: padding,
-        saved_cols: Mutex::new(None),
-        keep_cols: w.track_op(),
-    };
+    let op = ConvOp::new(stride, padding, w.track_op());
     x.contiguous()?
         .apply_op3(&w.contiguous()?, &bias.contiguous()?, op)
 }

@@ -251,7 +251,8 @@ fn write_output(
 }
 
 impl BnOp {
-    fn forward(
+    /// `y` of the input `x` (laid out as `lx`), `[γ; β]` = `gb` and the residual `r`.
+    pub(crate) fn forward(
         &self,
         x: &[f32],
         lx: &Layout,
@@ -300,14 +301,15 @@ impl BnOp {
         Ok((CpuStorage::F32(y), lx.shape().clone()))
     }
 
-    /// Gradients of `x`, `[γ; β]` and (for [`Act::AddRelu`]) the residual.
-    fn backward(
+    /// Gradients of `x` (when `want_x`), `[γ; β]` and (for [`Act::AddRelu`], when
+    /// `want_r`) the residual.
+    pub(crate) fn backward(
         &self,
         x: &Tensor,
         gb: &Tensor,
         res: &Tensor,
         grad: &Tensor,
-        want_r: bool,
+        (want_x, want_r): (bool, bool),
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
         let (n, c, h, w) = x.dims4()?;
         let hw = h * w;
@@ -344,7 +346,6 @@ impl BnOp {
         // Channel by channel: Σ g' and Σ g'·(x − μ) over its planes, then at once (its
         // planes still in cache) dx = a·g' + k1·(x − μ) + k0 and, for a residual, g'.
         let m = (n * hw) as f64;
-        let want_x = x.track_op();
         let mut dx = crate::buf::zeroed(if want_x { xv.len() } else { 0 });
         let mut dr = crate::buf::zeroed(if want_r { xv.len() } else { 0 });
         let dx_planes = planes_mut(&mut dx, c, hw);
@@ -433,7 +434,7 @@ impl CustomOp2 for BnOp {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>)> {
-        let (dx, dgb, _) = self.backward(x, gb, res, grad, false)?;
+        let (dx, dgb, _) = self.backward(x, gb, res, grad, (x.track_op(), false))?;
         Ok((dx, dgb))
     }
 }
@@ -473,7 +474,7 @@ impl CustomOp3 for BnOp {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        self.backward(x, gb, res, grad, r.track_op())
+        self.backward(x, gb, res, grad, (x.track_op(), r.track_op()))
     }
 }
 

@@ -1258,9 +1258,18 @@ impl WGeom {
 
 /// The plain 3×3 convolution as a custom op: Winograd F(2×2, 3×3) over all of its even
 /// maps, the transformed kernel kept for the backward.
-struct WinogradConv {
+pub(crate) struct WinogradConv {
     /// The transformed kernel `U` (`[16][K][C]`) from the forward.
     saved: Mutex<Option<Vec<f32>>>,
+}
+
+impl WinogradConv {
+    /// The op for one convolution.
+    pub(crate) fn new() -> Self {
+        Self {
+            saved: Mutex::new(None),
+        }
+    }
 }
 
 impl candle_core::CustomOp2 for WinogradConv {
@@ -1425,10 +1434,5 @@ pub(crate) fn winograd_conv_applies(x: &Tensor, w: &Tensor) -> bool {
 /// size and channel count; [`crate::Conv2d`] uses it only where it is the faster choice.
 pub fn conv3x3_winograd(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     let (x, w) = (x.contiguous()?, w.contiguous()?);
-    x.apply_op2(
-        &w,
-        WinogradConv {
-            saved: Mutex::new(None),
-        },
-    )
+    x.apply_op2(&w, WinogradConv::new())
 }

@@ -41,6 +41,7 @@ mod buf;
 mod cnn;
 mod conv;
 mod cpu_conv;
+mod cpu_conv_bn;
 mod cpu_norm;
 mod cpu_pool;
 mod cpu_winograd;

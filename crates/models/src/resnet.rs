@@ -203,9 +203,9 @@ impl BasicBlock {
 
 impl ModuleT for BasicBlock {
     fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        let h = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
+        let h = self.bn1.forward_conv_t(&self.conv1, x, true, train)?;
         let identity = match &self.downsample {
-            Some((conv, bn)) => bn.forward_t(&conv.forward(x)?, train)?,
+            Some((conv, bn)) => bn.forward_conv_t(conv, x, false, train)?,
             None => x.clone(),
         };
         self.bn2
@@ -388,7 +388,7 @@ impl ResNet18 {
                 });
             }
         }
-        let h = self.bn1.forward_relu_t(&self.conv1.forward(x)?, train)?;
+        let h = self.bn1.forward_conv_t(&self.conv1, x, true, train)?;
         let mut h = max_pool2d_3x3_s2(&h)?;
         for block in &self.blocks {
             h = block.forward_t(&h, train)?;

@@ -2,11 +2,11 @@
 //! ReLU) against the same layer through candle's tensor ops: outputs, the gradients of
 //! the input, `weight`, `bias` and the residual, and the running statistics, in
 //! training and evaluation mode, on random shapes (batch 1 to 8, odd and even sizes,
-//! 1 to 70 channels).
+//! 1 to 70 channels); and a convolution + BatchNorm as one op against the two.
 
-use candle_core::{DType, Device, Tensor, Var};
+use candle_core::{DType, Device, Module, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use cxr_models::BatchNorm2d;
+use cxr_models::{BatchNorm2d, Conv2d};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -223,4 +223,84 @@ fn fused_batchnorm_rejects_bad_input() {
     assert!(err.contains("more than one value"), "{err}");
     // eval with a single value per channel is fine
     assert!(bn.forward_path(&x, None, false, false, true).is_ok());
+}
+
+/// `forward_conv_t` (the convolution and the BatchNorm as one op on the fast path)
+/// against the convolution's forward followed by the fused BatchNorm: the same kernels
+/// in the same order, so output, running statistics and every gradient bit for bit; on
+/// a Winograd shape, a stem-like 7×7/2 and a 1×1/2 shortcut without the ReLU, in
+/// training and evaluation.
+#[test]
+fn conv_then_batchnorm_as_one_op_matches_the_two_ops() {
+    let dev = Device::Cpu;
+    let cases = [
+        ((16, 8, 8, 8), (8, 3, 1, 1), true),
+        ((2, 3, 13, 11), (6, 7, 3, 2), true),
+        ((3, 4, 9, 9), (5, 1, 0, 2), false),
+    ];
+    let mut rng = ChaCha8Rng::seed_from_u64(23);
+    for (dims, (co, k, pad, stride), relu) in cases {
+        let wv: Vec<f32> = (0..co * dims.1 * k * k)
+            .map(|_| rng.random_range(-0.3..0.3))
+            .collect();
+        let params = [
+            (0..co)
+                .map(|_| rng.random_range(0.5..1.5))
+                .collect::<Vec<f32>>(),
+            (0..co).map(|_| rng.random_range(-0.5..0.5)).collect(),
+            (0..co).map(|_| rng.random_range(-1.0..1.0)).collect(),
+            (0..co).map(|_| rng.random_range(0.5..2.0)).collect(),
+        ];
+        let xv = activations(&mut rng, dims);
+        for train in [true, false] {
+            let mut results = Vec::new();
+            for fused in [true, false] {
+                let (varmap, bn) = layer(&params);
+                let w = Var::from_vec(wv.clone(), (co, dims.1, k, k), &dev).unwrap();
+                varmap
+                    .data()
+                    .lock()
+                    .unwrap()
+                    .insert("conv.weight".into(), w.clone());
+                let vb = VarBuilder::from_varmap(&varmap, DType::F32, &dev);
+                let conv = Conv2d::new_no_bias(vb.pp("conv"), dims.1, co, k, pad, stride).unwrap();
+                let x = Var::from_vec(xv.clone(), dims, &dev).unwrap();
+                let y = if fused {
+                    bn.forward_conv_t(&conv, x.as_tensor(), relu, train)
+                        .unwrap()
+                } else {
+                    let c = conv.forward(x.as_tensor()).unwrap();
+                    bn.forward_path(&c, None, relu, train, true).unwrap()
+                };
+                let r: Vec<f32> = (0..y.elem_count())
+                    .map(|i| ((i * 5) % 11) as f32 - 5.0)
+                    .collect();
+                let r = Tensor::from_vec(r, y.dims(), &dev).unwrap();
+                let grads = (&y * &r).unwrap().sum_all().unwrap().backward().unwrap();
+                let g = |t: &Tensor| vec(grads.get(t).expect("a gradient"));
+                results.push([
+                    vec(&y),
+                    g(x.as_tensor()),
+                    g(w.as_tensor()),
+                    g(&get(&varmap, "bn.weight")),
+                    g(&get(&varmap, "bn.bias")),
+                    vec(&get(&varmap, "bn.running_mean")),
+                    vec(&get(&varmap, "bn.running_var")),
+                ]);
+            }
+            let names = [
+                "output",
+                "dx",
+                "dw",
+                "dweight",
+                "dbias",
+                "running_mean",
+                "running_var",
+            ];
+            for ((name, a), b) in names.iter().zip(&results[0]).zip(&results[1]) {
+                let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+                assert_eq!(bits(a), bits(b), "{dims:?} train={train}: {name}");
+            }
+        }
+    }
 }
