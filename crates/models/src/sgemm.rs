@@ -1173,18 +1173,55 @@ mod avx512 {
 
     /// Writes the 16×8 transpose of eight 16-value `rows` into `dst`: row `t` (element
     /// `t` of every input row) at `dst[t·MR..][..8]` (A's packed micro-panel layout).
+    /// Two output rows are one 16-value store: 32 shuffles in three stages (32-bit and
+    /// 64-bit interleaves inside 128-bit blocks, then two block exchanges), against 64 for
+    /// a 16×16 transpose padded with zero rows.
     #[target_feature(enable = "avx512f")]
     pub(super) fn transpose8x16(rows: &[&[f32; 16]; MR], dst: &mut [f32]) {
-        let z = _mm512_setzero_ps();
-        let r: [__m512; 16] = std::array::from_fn(|i| if i < MR { load(rows[i]) } else { z });
-        for (t, v) in transposed(&r).into_iter().enumerate() {
-            // The low eight lanes hold input rows 0..8.
-            let (d, _) = dst[t * MR..]
-                .split_first_chunk_mut::<MR>()
-                .expect("a packed panel has 16 rows of 8 here");
-            let mut lanes = [0f32; 16];
-            store(&mut lanes, v);
-            d.copy_from_slice(&lanes[..MR]);
+        let r: [__m512; MR] = std::array::from_fn(|i| load(rows[i]));
+        // t[2p] / t[2p+1]: rows 2p, 2p+1 interleaved (elements 0,1 / 2,3 of each block).
+        let t: [__m512; MR] = std::array::from_fn(|i| {
+            let (a, b) = (r[i & !1], r[i | 1]);
+            if i % 2 == 0 {
+                _mm512_unpacklo_ps(a, b)
+            } else {
+                _mm512_unpackhi_ps(a, b)
+            }
+        });
+        // u[4h + e]: block b holds element 4b + e of rows 4h..4h+3.
+        let u: [__m512; MR] = std::array::from_fn(|i| {
+            let (h, e) = (i / 4, i % 4);
+            let (a, c) = (t[4 * h + e / 2], t[4 * h + 2 + e / 2]);
+            let (a, c) = (_mm512_castps_pd(a), _mm512_castps_pd(c));
+            _mm512_castpd_ps(if e % 2 == 0 {
+                _mm512_unpacklo_pd(a, c)
+            } else {
+                _mm512_unpackhi_pd(a, c)
+            })
+        });
+        // Output rows 4b + e and 4b + e + 1 (e = 0 or 2) are blocks b of u[e], u[4 + e],
+        // u[e + 1], u[4 + e + 1]: rows 0..4 and 4..8 of two consecutive elements.
+        let (dst, _) = dst
+            .split_first_chunk_mut::<{ 16 * MR }>()
+            .expect("a packed panel has 16 rows of 8 here");
+        for e in [0, 2] {
+            let (lo0, lo1) = (
+                _mm512_shuffle_f32x4::<0x44>(u[e], u[4 + e]),
+                _mm512_shuffle_f32x4::<0xEE>(u[e], u[4 + e]),
+            );
+            let (hi0, hi1) = (
+                _mm512_shuffle_f32x4::<0x44>(u[e + 1], u[5 + e]),
+                _mm512_shuffle_f32x4::<0xEE>(u[e + 1], u[5 + e]),
+            );
+            let out = [
+                (0, _mm512_shuffle_f32x4::<0x88>(lo0, hi0)),
+                (4, _mm512_shuffle_f32x4::<0xDD>(lo0, hi0)),
+                (8, _mm512_shuffle_f32x4::<0x88>(lo1, hi1)),
+                (12, _mm512_shuffle_f32x4::<0xDD>(lo1, hi1)),
+            ];
+            for (b4, v) in out {
+                store(lanes_mut(dst, (b4 + e) * MR), v);
+            }
         }
     }
 
