@@ -245,22 +245,9 @@ mod tests {
         case(3, shortcut, [3, 4, 9, 9], [6, 4, 1, 1], Act::None, true);
         let plain = ConvKind::Im2col { stride: 1, pad: 1 };
         case(4, plain, [2, 20, 5, 7], [17, 20, 3, 3], Act::Relu, true);
-        case(
-            5,
-            ConvKind::Winograd,
-            [16, 8, 8, 8],
-            [8, 8, 3, 3],
-            Act::Relu,
-            true,
-        );
-        case(
-            6,
-            ConvKind::Winograd,
-            [16, 8, 8, 8],
-            [8, 8, 3, 3],
-            Act::None,
-            false,
-        );
+        let (wx, ww) = ([16, 8, 8, 8], [8, 8, 3, 3]);
+        case(5, ConvKind::Winograd, wx, ww, Act::Relu, true);
+        case(6, ConvKind::Winograd, wx, ww, Act::None, false);
     }
 
     #[test]

@@ -1179,26 +1179,8 @@ mod avx512 {
     #[target_feature(enable = "avx512f")]
     pub(super) fn transpose8x16(rows: &[&[f32; 16]; MR], dst: &mut [f32]) {
         let r: [__m512; MR] = std::array::from_fn(|i| load(rows[i]));
-        // t[2p] / t[2p+1]: rows 2p, 2p+1 interleaved (elements 0,1 / 2,3 of each block).
-        let t: [__m512; MR] = std::array::from_fn(|i| {
-            let (a, b) = (r[i & !1], r[i | 1]);
-            if i % 2 == 0 {
-                _mm512_unpacklo_ps(a, b)
-            } else {
-                _mm512_unpackhi_ps(a, b)
-            }
-        });
         // u[4h + e]: block b holds element 4b + e of rows 4h..4h+3.
-        let u: [__m512; MR] = std::array::from_fn(|i| {
-            let (h, e) = (i / 4, i % 4);
-            let (a, c) = (t[4 * h + e / 2], t[4 * h + 2 + e / 2]);
-            let (a, c) = (_mm512_castps_pd(a), _mm512_castps_pd(c));
-            _mm512_castpd_ps(if e % 2 == 0 {
-                _mm512_unpacklo_pd(a, c)
-            } else {
-                _mm512_unpackhi_pd(a, c)
-            })
-        });
+        let u = interleaved(&r);
         // Output rows 4b + e and 4b + e + 1 (e = 0 or 2) are blocks b of u[e], u[4 + e],
         // u[e + 1], u[4 + e + 1]: rows 0..4 and 4..8 of two consecutive elements.
         let (dst, _) = dst
@@ -1225,14 +1207,14 @@ mod avx512 {
         }
     }
 
-    /// The 16×16 transpose of `r` (result `t` = element `t` of every row). Four stages of
-    /// in-register shuffles: 32-bit and 64-bit interleaves inside 128-bit blocks, then
-    /// two exchanges of whole blocks.
+    /// The first two stages of a transpose of `N` rows (`N` a multiple of 4): result
+    /// `4g + e` holds, in its 128-bit block `b`, element `4b + e` of rows `4g..4g + 4`
+    /// (32-bit interleaves of row pairs, then 64-bit interleaves of those pairs).
     #[inline]
     #[target_feature(enable = "avx512f")]
-    fn transposed(r: &[__m512; 16]) -> [__m512; 16] {
+    fn interleaved<const N: usize>(r: &[__m512; N]) -> [__m512; N] {
         // s[2i] / s[2i+1]: rows 2i, 2i+1 interleaved (elements 0,1 / 2,3 of each block).
-        let s: [__m512; 16] = std::array::from_fn(|i| {
+        let s: [__m512; N] = std::array::from_fn(|i| {
             let (a, b) = (r[i & !1], r[i | 1]);
             if i % 2 == 0 {
                 _mm512_unpacklo_ps(a, b)
@@ -1240,17 +1222,26 @@ mod avx512 {
                 _mm512_unpackhi_ps(a, b)
             }
         });
-        // q[4g + jj]: block b holds element 4b + jj of rows 4g..4g+3.
-        let q: [__m512; 16] = std::array::from_fn(|i| {
-            let (g, jj) = (i / 4, i % 4);
-            let (a, c) = (s[4 * g + jj / 2], s[4 * g + 2 + jj / 2]);
+        std::array::from_fn(|i| {
+            let (g, e) = (i / 4, i % 4);
+            let (a, c) = (s[4 * g + e / 2], s[4 * g + 2 + e / 2]);
             let (a, c) = (_mm512_castps_pd(a), _mm512_castps_pd(c));
-            _mm512_castpd_ps(if jj % 2 == 0 {
+            _mm512_castpd_ps(if e % 2 == 0 {
                 _mm512_unpacklo_pd(a, c)
             } else {
                 _mm512_unpackhi_pd(a, c)
             })
-        });
+        })
+    }
+
+    /// The 16×16 transpose of `r` (result `t` = element `t` of every row). Four stages of
+    /// in-register shuffles: 32-bit and 64-bit interleaves inside 128-bit blocks, then
+    /// two exchanges of whole blocks.
+    #[inline]
+    #[target_feature(enable = "avx512f")]
+    fn transposed(r: &[__m512; 16]) -> [__m512; 16] {
+        // q[4g + jj]: block b holds element 4b + jj of rows 4g..4g+3.
+        let q = interleaved(r);
         let mut res = [_mm512_setzero_ps(); 16];
         for jj in 0..4 {
             let (q0, q1, q2, q3) = (q[jj], q[4 + jj], q[8 + jj], q[12 + jj]);
