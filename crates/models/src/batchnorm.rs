@@ -4,6 +4,7 @@ use candle_nn::{ModuleT, VarBuilder};
 use crate::Result;
 use crate::cpu_conv_bn::conv_batch_norm_cpu;
 use crate::cpu_norm::{Act, Norm, batch_norm_cpu, bn_fast_path_applies};
+use crate::cpu_pool::PoolSpec;
 
 /// PyTorch's default `BatchNorm2d` momentum: `running = 0.9·running + 0.1·batch`.
 pub const BN_MOMENTUM: f64 = 0.1;
@@ -130,7 +131,7 @@ impl BatchNorm2d {
             (Some(_), true) => Act::AddRelu,
             (Some(_), false) => candle_core::bail!("BatchNorm2d: a residual add needs the ReLU"),
         };
-        self.check(x)?;
+        let (_, c, _, _) = self.check(x)?;
         if let Some(r) = residual
             && r.dims() != x.dims()
         {
@@ -162,7 +163,7 @@ impl BatchNorm2d {
         let eval_norm = self.eval_norm(train)?;
         let gb = Tensor::cat(&[&self.weight, &self.bias], 0)?;
         let (y, stats) = batch_norm_cpu(x, &gb, residual, train, self.eps, act, eval_norm)?;
-        self.update_running(stats, &y)?;
+        self.update_running(stats, x.elem_count() / c)?;
         Ok(y)
     }
 
@@ -179,30 +180,71 @@ impl BatchNorm2d {
         relu: bool,
         train: bool,
     ) -> candle_core::Result<Tensor> {
+        if let Some(y) = self.fused_conv(conv, x, relu, None, train)? {
+            return Ok(y);
+        }
         let fast_norm = crate::fast_path::cpu_fast_norm_enabled();
-        let kind = conv.fused_kind(x);
-        let out = conv.output_dims(x);
-        let fused = match (kind, out) {
-            (Some(kind), Some((n, c, h, w)))
-                if fast_norm
-                    && bn_fast_path_applies(x, &[&self.weight, &self.bias])
-                    && c == self.weight.dims1()?
-                    && (!train || n * h * w >= 2) =>
-            {
-                Some(kind)
-            }
-            _ => None,
+        self.forward_path(&conv.forward(x)?, None, relu, train, fast_norm)
+    }
+
+    /// ResNet's stem after its convolution: `max_pool2d_3x3_s2(relu(bn(conv(x))))`, on the
+    /// fast path one op each way (neither the convolution's nor the BatchNorm's output is
+    /// an autograd node), elsewhere [`forward_conv_t`](Self::forward_conv_t) followed by
+    /// [`crate::max_pool2d_3x3_s2`]; bit for bit the same on the fast path.
+    pub(crate) fn forward_conv_pool_t(
+        &self,
+        conv: &crate::Conv2d,
+        x: &Tensor,
+        train: bool,
+    ) -> crate::Result<Tensor> {
+        let pool = PoolSpec {
+            k: 3,
+            stride: 2,
+            pad: 1,
+            relu: false,
         };
-        let Some(kind) = fused else {
-            return self.forward_path(&conv.forward(x)?, None, relu, train, fast_norm);
+        if let Some(y) = self.fused_conv(conv, x, true, Some(pool), train)? {
+            return Ok(y);
+        }
+        crate::max_pool2d_3x3_s2(&self.forward_conv_t(conv, x, true, train)?)
+    }
+
+    /// The fused convolution + BatchNorm (+ ReLU) (+ `pool`) op, or `None` where it does
+    /// not apply (off the fast path, a bias, a shape the two-op path rejects).
+    fn fused_conv(
+        &self,
+        conv: &crate::Conv2d,
+        x: &Tensor,
+        relu: bool,
+        pool: Option<PoolSpec>,
+        train: bool,
+    ) -> candle_core::Result<Option<Tensor>> {
+        let (Some(kind), Some((n, c, h, w))) = (conv.fused_kind(x), conv.output_dims(x)) else {
+            return Ok(None);
         };
+        if !crate::fast_path::cpu_fast_norm_enabled()
+            || !bn_fast_path_applies(x, &[&self.weight, &self.bias])
+            || c != self.weight.dims1()?
+            || (train && n * h * w < 2)
+        {
+            return Ok(None);
+        }
         let act = if relu { Act::Relu } else { Act::None };
         let eval_norm = self.eval_norm(train)?;
         let gb = Tensor::cat(&[&self.weight, &self.bias], 0)?;
-        let (y, stats) =
-            conv_batch_norm_cpu(x, conv.weight(), &gb, kind, train, self.eps, act, eval_norm)?;
-        self.update_running(stats, &y)?;
-        Ok(y)
+        let (y, stats) = conv_batch_norm_cpu(
+            x,
+            conv.weight(),
+            &gb,
+            kind,
+            train,
+            self.eps,
+            act,
+            eval_norm,
+            pool,
+        )?;
+        self.update_running(stats, n * h * w)?;
+        Ok(Some(y))
     }
 
     /// The running statistics as the fused op's normalisation constants in evaluation
@@ -224,14 +266,14 @@ impl BatchNorm2d {
     }
 
     /// Updates the running statistics from a fused op's batch statistics (training),
-    /// as the tensor path does: momentum, unbiased variance; `y` is the op's output
-    /// (the normalised tensor's shape).
-    fn update_running(&self, stats: Option<Norm>, y: &Tensor) -> candle_core::Result<()> {
+    /// as the tensor path does: momentum, unbiased variance over the `per_channel` values
+    /// each channel had.
+    fn update_running(&self, stats: Option<Norm>, per_channel: usize) -> candle_core::Result<()> {
         let Some(stats) = stats else {
             return Ok(());
         };
         let c = self.weight.dims1()?;
-        let m = (y.elem_count() / c) as f64;
+        let m = per_channel as f64;
         let keep = 1.0 - self.momentum;
         let rm = self.running_mean.as_tensor().to_vec1::<f32>()?;
         let rv = self.running_var.as_tensor().to_vec1::<f32>()?;
@@ -247,7 +289,7 @@ impl BatchNorm2d {
                 )
             })
             .unzip();
-        let dev = y.device();
+        let dev = self.weight.device();
         self.running_mean.set(&Tensor::from_vec(rm, c, dev)?)?;
         self.running_var.set(&Tensor::from_vec(rv, c, dev)?)?;
         Ok(())

@@ -1,21 +1,24 @@
-//! A bias-free convolution and the BatchNorm (+ ReLU) after it as one autograd op.
+//! A bias-free convolution and the BatchNorm (+ ReLU) after it, optionally followed by a
+//! max-pool, as one autograd op.
 //!
 //! Every op input that needs a gradient costs candle's backprop a zero-filled tensor of
 //! its size and an addition into it; the convolution's output, consumed only by the
 //! BatchNorm, is such an input once per layer (ResNet18 at 64 px, batch 32: 4.4 M values
-//! per step over its stem, first block convolutions and shortcuts). This op takes the
-//! convolution's input, its kernel and the BatchNorm's `[γ; β]`, runs the two fast-path
-//! ops' own forwards one after the other ([`ConvOp`] or [`WinogradConv`], then
-//! [`BnOp`]) and, backwards, their own backwards with the convolution's output kept
-//! from the forward: the same kernels in the same order, so the results are those of the
-//! two ops applied one after the other, bit for bit (tested against them).
+//! per step over its stem, first block convolutions and shortcuts; the stem's pool input,
+//! 2 M more). This op takes the convolution's input, its kernel and the BatchNorm's
+//! `[γ; β]`, runs the fast-path ops' own forwards one after the other ([`ConvOp`] or
+//! [`WinogradConv`], then [`BnOp`], then [`MaxPool`]) and, backwards, their own backwards
+//! with the intermediate tensors kept from the forward: the same kernels in the same
+//! order, so the results are those of the ops applied one after the other, bit for bit
+//! (tested against them).
 
 use std::sync::{Arc, Mutex};
 
-use candle_core::{CpuStorage, CustomOp2, CustomOp3, Device, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, CustomOp3, Device, Layout, Shape, Tensor};
 
 use crate::cpu_conv::{ConvOp, f32_slice};
 use crate::cpu_norm::{Act, BnOp, Norm, SharedNorm};
+use crate::cpu_pool::{MaxPool, PoolSpec};
 use crate::cpu_winograd::WinogradConv;
 
 /// Which fast-path convolution runs inside the fused op.
@@ -38,12 +41,14 @@ enum Conv {
     Winograd(WinogradConv),
 }
 
-/// `bn(conv(x, w))` (→ ReLU) as one op over `(x, w, [γ; β])`.
+/// `bn(conv(x, w))` (→ ReLU) (→ max-pool) as one op over `(x, w, [γ; β])`.
 struct ConvBnOp {
     conv: Conv,
     bn: BnOp,
-    /// The convolution's output from the forward, read by every backward.
-    conv_out: Mutex<Option<Tensor>>,
+    pool: Option<MaxPool>,
+    /// The convolution's output and, with a pool, the BatchNorm's, from the forward,
+    /// read by every backward.
+    saved: Mutex<Option<(Tensor, Option<Tensor>)>>,
 }
 
 fn lock_err() -> candle_core::Error {
@@ -76,10 +81,19 @@ impl CustomOp3 for ConvBnOp {
             candle_core::bail!("conv + batch norm: the convolution did not return f32 values");
         };
         let gb = f32_slice(sgb, lgb, "affine")?;
-        let y = self.bn.forward(&c, &Layout::contiguous(&shape), gb, None)?;
-        *self.conv_out.lock().map_err(|_| lock_err())? =
-            Some(Tensor::from_vec(c, shape, &Device::Cpu)?);
-        Ok(y)
+        let (y, y_shape) = self.bn.forward(&c, &Layout::contiguous(&shape), gb, None)?;
+        let c = Tensor::from_vec(c, shape, &Device::Cpu)?;
+        let Some(pool) = &self.pool else {
+            *self.saved.lock().map_err(|_| lock_err())? = Some((c, None));
+            return Ok((y, y_shape));
+        };
+        let out = pool.cpu_fwd(&y, &Layout::contiguous(&y_shape))?;
+        let CpuStorage::F32(y) = y else {
+            candle_core::bail!("conv + batch norm: the batch norm did not return f32 values");
+        };
+        let y = Tensor::from_vec(y, y_shape, &Device::Cpu)?;
+        *self.saved.lock().map_err(|_| lock_err())? = Some((c, Some(y)));
+        Ok(out)
     }
 
     fn bwd(
@@ -90,16 +104,27 @@ impl CustomOp3 for ConvBnOp {
         res: &Tensor,
         grad: &Tensor,
     ) -> candle_core::Result<(Option<Tensor>, Option<Tensor>, Option<Tensor>)> {
-        let c = self
-            .conv_out
+        let (c, bn_out) = self
+            .saved
             .lock()
             .map_err(|_| lock_err())?
             .clone()
             .ok_or_else(|| {
                 candle_core::Error::Msg("conv + batch norm: backward before forward".into())
             })?;
+        // With a pool: its gradient first, onto the BatchNorm's output.
+        let (y, dy) = match (&self.pool, bn_out) {
+            (Some(pool), Some(y)) => {
+                let dy = pool.bwd(&y, res, grad)?.ok_or_else(|| {
+                    candle_core::Error::Msg("conv + batch norm: no max-pool gradient".into())
+                })?;
+                (y, dy)
+            }
+            (None, None) => (res.clone(), grad.clone()),
+            _ => candle_core::bail!("conv + batch norm: saved tensors do not match the op"),
+        };
         let want_c = x.track_op() || w.track_op();
-        let (dc, dgb, _) = self.bn.backward(&c, gb, res, grad, (want_c, false))?;
+        let (dc, dgb, _) = self.bn.backward(&c, gb, &y, &dy, (want_c, false))?;
         let (dx, dw) = match (dc, &self.conv) {
             (None, _) => (None, None),
             (Some(dc), Conv::Im2col(op)) => {
@@ -113,10 +138,10 @@ impl CustomOp3 for ConvBnOp {
     }
 }
 
-/// `act(bn(conv(x, w)))` (`act` [`Act::None`] or [`Act::Relu`]) through [`ConvBnOp`];
-/// `gb` = `[γ; β]`, `eval_norm` the running statistics in evaluation. In training the
-/// batch statistics come back for the running-statistics update, as from
-/// [`crate::cpu_norm::batch_norm_cpu`].
+/// `act(bn(conv(x, w)))` (`act` [`Act::None`] or [`Act::Relu`]), followed by the max-pool
+/// `pool` when given, through [`ConvBnOp`]; `gb` = `[γ; β]`, `eval_norm` the running
+/// statistics in evaluation. In training the batch statistics come back for the
+/// running-statistics update, as from [`crate::cpu_norm::batch_norm_cpu`].
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn conv_batch_norm_cpu(
     x: &Tensor,
@@ -127,6 +152,7 @@ pub(crate) fn conv_batch_norm_cpu(
     eps: f64,
     act: Act,
     eval_norm: Option<Norm>,
+    pool: Option<PoolSpec>,
 ) -> candle_core::Result<(Tensor, Option<Norm>)> {
     if act == Act::AddRelu {
         candle_core::bail!("conv + batch norm: no residual inside the fused op");
@@ -144,7 +170,8 @@ pub(crate) fn conv_batch_norm_cpu(
             act,
             norm: norm.clone(),
         },
-        conv_out: Mutex::new(None),
+        pool: pool.map(|spec| MaxPool::new(spec, x.track_op() || w.track_op() || gb.track_op())),
+        saved: Mutex::new(None),
     };
     let y = x
         .contiguous()?
@@ -179,9 +206,9 @@ mod tests {
         v.iter().map(|x| x.to_bits()).collect()
     }
 
-    /// The fused op against the convolution op and the BatchNorm op applied one after
-    /// the other: output, batch statistics and the gradients of `x`, `w` and `[γ; β]`
-    /// bit for bit.
+    /// The fused op against the convolution op, the BatchNorm op and (with `pool`) the
+    /// max-pool applied one after the other: output, batch statistics and the gradients
+    /// of `x`, `w` and `[γ; β]` bit for bit.
     fn case(
         seed: u64,
         kind: ConvKind,
@@ -189,6 +216,17 @@ mod tests {
         w_dims: [usize; 4],
         act: Act,
         train: bool,
+    ) {
+        case_pool(seed, kind, (x_dims, w_dims), act, train, None);
+    }
+
+    fn case_pool(
+        seed: u64,
+        kind: ConvKind,
+        (x_dims, w_dims): ([usize; 4], [usize; 4]),
+        act: Act,
+        train: bool,
+        pool: Option<PoolSpec>,
     ) {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let x = var(&mut rng, &x_dims, -1.0, 1.0);
@@ -207,8 +245,13 @@ mod tests {
         }
         .unwrap();
         let (y1, s1) = batch_norm_cpu(&c, gb, None, train, 1e-5, act, eval_norm.clone()).unwrap();
-        let (y2, s2) = conv_batch_norm_cpu(x, w, gb, kind, train, 1e-5, act, eval_norm).unwrap();
-        let what = format!("{kind:?} {x_dims:?} {act:?} train {train}");
+        let y1 = match pool {
+            Some(spec) => crate::cpu_pool::max_pool2d_cpu(&y1, spec).unwrap(),
+            None => y1,
+        };
+        let (y2, s2) =
+            conv_batch_norm_cpu(x, w, gb, kind, train, 1e-5, act, eval_norm, pool).unwrap();
+        let what = format!("{kind:?} {x_dims:?} {act:?} train {train} pool {pool:?}");
         assert_eq!(bits(&y1), bits(&y2), "{what}: output");
         assert_eq!(
             s1.map(|s| s.batch),
@@ -248,6 +291,17 @@ mod tests {
         let (wx, ww) = ([16, 8, 8, 8], [8, 8, 3, 3]);
         case(5, ConvKind::Winograd, wx, ww, Act::Relu, true);
         case(6, ConvKind::Winograd, wx, ww, Act::None, false);
+        // ResNet's stem: 7×7/2, BatchNorm + ReLU, 3×3/2 max-pool (odd and even maps).
+        let pool = Some(PoolSpec {
+            k: 3,
+            stride: 2,
+            pad: 1,
+            relu: false,
+        });
+        for (seed, x_dims, train) in [(7, [2, 3, 13, 13], true), (8, [3, 3, 16, 10], false)] {
+            let dims = (x_dims, [5, 3, 7, 7]);
+            case_pool(seed, stem, dims, Act::Relu, train, pool);
+        }
     }
 
     #[test]
@@ -256,7 +310,7 @@ mod tests {
         let w = Tensor::zeros((1, 1, 3, 3), candle_core::DType::F32, &Device::Cpu).unwrap();
         let gb = Tensor::ones(2, candle_core::DType::F32, &Device::Cpu).unwrap();
         let kind = ConvKind::Im2col { stride: 1, pad: 1 };
-        let err = conv_batch_norm_cpu(&x, &w, &gb, kind, true, 1e-5, Act::AddRelu, None)
+        let err = conv_batch_norm_cpu(&x, &w, &gb, kind, true, 1e-5, Act::AddRelu, None, None)
             .unwrap_err()
             .to_string();
         assert!(err.contains("residual"), "{err}");

@@ -61,7 +61,7 @@ impl PoolSpec {
     }
 }
 
-struct MaxPool {
+pub(crate) struct MaxPool {
     spec: PoolSpec,
     /// Whether the forward keeps its window maxima for the backward.
     keep: bool,
@@ -366,9 +366,17 @@ pub(crate) fn pool_fast_path_applies(x: &Tensor) -> bool {
 /// Max-pool (optionally followed by ReLU) on the CPU fast path. The caller checks the
 /// shape (rank 4, window fits).
 pub(crate) fn max_pool2d_cpu(x: &Tensor, spec: PoolSpec) -> candle_core::Result<Tensor> {
-    x.contiguous()?.apply_op1(MaxPool {
-        spec,
-        keep: x.track_op(),
-        saved: Mutex::new(None),
-    })
+    x.contiguous()?.apply_op1(MaxPool::new(spec, x.track_op()))
+}
+
+impl MaxPool {
+    /// The op for one pool; `keep` when its input will need a gradient (the forward then
+    /// keeps each window's argmax).
+    pub(crate) fn new(spec: PoolSpec, keep: bool) -> Self {
+        Self {
+            spec,
+            keep,
+            saved: Mutex::new(None),
+        }
+    }
 }

@@ -2,7 +2,7 @@ use candle_core::{Module, Tensor, Var};
 use candle_nn::{ModuleT, VarBuilder, VarMap};
 
 use crate::batchnorm::{BN_BUFFERS, BN_PARAMS};
-use crate::{BatchNorm2d, Conv2d, Linear, ModelError, Result, global_avg_pool, max_pool2d_3x3_s2};
+use crate::{BatchNorm2d, Conv2d, Linear, ModelError, Result, global_avg_pool};
 
 /// ImageNet channel means (RGB) used by torchvision and timm ResNet checkpoints.
 pub const IMAGENET_MEAN: [f32; 3] = [0.485, 0.456, 0.406];
@@ -388,8 +388,7 @@ impl ResNet18 {
                 });
             }
         }
-        let h = self.bn1.forward_conv_t(&self.conv1, x, true, train)?;
-        let mut h = max_pool2d_3x3_s2(&h)?;
+        let mut h = self.bn1.forward_conv_pool_t(&self.conv1, x, train)?;
         for block in &self.blocks {
             h = block.forward_t(&h, train)?;
         }
