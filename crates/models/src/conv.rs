@@ -80,10 +80,20 @@ impl Conv2d {
     /// convolution + BatchNorm op: `None` with a bias, off the fast path or where the
     /// fast path does not apply.
     pub(crate) fn fused_kind(&self, x: &Tensor) -> Option<ConvKind> {
-        if self.bias.is_some() || !crate::cpu_fast_path_enabled() {
+        self.bias.is_none().then(|| self.fast_kind(x)).flatten()
+    }
+
+    /// The fast-path convolution for `x`, if any: Winograd for a bias-free 3×3 stride-1
+    /// padding-1 convolution where it applies, else the implicit-im2col GEMM.
+    fn fast_kind(&self, x: &Tensor) -> Option<ConvKind> {
+        if !crate::cpu_fast_path_enabled() {
             return None;
         }
-        if self.padding == 1 && self.stride == 1 && winograd_conv_applies(x, &self.weight) {
+        if self.bias.is_none()
+            && self.padding == 1
+            && self.stride == 1
+            && winograd_conv_applies(x, &self.weight)
+        {
             return Some(ConvKind::Winograd);
         }
         fast_path_applies(x, &self.weight).then_some(ConvKind::Im2col {
@@ -122,22 +132,12 @@ impl Module for Conv2d {
     /// a batch of at least 16 on maps of at least 8×8 as a Winograd op
     /// ([`crate::conv3x3_winograd`]) — elsewhere through candle's `conv2d`.
     fn forward(&self, x: &Tensor) -> candle_core::Result<Tensor> {
-        if self.bias.is_none()
-            && self.padding == 1
-            && self.stride == 1
-            && crate::cpu_fast_path_enabled()
-            && winograd_conv_applies(x, &self.weight)
-        {
-            return conv3x3_winograd(x, &self.weight);
-        }
-        if crate::cpu_fast_path_enabled() && fast_path_applies(x, &self.weight) {
-            return conv2d_cpu(
-                x,
-                &self.weight,
-                self.bias.as_ref(),
-                self.padding,
-                self.stride,
-            );
+        match self.fast_kind(x) {
+            Some(ConvKind::Winograd) => return conv3x3_winograd(x, &self.weight),
+            Some(ConvKind::Im2col { stride, pad }) => {
+                return conv2d_cpu(x, &self.weight, self.bias.as_ref(), pad, stride);
+            }
+            None => {}
         }
         let y = x.conv2d(&self.weight, self.padding, self.stride, 1, 1)?;
         match &self.bias {
