@@ -2,9 +2,10 @@ use candle_core::{Module, Tensor, Var};
 use candle_nn::{ModuleT, VarBuilder};
 
 use crate::Result;
-use crate::cpu_conv_bn::conv_batch_norm_cpu;
-use crate::cpu_norm::{Act, Norm, batch_norm_cpu, bn_fast_path_applies};
-use crate::cpu_pool::PoolSpec;
+use cxr_kernels::{
+    Act, Norm, PoolSpec, batch_norm_cpu, bn_fast_path_applies, conv_batch_norm_cpu,
+    cpu_fast_norm_enabled,
+};
 
 /// PyTorch's default `BatchNorm2d` momentum: `running = 0.9·running + 0.1·batch`.
 pub const BN_MOMENTUM: f64 = 0.1;
@@ -90,7 +91,7 @@ impl BatchNorm2d {
             None,
             true,
             train,
-            crate::fast_path::cpu_fast_norm_enabled(),
+            cpu_fast_norm_enabled(),
         )
     }
 
@@ -108,7 +109,7 @@ impl BatchNorm2d {
             Some(residual),
             true,
             train,
-            crate::fast_path::cpu_fast_norm_enabled(),
+            cpu_fast_norm_enabled(),
         )
     }
 
@@ -183,7 +184,7 @@ impl BatchNorm2d {
         if let Some(y) = self.fused_conv(conv, x, relu, None, train)? {
             return Ok(y);
         }
-        let fast_norm = crate::fast_path::cpu_fast_norm_enabled();
+        let fast_norm = cpu_fast_norm_enabled();
         self.forward_path(&conv.forward(x)?, None, relu, train, fast_norm)
     }
 
@@ -222,7 +223,7 @@ impl BatchNorm2d {
         let (Some(kind), Some((n, c, h, w))) = (conv.fused_kind(x), conv.output_dims(x)) else {
             return Ok(None);
         };
-        if !crate::fast_path::cpu_fast_norm_enabled()
+        if !cpu_fast_norm_enabled()
             || !bn_fast_path_applies(x, &[&self.weight, &self.bias])
             || c != self.weight.dims1()?
             || (train && n * h * w < 2)
@@ -358,7 +359,7 @@ impl ModuleT for BatchNorm2d {
             None,
             false,
             train,
-            crate::fast_path::cpu_fast_norm_enabled(),
+            cpu_fast_norm_enabled(),
         )
     }
 }

@@ -2,10 +2,9 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::Result;
-use crate::cpu_conv::{conv2d_cpu, fast_path_applies};
-use crate::cpu_conv_bn::ConvKind;
-use crate::cpu_winograd::{
-    conv3x3_relu_max_pool2d, conv3x3_winograd, fused_block_applies, winograd_conv_applies,
+use cxr_kernels::{
+    ConvKind, conv_fast_path_applies, conv2d_cpu, conv3x3_relu_max_pool2d, conv3x3_winograd,
+    fused_block_applies, winograd_conv_applies,
 };
 use crate::relu_max_pool2d;
 
@@ -96,7 +95,7 @@ impl Conv2d {
         {
             return Some(ConvKind::Winograd);
         }
-        fast_path_applies(x, &self.weight).then_some(ConvKind::Im2col {
+        conv_fast_path_applies(x, &self.weight).then_some(ConvKind::Im2col {
             stride: self.stride,
             pad: self.padding,
         })

@@ -33,35 +33,21 @@
 //! optimizer state; see `cxr-train` for that.
 #![warn(missing_docs)]
 
-#[macro_use]
-mod simd;
-
 mod batchnorm;
-mod buf;
 mod cnn;
 mod conv;
-mod cpu_conv;
-mod cpu_conv_bn;
-mod cpu_norm;
-mod cpu_pool;
-mod cpu_winograd;
 mod error;
-mod fast_path;
 mod init;
 mod linear;
 mod pool;
 mod resnet;
-mod sgemm;
 mod weights;
 
 pub use batchnorm::{BN_BUFFERS, BN_EPS, BN_MOMENTUM, BN_PARAMS, BatchNorm2d};
 
 pub use cnn::{CnnConfig, SeedCnn};
 pub use conv::Conv2d;
-pub use cpu_conv::{conv2d_candle, conv2d_cpu};
-pub use cpu_winograd::{conv3x3_relu_max_pool2d, conv3x3_winograd, set_cpu_winograd};
 pub use error::{ModelError, Result};
-pub use fast_path::{cpu_fast_path_enabled, set_cpu_fast_norm, set_cpu_fast_path};
 pub use init::{init_resnet18, init_seed_cnn, normal, torch_default_uniform};
 pub use linear::Linear;
 pub use pool::{global_avg_pool, max_pool2d, max_pool2d_3x3_s2, relu_max_pool2d};
@@ -69,7 +55,13 @@ pub use resnet::{
     BasicBlock, IMAGENET_MEAN, IMAGENET_STD, ParamGroups, RESNET18_FEATURES, ResNet18,
     ResNetConfig, TensorRole, TensorSpec, imagenet_input,
 };
-pub use sgemm::{MatLayout, cpu_sgemm_active, set_cpu_sgemm, sgemm_f32};
+/// The CPU kernels' switches, re-exported so that a program built on the networks
+/// alone can compare the fast path with candle's own ops.
+pub use cxr_kernels::{
+    conv2d_candle, conv2d_cpu, conv3x3_relu_max_pool2d, conv3x3_winograd,
+    cpu_fast_path_enabled, cpu_sgemm_active, set_cpu_fast_norm, set_cpu_fast_path,
+    set_cpu_sgemm, set_cpu_winograd,
+};
 pub use weights::{
     DEFAULT_WEIGHTS, HUB_WEIGHTS_FILE, HubOptions, LoadReport, WeightsSource, fetch_hub_file,
     load_resnet18_weights,

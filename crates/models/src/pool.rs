@@ -1,6 +1,6 @@
 use candle_core::{D, Tensor};
 
-use crate::cpu_pool::{PoolSpec, max_pool2d_cpu, pool_fast_path_applies};
+use cxr_kernels::{PoolSpec, max_pool2d_cpu, pool_fast_path_applies};
 use crate::{ModelError, Result, cpu_fast_path_enabled};
 
 fn check_pool_input(x: &Tensor) -> Result<(usize, usize, usize, usize)> {

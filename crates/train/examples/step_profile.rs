@@ -12,10 +12,11 @@ use std::time::Instant;
 use candle_core::Var;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
-use cxr_models::{
-    CnnConfig, MatLayout, SeedCnn, conv2d_candle, conv2d_cpu, cpu_sgemm_active, init_seed_cnn,
-    max_pool2d, relu_max_pool2d, set_cpu_fast_path, set_cpu_sgemm, set_cpu_winograd, sgemm_f32,
+use cxr_kernels::{
+    MatLayout, conv2d_candle, conv2d_cpu, cpu_sgemm_active, set_cpu_fast_path, set_cpu_sgemm,
+    set_cpu_winograd, sgemm_f32,
 };
+use cxr_models::{CnnConfig, SeedCnn, init_seed_cnn, max_pool2d, relu_max_pool2d};
 use cxr_train::{Adam, AdamConfig, bce_with_logits};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {

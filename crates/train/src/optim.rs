@@ -1,13 +1,10 @@
-// `unsafe` only to call the AVX-512 copy of the update kernel after detecting the
-// feature (`AdamKernel::run`); the kernel itself is safe code.
-#![allow(unsafe_code)]
-
 use std::cell::Cell;
 use std::collections::HashMap;
 
 use candle_core::{
     CpuStorage, DType, InplaceOp1, InplaceOp2, Layout, Tensor, Var, backprop::GradStore,
 };
+use cxr_kernels::AdamStep;
 use serde::{Deserialize, Serialize};
 
 use crate::{Result, TrainError};
@@ -345,14 +342,14 @@ fn update_in_place_cpu(
     {
         return Ok(false);
     }
-    let k = AdamKernel::new(u);
+    let k = adam_step(u);
     let kernel = |th: &mut [f32], gr: &[f32], m0: &mut [f32], v0: &mut [f32]| {
         const CHUNK: usize = 1 << 14;
         th.par_chunks_mut(CHUNK)
             .zip(gr.par_chunks(CHUNK))
             .zip(m0.par_chunks_mut(CHUNK))
             .zip(v0.par_chunks_mut(CHUNK))
-            .for_each(|(((th, gr), m0), v0)| k.run(th, gr, m0, v0));
+            .for_each(|(((th, gr), m0), v0)| k.apply(th, gr, m0, v0));
     };
     let done = with_f32_mut(m, |ms| {
         with_f32_mut(v, |vs| {
@@ -367,89 +364,25 @@ fn update_in_place_cpu(
     Ok(done == Some(Some(true)))
 }
 
-/// The `f32` constants of one parameter's update and the element-wise kernel over them.
-#[derive(Clone, Copy)]
-struct AdamKernel {
-    l2: bool,
-    decoupled: bool,
-    wd: f32,
-    decay: f32,
-    one_m_b1: f32,
-    b2: f32,
-    one_m_b2: f32,
-    inv_b2: f32,
-    eps: f32,
-    step: f32,
-}
-
-impl AdamKernel {
-    /// The constants of `u` rounded to `f32`, as the op chain's scalars are.
-    fn new(u: &Update) -> Self {
-        let f = |x: f64| x as f32;
-        let (l2, decoupled) = match u.kind {
-            OptimizerKind::Adam => (u.weight_decay > 0.0, false),
-            OptimizerKind::AdamW => (false, u.weight_decay > 0.0),
-        };
-        Self {
-            l2,
-            decoupled,
-            wd: f(u.weight_decay),
-            decay: f(1.0 - u.lr * u.weight_decay),
-            one_m_b1: f(1.0 - u.beta1),
-            b2: f(u.beta2),
-            one_m_b2: f(1.0 - u.beta2),
-            inv_b2: f(1.0 / u.bias2_sqrt),
-            eps: f(u.eps),
-            step: f(u.step_size),
-        }
+/// The `f32` constants of `u`'s update, rounded as the op chain's scalars are.
+fn adam_step(u: &Update) -> AdamStep {
+    let f = |x: f64| x as f32;
+    let (l2, decoupled) = match u.kind {
+        OptimizerKind::Adam => (u.weight_decay > 0.0, false),
+        OptimizerKind::AdamW => (false, u.weight_decay > 0.0),
+    };
+    AdamStep {
+        l2,
+        decoupled,
+        wd: f(u.weight_decay),
+        decay: f(1.0 - u.lr * u.weight_decay),
+        one_m_b1: f(1.0 - u.beta1),
+        b2: f(u.beta2),
+        one_m_b2: f(1.0 - u.beta2),
+        inv_b2: f(1.0 / u.bias2_sqrt),
+        eps: f(u.eps),
+        step: f(u.step_size),
     }
-
-    /// The update of one run of elements, in place; with AVX-512 where the CPU has it
-    /// (the square root and the division, 16 lanes at a time, are most of its
-    /// arithmetic). Same operations in the same order either way, so the same bits.
-    fn run(&self, th: &mut [f32], gr: &[f32], m0: &mut [f32], v0: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if avx512_available() {
-            // SAFETY: `run_avx512` needs only the `avx512f` target feature, detected
-            // on this CPU just above; it touches memory through the slices alone.
-            unsafe { self.run_avx512(th, gr, m0, v0) };
-            return;
-        }
-        self.run_body(th, gr, m0, v0);
-    }
-
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx512f")]
-    fn run_avx512(&self, th: &mut [f32], gr: &[f32], m0: &mut [f32], v0: &mut [f32]) {
-        self.run_body(th, gr, m0, v0);
-    }
-
-    #[inline(always)]
-    fn run_body(&self, th: &mut [f32], gr: &[f32], m0: &mut [f32], v0: &mut [f32]) {
-        let k = *self;
-        for (((t, &g), m), v) in th.iter_mut().zip(gr).zip(m0).zip(v0) {
-            let (mut gj, mut tj) = (g, *t);
-            if k.l2 {
-                gj += tj * k.wd + 0.0;
-            }
-            if k.decoupled {
-                tj = tj * k.decay + 0.0;
-            }
-            let mj = *m + ((gj - *m) * k.one_m_b1 + 0.0);
-            let vj = (*v * k.b2 + 0.0) + ((gj * gj) * k.one_m_b2 + 0.0);
-            let denom = (vj.sqrt() * k.inv_b2 + 0.0) * 1.0 + k.eps;
-            *t = tj - ((mj / denom) * k.step + 0.0);
-            *m = mj;
-            *v = vj;
-        }
-    }
-}
-
-/// Whether the CPU has AVX-512 (checked once).
-#[cfg(target_arch = "x86_64")]
-fn avx512_available() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| std::arch::is_x86_feature_detected!("avx512f"))
 }
 
 /// Runs `f` on the contents of a contiguous `f32` CPU tensor as one mutable slice, in

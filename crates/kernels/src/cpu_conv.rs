@@ -846,7 +846,7 @@ impl CustomOp1 for Col2Im {
 }
 
 /// Whether the fast path applies: `f32` tensors on the CPU.
-pub(crate) fn fast_path_applies(x: &Tensor, w: &Tensor) -> bool {
+pub fn conv_fast_path_applies(x: &Tensor, w: &Tensor) -> bool {
     matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32 && w.dtype() == DType::F32
 }
 

@@ -23,7 +23,7 @@ use crate::cpu_winograd::WinogradConv;
 
 /// Which fast-path convolution runs inside the fused op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum ConvKind {
+pub enum ConvKind {
     /// The implicit-im2col GEMM ([`ConvOp`]) with this stride and padding.
     Im2col {
         /// Stride in both axes.
@@ -143,7 +143,7 @@ impl CustomOp3 for ConvBnOp {
 /// statistics in evaluation. In training the batch statistics come back for the
 /// running-statistics update, as from [`crate::cpu_norm::batch_norm_cpu`].
 #[allow(clippy::too_many_arguments)]
-pub(crate) fn conv_batch_norm_cpu(
+pub fn conv_batch_norm_cpu(
     x: &Tensor,
     w: &Tensor,
     gb: &Tensor,

@@ -21,13 +21,12 @@ pub fn cpu_fast_path_enabled() -> bool {
 /// Turns only the fused BatchNorm fast path on or off (the convolution and pool fast
 /// paths follow [`set_cpu_fast_path`] alone); for benchmarks that measure the fused
 /// BatchNorm against candle's ops with everything else equal.
-#[doc(hidden)]
 pub fn set_cpu_fast_norm(enabled: bool) {
     FAST_NORM.store(enabled, Ordering::Relaxed);
 }
 
 /// Whether the fused BatchNorm runs: the fast paths are on ([`set_cpu_fast_path`]) and
 /// the BatchNorm one is not switched off by itself.
-pub(crate) fn cpu_fast_norm_enabled() -> bool {
+pub fn cpu_fast_norm_enabled() -> bool {
     cpu_fast_path_enabled() && FAST_NORM.load(Ordering::Relaxed)
 }

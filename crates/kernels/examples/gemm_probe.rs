@@ -1,11 +1,11 @@
-//! Times this crate's AVX-512 GEMM ([`cxr_models::sgemm_f32`], row-major operands) on one
+//! Times this crate's AVX-512 GEMM ([`cxr_kernels::sgemm_f32`], row-major operands) on one
 //! `m × n × k` product: the fastest of 30 runs, in ms and GFLOP/s. Compare with
 //! `torch.mm` of the same shape on the same machine.
-//! `cargo run --release -p cxr-models --example gemm_probe -- M N K`
+//! `cargo run --release -p cxr-kernels --example gemm_probe -- M N K`
 
 use std::time::Instant;
 
-use cxr_models::{MatLayout, sgemm_f32};
+use cxr_kernels::{MatLayout, sgemm_f32};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let dims: Vec<usize> = std::env::args()

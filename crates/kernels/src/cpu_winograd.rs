@@ -26,11 +26,11 @@
 //! the transformed kernel is packed once per call for all groups and the GEMMs read `V`
 //! and `dM` in place.
 //! Batches are padded with zero images to a multiple of 16, so
-//! [`crate::Conv2d::forward_relu_max_pool2d`] uses the op for batches of at least
+//! `cxr_models::Conv2d::forward_relu_max_pool2d` uses the op for batches of at least
 //! [`MIN_BATCH`].
 //!
 //! The same transforms and GEMMs also run a plain 3×3 convolution (stride 1, padding 1,
-//! no bias, even maps; [`conv3x3_winograd`], which [`crate::Conv2d`] picks for ResNet18's
+//! no bias, even maps; [`conv3x3_winograd`], which `cxr_models::Conv2d` picks for ResNet18's
 //! stride-1 layers on maps of at least 8×8): the output transform writes the 2×2 tiles
 //! as they are, and the backward takes the plain output gradient to the Winograd domain
 //! (`dM = A dY Aᵀ`) for the same weight- and input-gradient GEMMs.
@@ -1130,7 +1130,7 @@ impl CustomOp3 for WinogradBlock {
 /// tensors, a 3×3 kernel, at least [`MIN_BATCH`] images, at least 8 input channels (with
 /// fewer the transforms outweigh the saved multiplications) and this crate's AVX-512 GEMM
 /// active.
-pub(crate) fn fused_block_applies(x: &Tensor, w: &Tensor) -> bool {
+pub fn fused_block_applies(x: &Tensor, w: &Tensor) -> bool {
     matches!(x.device(), Device::Cpu)
         && x.dtype() == DType::F32
         && w.dtype() == DType::F32
@@ -1143,8 +1143,8 @@ pub(crate) fn fused_block_applies(x: &Tensor, w: &Tensor) -> bool {
 static WINOGRAD: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
 
 /// Turns the Winograd ops — the fused block ([`conv3x3_relu_max_pool2d`], used by
-/// [`crate::SeedCnn`]) and the plain convolution ([`conv3x3_winograd`], used by
-/// [`crate::ResNet18`]'s 3×3 stride-1 layers) — on or off for the whole process; off,
+/// `cxr_models::SeedCnn`) and the plain convolution ([`conv3x3_winograd`], used by
+/// `cxr_models::ResNet18`'s 3×3 stride-1 layers) — on or off for the whole process; off,
 /// the block runs as the implicit-im2col convolution followed by the fused ReLU +
 /// max-pool, and the convolution as the implicit-im2col one. On by default. For
 /// benchmarks and tests that compare the two.
@@ -1162,7 +1162,7 @@ fn winograd_enabled() -> bool {
 /// the CPU; the result is `[N, K, H/2, W/2]`. Gradients flow to all three through
 /// candle's autograd (the input gradient is skipped when `x` tracks none). Works for any
 /// batch size and on any CPU (without AVX-512 its GEMMs use the portable kernel);
-/// [`crate::Conv2d::forward_relu_max_pool2d`] uses it only where it is the faster choice.
+/// `cxr_models::Conv2d::forward_relu_max_pool2d` uses it only where it is the faster choice.
 pub fn conv3x3_relu_max_pool2d(
     x: &Tensor,
     w: &Tensor,
@@ -1410,7 +1410,7 @@ const MIN_CONV_TILES: usize = 16;
 /// AVX-512 GEMM active, at least 8 input channels, even maps of at least
 /// [`MIN_CONV_TILES`] tiles, and a batch that fills its lane groups of 16 images to at
 /// least three quarters (at least 16 images).
-pub(crate) fn winograd_conv_applies(x: &Tensor, w: &Tensor) -> bool {
+pub fn winograd_conv_applies(x: &Tensor, w: &Tensor) -> bool {
     matches!(x.device(), Device::Cpu)
         && x.dtype() == DType::F32
         && w.dtype() == DType::F32
@@ -1431,7 +1431,7 @@ pub(crate) fn winograd_conv_applies(x: &Tensor, w: &Tensor) -> bool {
 /// `w` `[K, C, 3, 3]`, both `f32` on the CPU; the result is `[N, K, H, W]`. Gradients
 /// flow to both through candle's autograd (the input gradient is skipped when `x` tracks
 /// none). Values differ from the direct convolution by rounding only. Works for any batch
-/// size and channel count; [`crate::Conv2d`] uses it only where it is the faster choice.
+/// size and channel count; `cxr_models::Conv2d` uses it only where it is the faster choice.
 pub fn conv3x3_winograd(x: &Tensor, w: &Tensor) -> candle_core::Result<Tensor> {
     let (x, w) = (x.contiguous()?, w.contiguous()?);
     x.apply_op2(&w, WinogradConv::new())

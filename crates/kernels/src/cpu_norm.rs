@@ -13,7 +13,7 @@
 //! The op keeps candle's tensor and autograd model: it is a [`CustomOp2`] (input, and
 //! `[γ; β]` packed into one `[2C]` tensor) or a [`CustomOp3`] (plus the residual) whose
 //! `bwd` returns the gradients of its inputs. It runs for `f32` tensors on the CPU only;
-//! [`crate::BatchNorm2d`] dispatches to it.
+//! `cxr_models::BatchNorm2d` dispatches to it.
 
 use std::sync::{Arc, Mutex};
 
@@ -24,7 +24,7 @@ use crate::cpu_conv::f32_slice;
 
 /// What follows the normalisation inside the op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Act {
+pub enum Act {
     /// Nothing: `y = bn(x)`.
     None,
     /// `y = max(bn(x), 0)`.
@@ -41,7 +41,7 @@ impl Act {
 
 /// Per-channel normalisation constants: the mean that is subtracted and `1/√(σ² + ε)`.
 #[derive(Debug, Clone)]
-pub(crate) struct Norm {
+pub struct Norm {
     /// The mean subtracted (batch mean in training, running mean in evaluation).
     pub mean: Vec<f32>,
     /// `1/√(σ² + ε)`.
@@ -479,7 +479,7 @@ impl CustomOp3 for BnOp {
 }
 
 /// Whether the fused BatchNorm applies: `f32` tensors on the CPU.
-pub(crate) fn bn_fast_path_applies(x: &Tensor, params: &[&Tensor]) -> bool {
+pub fn bn_fast_path_applies(x: &Tensor, params: &[&Tensor]) -> bool {
     matches!(x.device(), Device::Cpu)
         && x.dtype() == DType::F32
         && params
@@ -490,7 +490,7 @@ pub(crate) fn bn_fast_path_applies(x: &Tensor, params: &[&Tensor]) -> bool {
 /// Applies the fused BatchNorm (`gb` = `[γ; β]`, `[2C]`) with `act`; `residual` must be
 /// given exactly for [`Act::AddRelu`]. In training the batch statistics are left in
 /// the returned [`Norm`] for the running-statistics update.
-pub(crate) fn batch_norm_cpu(
+pub fn batch_norm_cpu(
     x: &Tensor,
     gb: &Tensor,
     residual: Option<&Tensor>,

@@ -15,10 +15,14 @@ use crate::cpu_conv::f32_slice;
 
 /// A max-pool window: size, stride, padding (implicit −∞), and whether a ReLU follows.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct PoolSpec {
+pub struct PoolSpec {
+    /// Window side.
     pub k: usize,
+    /// Stride in both axes.
     pub stride: usize,
+    /// Implicit −∞ padding on every side.
     pub pad: usize,
+    /// Whether a ReLU is applied to the pooled values (fused).
     pub relu: bool,
 }
 
@@ -359,13 +363,13 @@ impl CustomOp1 for MaxPool {
 }
 
 /// Whether the fast pool applies: an `f32` tensor on the CPU.
-pub(crate) fn pool_fast_path_applies(x: &Tensor) -> bool {
+pub fn pool_fast_path_applies(x: &Tensor) -> bool {
     matches!(x.device(), Device::Cpu) && x.dtype() == DType::F32
 }
 
 /// Max-pool (optionally followed by ReLU) on the CPU fast path. The caller checks the
 /// shape (rank 4, window fits).
-pub(crate) fn max_pool2d_cpu(x: &Tensor, spec: PoolSpec) -> candle_core::Result<Tensor> {
+pub fn max_pool2d_cpu(x: &Tensor, spec: PoolSpec) -> candle_core::Result<Tensor> {
     x.contiguous()?.apply_op1(MaxPool::new(spec, x.track_op()))
 }
 
