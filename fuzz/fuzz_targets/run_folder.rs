@@ -1,7 +1,7 @@
 //! The run-folder readers behind `cargo xtask report` (`RunFolder::open`): the input
 //! is split into `metrics.json`, `predictions.csv`, `history.csv` and `config.json`
 //! at lines reading `--cxr-file--`; missing parts are written empty. Any content gives
-//! a run folder or a `ReportError`, never a panic.
+//! a run folder or a `RunFolderError`, never a panic.
 #![no_main]
 
 use std::path::PathBuf;
@@ -59,7 +59,7 @@ fuzz_target!(|data: &[u8]| {
     for (i, name) in FILES.iter().enumerate() {
         std::fs::write(dir.join(name), parts.get(i).copied().unwrap_or(b"")).expect("write");
     }
-    if let Ok(run) = cxr_report::RunFolder::open(dir) {
+    if let Ok(run) = cxr_runfolder::RunFolder::open(dir) {
         // What the report renders from a run folder must not panic either.
         let _ = cxr_report::compare_runs(std::slice::from_ref(&run));
         for label in [0, 1] {

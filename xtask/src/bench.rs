@@ -20,8 +20,41 @@ use cxr_models::{
 use cxr_train::{Adam, AdamConfig, OptimizerKind, RunOptions, TrainConfig, bce_with_logits};
 use tracing::info;
 
-use crate::cli::BenchArgs;
-use crate::tasks::{load_data, project_root};
+use clap::Args;
+use cxr::cli::DataArgs;
+use cxr::load_data;
+
+use crate::tasks::project_root;
+
+#[derive(Debug, Args)]
+pub struct BenchArgs {
+    /// Training epochs per measurement.
+    #[arg(long, default_value_t = 1)]
+    pub epochs: usize,
+    /// Repetitions; medians are reported.
+    #[arg(long, default_value_t = 3)]
+    pub repeats: usize,
+    /// Threads for both cxr (RAYON_NUM_THREADS) and PyTorch.
+    #[arg(long, default_value_t = 2)]
+    pub threads: usize,
+    /// Skip the PyTorch peer even if torch is installed.
+    #[arg(long)]
+    pub no_torch: bool,
+    /// Python interpreter for the PyTorch peer.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+    /// Input sizes of the ResNet18 step benchmark (each at least 28).
+    #[arg(long, value_delimiter = ',', default_value = "64,128")]
+    pub resnet_sizes: Vec<usize>,
+    /// Skip the ResNet18 step benchmark.
+    #[arg(long)]
+    pub no_resnet: bool,
+    /// Batch size of the ResNet18 step benchmark.
+    #[arg(long, default_value_t = 32)]
+    pub resnet_batch: usize,
+    #[command(flatten)]
+    pub data: DataArgs,
+}
 
 /// Figures of one framework; medians over repeats.
 #[derive(Debug, Default, Clone)]
@@ -96,11 +129,7 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
         let dir = scratch.join(format!("cnn-{rep}"));
         let _ = std::fs::remove_dir_all(&dir);
         let t0 = Instant::now();
-        let opts = RunOptions {
-            skip_audit: true,
-            ..RunOptions::default()
-        };
-        let s = cxr_train::train(&cfg, &data, &dir, &opts)?;
+        let s = cxr_train::train(&cfg, &data, &dir, &RunOptions::default())?;
         info!(
             rep,
             seconds = t0.elapsed().as_secs_f64(),

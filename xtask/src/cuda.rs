@@ -21,9 +21,40 @@ use std::process::Command as Process;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use clap::Args;
 
-use crate::cli::CudaBuildArgs;
 use crate::tasks::{cargo, project_root};
+
+#[derive(Debug, Args)]
+pub struct CudaBuildArgs {
+    /// Use this CUDA toolkit (containing bin/nvcc, include/, lib64/) instead of
+    /// installing one from PyPI, e.g. /usr/local/cuda.
+    #[arg(long)]
+    pub cuda_root: Option<PathBuf>,
+    /// Where the PyPI toolchain goes (default target/cuda-toolchain).
+    #[arg(long)]
+    pub toolchain_dir: Option<PathBuf>,
+    /// GPU compute capability to compile for (90: H100/H200; 80: A100; 89: L4/L40).
+    #[arg(long, default_value = "90")]
+    pub compute_cap: String,
+    /// Cargo target folder (default `$CARGO_TARGET_DIR/cuda`, else target/cuda).
+    #[arg(long)]
+    pub target_dir: Option<PathBuf>,
+    /// Build with the release profile.
+    #[arg(long)]
+    pub release: bool,
+    /// Build every test binary of the workspace (`cargo test --no-run`) instead of the
+    /// xtask binary.
+    #[arg(long, conflicts_with = "run_tests")]
+    pub tests: bool,
+    /// Build and run the workspace's tests (needs a GPU for the CUDA tests to run;
+    /// set CXR_REQUIRE_GPU=cuda to make them fail rather than skip without one).
+    #[arg(long)]
+    pub run_tests: bool,
+    /// Python interpreter whose pip installs the toolchain.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+}
 
 /// The PyPI wheels of the toolchain, pinned: CUDA 13.0 (needs an NVIDIA driver ≥ 580 at
 /// run time). cudarc 0.19 supports CUDA 13.0–13.4; 13.0 asks the least of the driver.

@@ -1,8 +1,6 @@
-//! `cargo xtask report --run DIR` (rebuild) and `cargo xtask report-check --run DIR`
-//! (render in headless Chromium).
+//! `cargo xtask report-check --run DIR`: a report rendered in headless Chromium.
 
-use std::path::{Path, PathBuf};
-use std::time::Instant;
+use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
@@ -30,54 +28,12 @@ pub struct ReportCheckArgs {
     pub require: bool,
 }
 
-fn is_pipeline(dir: &Path) -> bool {
-    dir.join("summary.csv").is_file() && !dir.join("metrics.json").is_file()
-}
-
-/// Rebuilds the report of a run folder, or of a pipeline folder and each of its runs.
-pub fn rebuild(dir: &Path) -> Result<()> {
-    let start = Instant::now();
-    if is_pipeline(dir) {
-        let runs = cxr_report::open_pipeline(dir)
-            .with_context(|| format!("reading the pipeline folder {}", dir.display()))?;
-        for r in &runs {
-            let files = cxr_report::write_report(&r.dir)
-                .with_context(|| format!("building the report of {}", r.dir.display()))?;
-            println!("{}", files.html.display());
-        }
-        let runs = cxr_report::open_pipeline(dir)?;
-        let files = cxr_report::write_pipeline_report(dir, &runs)
-            .with_context(|| format!("building the comparison report of {}", dir.display()))?;
-        println!("{}", files.html.display());
-    } else if cxr_report::is_diverged_run(dir) {
-        let d = cxr_report::read_divergence(dir)?;
-        let files = cxr_report::write_divergence_report(dir)
-            .with_context(|| format!("building the report of {}", dir.display()))?;
-        println!("{}", files.markdown.display());
-        println!("{}", files.html.display());
-        eprintln!("this run did not finish: {}", d.error);
-    } else {
-        let files = cxr_report::write_report(dir)
-            .with_context(|| format!("building the report of {}", dir.display()))?;
-        println!("{}", files.markdown.display());
-        println!("{}", files.html.display());
-        println!("{}", files.parquet.display());
-        println!(
-            "{} figures in {}",
-            files.figures.len(),
-            dir.join("figures").display()
-        );
-    }
-    eprintln!("report built in {:.2} s", start.elapsed().as_secs_f64());
-    Ok(())
-}
-
 /// Checks `<run>/report.html`: every embedded image decodes as PNG (always), then,
 /// when Chromium is installed, renders it headless, takes a screenshot and checks
 /// that every image loaded.
 pub fn check(a: &ReportCheckArgs) -> Result<()> {
     if a.rebuild {
-        rebuild(&a.run)?;
+        cxr::report(&a.run)?;
     }
     let html = a.run.join("report.html");
     if !html.is_file() {
@@ -147,19 +103,4 @@ pub fn check(a: &ReportCheckArgs) -> Result<()> {
         bail!("the screenshot {} is blank", c.screenshot.display());
     }
     Ok(())
-}
-
-/// After a failed training run: if it diverged, writes its partial report (what
-/// happened, the last good checkpoint, the history so far) and says where.
-pub fn report_if_diverged(dir: &Path) {
-    if !cxr_report::is_diverged_run(dir) {
-        return;
-    }
-    match cxr_report::write_divergence_report(dir) {
-        Ok(files) => eprintln!(
-            "partial report of the diverged run: {}",
-            files.html.display()
-        ),
-        Err(e) => tracing::warn!("could not write the partial report: {e}"),
-    }
 }

@@ -30,6 +30,7 @@
 //! folders, read RGB or 3-D MedMNIST sets, or verify the md5 of a local file (only
 //! downloads are checked; local files are identified by their sha256 instead).
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod augment;
 mod batch;
@@ -57,3 +58,8 @@ pub use locate::{
 };
 pub use npz::{load_npz, load_npz_bytes};
 pub use quality::Quality;
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -24,14 +24,14 @@ use crate::cpu_winograd::WinogradConv;
 /// Which fast-path convolution runs inside the fused op.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ConvKind {
-    /// The implicit-im2col GEMM ([`ConvOp`]) with this stride and padding.
+    /// The implicit-im2col GEMM (`ConvOp`) with this stride and padding.
     Im2col {
         /// Stride in both axes.
         stride: usize,
         /// Zero padding on every side.
         pad: usize,
     },
-    /// Winograd F(2×2, 3×3) ([`WinogradConv`]): 3×3, stride 1, padding 1.
+    /// Winograd F(2×2, 3×3) (`WinogradConv`): 3×3, stride 1, padding 1.
     Winograd,
 }
 
@@ -139,7 +139,7 @@ impl CustomOp3 for ConvBnOp {
 }
 
 /// `act(bn(conv(x, w)))` (`act` [`Act::None`] or [`Act::Relu`]), followed by the max-pool
-/// `pool` when given, through [`ConvBnOp`]; `gb` = `[γ; β]`, `eval_norm` the running
+/// `pool` when given, through `ConvBnOp`; `gb` = `[γ; β]`, `eval_norm` the running
 /// statistics in evaluation. In training the batch statistics come back for the
 /// running-statistics update, as from [`crate::cpu_norm::batch_norm_cpu`].
 #[allow(clippy::too_many_arguments)]

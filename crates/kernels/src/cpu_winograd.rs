@@ -1127,7 +1127,7 @@ impl CustomOp3 for WinogradBlock {
 }
 
 /// Whether [`conv3x3_relu_max_pool2d`] is the fast choice for this block: CPU `f32`
-/// tensors, a 3×3 kernel, at least [`MIN_BATCH`] images, at least 8 input channels (with
+/// tensors, a 3×3 kernel, at least `MIN_BATCH` images, at least 8 input channels (with
 /// fewer the transforms outweigh the saved multiplications) and this crate's AVX-512 GEMM
 /// active.
 pub fn fused_block_applies(x: &Tensor, w: &Tensor) -> bool {
@@ -1408,7 +1408,7 @@ const MIN_CONV_TILES: usize = 16;
 /// Whether [`conv3x3_winograd`] is the fast choice for this convolution (stride 1 and
 /// padding 1 are the caller's to check): CPU `f32` tensors, a 3×3 kernel, this crate's
 /// AVX-512 GEMM active, at least 8 input channels, even maps of at least
-/// [`MIN_CONV_TILES`] tiles, and a batch that fills its lane groups of 16 images to at
+/// `MIN_CONV_TILES` tiles, and a batch that fills its lane groups of 16 images to at
 /// least three quarters (at least 16 images).
 pub fn winograd_conv_applies(x: &Tensor, w: &Tensor) -> bool {
     matches!(x.device(), Device::Cpu)

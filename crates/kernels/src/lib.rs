@@ -52,3 +52,8 @@ pub use fast_path::{
     cpu_fast_norm_enabled, cpu_fast_path_enabled, set_cpu_fast_norm, set_cpu_fast_path,
 };
 pub use sgemm::{MatLayout, cpu_sgemm_active, set_cpu_sgemm, sgemm_f32};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

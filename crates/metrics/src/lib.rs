@@ -45,6 +45,7 @@
 //! # Ok::<(), cxr_metrics::MetricsError>(())
 //! ```
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
 mod association;
 mod bootstrap;

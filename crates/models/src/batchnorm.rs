@@ -86,13 +86,7 @@ impl BatchNorm2d {
     /// [`crate::set_cpu_fast_path`]) the normalisation and the ReLU are one op each
     /// way; elsewhere [`ModuleT::forward_t`] followed by a ReLU.
     pub fn forward_relu_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        self.forward_path(
-            x,
-            None,
-            true,
-            train,
-            cpu_fast_norm_enabled(),
-        )
+        self.forward_path(x, None, true, train, cpu_fast_norm_enabled())
     }
 
     /// `relu(bn(x) + residual)` (the end of a ResNet `BasicBlock`), `residual` of
@@ -104,13 +98,7 @@ impl BatchNorm2d {
         residual: &Tensor,
         train: bool,
     ) -> candle_core::Result<Tensor> {
-        self.forward_path(
-            x,
-            Some(residual),
-            true,
-            train,
-            cpu_fast_norm_enabled(),
-        )
+        self.forward_path(x, Some(residual), true, train, cpu_fast_norm_enabled())
     }
 
     /// `bn(x)` (+ `residual`) (→ ReLU), through the fused CPU op when `fast` is set and
@@ -354,13 +342,7 @@ impl ModuleT for BatchNorm2d {
     /// `bn(x)`; one fused op each way on the CPU fast path (see
     /// [`crate::set_cpu_fast_path`]), candle tensor ops elsewhere.
     fn forward_t(&self, x: &Tensor, train: bool) -> candle_core::Result<Tensor> {
-        self.forward_path(
-            x,
-            None,
-            false,
-            train,
-            cpu_fast_norm_enabled(),
-        )
+        self.forward_path(x, None, false, train, cpu_fast_norm_enabled())
     }
 }
 

@@ -2,11 +2,11 @@ use candle_core::{Module, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::Result;
+use crate::relu_max_pool2d;
 use cxr_kernels::{
     ConvKind, conv_fast_path_applies, conv2d_cpu, conv3x3_relu_max_pool2d, conv3x3_winograd,
     fused_block_applies, winograd_conv_applies,
 };
-use crate::relu_max_pool2d;
 
 /// A 2-D convolution, weights `weight` `[out, in, k, k]` and optional `bias` `[out]`
 /// as in PyTorch's `nn.Conv2d` (`bias=False` for [`Conv2d::new_no_bias`]).

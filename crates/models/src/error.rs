@@ -76,6 +76,22 @@ pub enum ModelError {
         /// The underlying hub error.
         reason: String,
     },
+    /// The requested device is not available in this build or on this machine.
+    #[error("device `{spec}`: {reason}")]
+    Device {
+        /// The device as given.
+        spec: String,
+        /// Why it cannot be used.
+        reason: String,
+    },
+    /// A model name that [`crate::build_classifier`] does not know.
+    #[error("unknown model `{name}` (known: {known})")]
+    UnknownModel {
+        /// The name given.
+        name: String,
+        /// The names that are known.
+        known: String,
+    },
     /// The input tensor has a shape the model cannot take.
     #[error("input has shape {actual:?}, expected {expected}")]
     Input {

@@ -1,7 +1,7 @@
 use candle_core::{D, Tensor};
 
-use cxr_kernels::{PoolSpec, max_pool2d_cpu, pool_fast_path_applies};
 use crate::{ModelError, Result, cpu_fast_path_enabled};
+use cxr_kernels::{PoolSpec, max_pool2d_cpu, pool_fast_path_applies};
 
 fn check_pool_input(x: &Tensor) -> Result<(usize, usize, usize, usize)> {
     let (n, c, h, w) = x.dims4().map_err(|_| ModelError::Input {

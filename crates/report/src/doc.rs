@@ -195,32 +195,10 @@ pub(crate) fn esc(s: &str) -> String {
     o
 }
 
-const B64: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-
 /// Standard base64 with padding (RFC 4648).
 pub(crate) fn base64(data: &[u8]) -> String {
-    let mut o = String::with_capacity(data.len().div_ceil(3) * 4);
-    for chunk in data.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        o.push(B64[(n >> 18) as usize & 63] as char);
-        o.push(B64[(n >> 12) as usize & 63] as char);
-        o.push(if chunk.len() > 1 {
-            B64[(n >> 6) as usize & 63] as char
-        } else {
-            '='
-        });
-        o.push(if chunk.len() > 2 {
-            B64[n as usize & 63] as char
-        } else {
-            '='
-        });
-    }
-    o
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(data)
 }
 
 /// Width and height from a PNG's IHDR, or `None` when `data` is not a PNG.
@@ -274,6 +252,27 @@ figcaption{font-size:.9em;color:#57606a;margin-top:.3em}
 
 /// One self-contained HTML file. Figures are embedded from memory; gallery images
 /// are read from `base` (the run folder) and embedded, checked to be PNGs.
+/// A paragraph's text as HTML: escaped, with Markdown's `**strong**` spans (the only
+/// inline markup the documents use) as `<strong>`; an unpaired `**` stays literal.
+fn inline_html(text: &str) -> String {
+    let parts: Vec<&str> = text.split("**").collect();
+    let pairs = (parts.len() - 1) / 2;
+    let mut out = String::new();
+    for (i, part) in parts.iter().enumerate() {
+        let strong = i % 2 == 1 && i <= 2 * pairs;
+        match (strong, i > 2 * pairs && i > 0) {
+            (true, _) => {
+                let _ = write!(out, "<strong>{}</strong>", esc(part));
+            }
+            (false, true) => {
+                let _ = write!(out, "**{}", esc(part));
+            }
+            (false, false) => out.push_str(&esc(part)),
+        }
+    }
+    out
+}
+
 pub(crate) fn to_html(doc: &Doc, base: &Path, gallery_csv: &Path) -> Result<String> {
     let mut s = String::new();
     let _ = write!(
@@ -289,7 +288,7 @@ pub(crate) fn to_html(doc: &Doc, base: &Path, gallery_csv: &Path) -> Result<Stri
                 let _ = writeln!(s, "<h{l}>{}</h{l}>", esc(t));
             }
             Block::Para(t) => {
-                let _ = writeln!(s, "<p>{}</p>", esc(t));
+                let _ = writeln!(s, "<p>{}</p>", inline_html(t));
             }
             Block::Table { header, rows } => {
                 s.push_str("<table>\n<thead><tr>");
@@ -390,18 +389,16 @@ mod tests {
     use super::*;
 
     #[test]
-    fn base64_matches_rfc4648_vectors() {
-        for (i, o) in [
-            ("", ""),
-            ("f", "Zg=="),
-            ("fo", "Zm8="),
-            ("foo", "Zm9v"),
-            ("foob", "Zm9vYg=="),
-            ("fooba", "Zm9vYmE="),
-            ("foobar", "Zm9vYmFy"),
-        ] {
-            assert_eq!(base64(i.as_bytes()), o);
-        }
+    fn html_paragraphs_render_strong_spans_and_leak_no_markdown() {
+        assert_eq!(
+            inline_html("**Not pretrained:** a <b> & c."),
+            "<strong>Not pretrained:</strong> a &lt;b&gt; &amp; c."
+        );
+        assert_eq!(inline_html("x ** y"), "x ** y");
+        assert_eq!(
+            inline_html("**a** and **b**"),
+            "<strong>a</strong> and <strong>b</strong>"
+        );
     }
 
     #[test]

@@ -47,3 +47,22 @@ pub enum ReportError {
 
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, ReportError>;
+
+impl From<cxr_runfolder::RunFolderError> for ReportError {
+    /// A run-folder error keeps its file and reason.
+    fn from(e: cxr_runfolder::RunFolderError) -> Self {
+        use cxr_runfolder::RunFolderError as R;
+        match e {
+            R::Io { path, source } => Self::Io { path, source },
+            R::Format { path, reason } => Self::Format { path, reason },
+            R::Locked { dir, pid } => Self::Format {
+                path: dir,
+                reason: format!("in use by another cxr run (pid {pid})"),
+            },
+            R::Setting { field, reason } => Self::Format {
+                path: cxr_runfolder::names::CONFIG.into(),
+                reason: format!("setting `{field}`: {reason}"),
+            },
+        }
+    }
+}

@@ -10,9 +10,11 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use crate::audit::{FailureModes, RobustnessRow};
-use crate::run::{CurvePoint, EpochRow, LrFindRow, OperatingPoint, ReliabilityRow, RunFolder};
 use crate::{ReportError, Result};
+use cxr_runfolder::{
+    CurvePoint, EpochRow, FailureModes, LrFindRow, OperatingPoint, ReliabilityRow, RobustnessRow,
+    RunFolder,
+};
 
 /// DejaVu Sans 2.37 (Bitstream Vera licence, see `assets/fonts/LICENSE-DejaVu.txt`).
 static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
@@ -492,7 +494,7 @@ pub fn roc(run: &RunFolder, points: &[CurvePoint]) -> Result<Figure> {
 pub fn pr(run: &RunFolder, points: &[CurvePoint]) -> Result<Figure> {
     let t = &run.test;
     let prevalence = (t.tp + t.fn_) as f64 / (t.tp + t.fn_ + t.tn + t.fp).max(1) as f64;
-    let ap = |s: &crate::run::SplitMetrics| {
+    let ap = |s: &cxr_runfolder::SplitMetrics| {
         s.average_precision
             .map(|a| format!(", AP {a:.4}"))
             .unwrap_or_default()

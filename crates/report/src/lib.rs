@@ -1,9 +1,6 @@
 //! Reports for cxr run folders.
 //!
 //! Key types:
-//! - [`RunFolder`]: a run folder read back and checked against the contract
-//!   (`metrics.json`, `predictions.csv`, `history.csv`, `config.json`, and the optional
-//!   curves, `lr_find.csv` and [`Audit`] files).
 //! - [`write_report`]: `figures/*.png`, `report.md`, a self-contained `report.html` and
 //!   `predictions.parquet`; optional inputs that are absent give "Not computed"
 //!   sections, malformed ones a [`ReportError::Format`] naming file and line or field.
@@ -14,11 +11,16 @@
 //! - [`check_embedded_images`], [`browser::check_in_chromium`]: offline and headless
 //!   Chromium checks of a written report.
 //!
+//! It reads run folders through `cxr-runfolder` ([`cxr_runfolder::RunFolder`]: the
+//! files checked against their format, every error naming the file and the line or
+//! field).
+//!
 //! What this crate does not do: train, run models or touch tensors. It reads files
-//! that `cxr-train` wrote, so a report can be rebuilt at any time without retraining.
+//! that `cxr-train` and `cxr-audit` wrote, so a report can be rebuilt at any time
+//! without retraining.
 #![warn(missing_docs)]
+#![forbid(unsafe_code)]
 
-pub mod audit;
 pub mod browser;
 mod doc;
 mod error;
@@ -28,25 +30,21 @@ mod html_check;
 mod markdown;
 mod parquet_io;
 mod partial;
-mod run;
 mod summary;
 
-pub use audit::Audit;
 pub use doc::png_size;
 pub use error::{ReportError, Result};
 pub use figures::Figure;
 pub use html_check::{EmbeddedImage, check_embedded_images};
 pub use markdown::{ReportFiles, render_markdown, write_report};
 pub use parquet_io::{read_predictions_parquet, write_predictions_parquet};
-pub use partial::{
-    DIVERGENCE_FILE, Divergence, DivergenceReport, LastGood, is_diverged_run, read_divergence,
-    write_divergence_report,
-};
-pub use run::{
-    BootstrapCi, Calibration, CurvePoint, EpochRow, Interval, LrFindRow, OperatingPoint,
-    PredictionRow, ReliabilityRow, RunFolder, SplitMetrics,
-};
+pub use partial::{DivergenceReport, write_divergence_report};
 pub use summary::{
     PipelineReportFiles, SUMMARY_CSV_HEADER, SummaryRow, compare_runs, open_pipeline,
     render_summary_csv, render_summary_markdown, write_pipeline_report,
 };
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

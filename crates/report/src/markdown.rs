@@ -3,11 +3,13 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::audit::{FailureModes, GalleryKind, GalleryRow, Logit, RobustnessRow};
 use crate::doc::{Block, Doc, Tile, to_html, to_markdown};
 use crate::figures::{self, pretty_point};
 use crate::files::write_atomic;
-use crate::{Result, RunFolder};
+use cxr_runfolder::{AugmentPreset, OptimizerKind, RunConfig, RunFolder, Schedule};
+use cxr_runfolder::{FailureModes, GalleryKind, GalleryRow, Logit, RobustnessRow};
+
+use crate::Result;
 
 fn f4(v: f64) -> String {
     format!("{v:.4}")
@@ -50,7 +52,7 @@ fn logit_cell(l: &Logit) -> String {
     }
 }
 
-fn test_cell(t: Option<&crate::audit::AssociationTest>) -> String {
+fn test_cell(t: Option<&cxr_runfolder::AssociationTest>) -> String {
     match t {
         None => "–".into(),
         Some(t) => match (&t.error, t.p_value) {
@@ -70,41 +72,45 @@ fn label_name(l: u8) -> &'static str {
     if l == 1 { "pneumonia" } else { "normal" }
 }
 
-/// One sentence on how the run was trained, from `config.json` (`None` when it has
-/// no `train` settings).
-fn recipe_line(config: &serde_json::Value) -> Option<String> {
-    let t = config.get("train")?;
+/// One sentence on how the run was trained, from `config.json`.
+fn recipe_line(config: &RunConfig) -> String {
+    let t = &config.train;
     let mut s = format!(
         "Recipe: {} px, batch {}, {} {} (weight decay {}), ",
-        t["image_size"],
-        t["batch_size"],
-        t["optimizer"]["kind"].as_str().unwrap_or("?"),
-        t["optimizer"]["lr"],
-        t["optimizer"]["weight_decay"],
+        t.image_size,
+        t.batch_size,
+        match t.optimizer.kind {
+            OptimizerKind::Adam => "adam",
+            OptimizerKind::AdamW => "adamw",
+        },
+        t.optimizer.lr,
+        t.optimizer.weight_decay,
     );
-    let freeze = t["freeze_epochs"].as_u64().unwrap_or(0);
-    if freeze > 0 {
+    if t.freeze_epochs > 0 {
         s.push_str(&format!(
-            "{freeze} frozen + {} unfrozen epochs (discriminative rates ×{}), ",
-            t["epochs"], t["lr_mult"]
+            "{} frozen + {} unfrozen epochs (discriminative rates ×{}), ",
+            t.freeze_epochs, t.epochs, t.lr_mult
         ));
     } else {
-        s.push_str(&format!("{} epochs, ", t["epochs"]));
+        s.push_str(&format!("{} epochs, ", t.epochs));
     }
-    s.push_str(match t["schedule"]["kind"].as_str() {
-        Some("one_cycle") => "one-cycle schedule, ",
-        _ => "constant learning rate, ",
+    s.push_str(match t.schedule {
+        Schedule::OneCycle { .. } => "one-cycle schedule, ",
+        Schedule::Constant => "constant learning rate, ",
     });
     s.push_str(&format!(
         "augmentation {}, seed {}; weights: {}.",
-        t["augment"].as_str().unwrap_or("?"),
-        t["seed"],
-        match config["pretrained"].as_bool() {
-            Some(true) => format!("pretrained ({})", t["weights"].as_str().unwrap_or("?")),
+        match t.augment {
+            AugmentPreset::None => "none",
+            AugmentPreset::Light => "light",
+        },
+        t.seed,
+        match config.pretrained {
+            Some(true) => format!("pretrained ({})", t.weights),
             _ => "from scratch".to_string(),
         }
     ));
-    Some(s)
+    s
 }
 
 /// Builds the document of one run; `figs` are the run's figures (consumed).
@@ -126,24 +132,26 @@ pub(crate) fn run_doc(run: &RunFolder, mut figs: Vec<figures::Figure>) -> Doc {
         run.predictions.iter().filter(|p| p.split == "val").count()
     ));
     d.p(head);
-    if let Some(sha) = run.config["data"]["sha256"].as_str() {
+    let data = &run.config.data;
+    if !data.sha256.is_empty() {
         d.p(format!(
-            "Data: {} (sha256 {sha}).",
-            run.config["data"]["source"].as_str().unwrap_or("?")
+            "Data: {} (sha256 {}).",
+            if data.source.is_empty() {
+                "?"
+            } else {
+                &data.source
+            },
+            data.sha256
         ));
     }
-
-    if let Some(recipe) = recipe_line(&run.config) {
-        d.p(recipe);
-    }
-    if let Some(reason) = run.config["pretrained_fallback"].as_str() {
+    d.p(recipe_line(&run.config));
+    if let Some(reason) = &run.config.provenance.pretrained_fallback {
         d.p(format!("**Not pretrained:** {reason}."));
     }
-    if let Some(n) = run.config["data"]["excluded_duplicates"]["train_removed"].as_u64() {
+    if let Some(x) = &data.excluded_duplicates {
         d.p(format!(
-            "Trained with --exclude-duplicates: {n} training images left out ({} duplicating a validation or test image, {} repeated copies within train).",
-            run.config["data"]["excluded_duplicates"]["duplicating_val_or_test"],
-            run.config["data"]["excluded_duplicates"]["repeated_within_train"]
+            "Trained with --exclude-duplicates: {} training images left out ({} duplicating a validation or test image, {} repeated copies within train).",
+            x.train_removed, x.duplicating_val_or_test, x.repeated_within_train
         ));
     }
 
@@ -265,7 +273,7 @@ fn summary_section(d: &mut Doc, run: &RunFolder) {
     let (v, t) = (&run.val, &run.test);
     d.h(1, "Summary");
     let b = run.bootstrap.as_ref();
-    let bci = |f: fn(&crate::BootstrapCi) -> crate::Interval| {
+    let bci = |f: fn(&cxr_runfolder::BootstrapCi) -> cxr_runfolder::Interval| {
         b.map(|b| {
             let i = f(b);
             ci(i.low, i.high)
@@ -649,7 +657,7 @@ fn data_audit_section(d: &mut Doc, run: &RunFolder) {
             "–".into(),
         ]
     }));
-    let across = |kind: &str, p: &crate::audit::PairCount| {
+    let across = |kind: &str, p: &cxr_runfolder::PairCount| {
         vec![
             kind.to_string(),
             format!("{} – {}", p.a, p.b),
@@ -735,21 +743,17 @@ fn provenance_section(d: &mut Doc, run: &RunFolder) {
     let c = &run.config;
     let mut rows = Vec::new();
     for (k, v) in [
-        ("git commit", &c["git_commit"]),
-        ("command", &c["command"]),
-        ("device", &c["device_resolved"]),
-        ("cxr version", &c["cxr_version"]),
+        ("git commit", c.provenance.git_commit.as_deref()),
+        ("command", c.provenance.command.as_deref()),
+        ("device", Some(c.device_resolved.as_str())),
+        ("cxr version", Some(c.cxr_version.as_str())),
     ] {
-        if !v.is_null() {
-            rows.push(vec![
-                k.to_string(),
-                v.as_str()
-                    .map(str::to_string)
-                    .unwrap_or_else(|| v.to_string()),
-            ]);
+        if let Some(v) = v.filter(|v| !v.is_empty()) {
+            rows.push(vec![k.to_string(), v.to_string()]);
         }
     }
-    if let Some(obj) = c["train"].as_object() {
+    // Every setting, as `config.json` records it.
+    if let Ok(serde_json::Value::Object(obj)) = serde_json::to_value(&c.train) {
         for (k, v) in obj {
             rows.push(vec![format!("train.{k}"), v.to_string()]);
         }

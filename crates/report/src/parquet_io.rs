@@ -6,7 +6,7 @@
 //! columns are required (no nulls).
 
 use std::fs::File;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use parquet::data_type::{ByteArray, ByteArrayType, DoubleType, Int32Type, Int64Type};
@@ -16,7 +16,9 @@ use parquet::file::writer::SerializedFileWriter;
 use parquet::record::RowAccessor;
 use parquet::schema::parser::parse_message_type;
 
-use crate::{PredictionRow, ReportError, Result};
+use cxr_runfolder::PredictionRow;
+
+use crate::{ReportError, Result};
 
 fn perr(path: &Path, e: impl std::fmt::Display) -> ReportError {
     ReportError::Parquet {
@@ -25,7 +27,7 @@ fn perr(path: &Path, e: impl std::fmt::Display) -> ReportError {
     }
 }
 
-/// Writes `rows` to `path` atomically (temp file + rename). The `logit` and
+/// Writes `rows` to `path` atomically. The `logit` and
 /// `prob_calibrated` columns are written when every row has them.
 pub fn write_predictions_parquet(path: &Path, rows: &[PredictionRow]) -> Result<()> {
     let full = !rows.is_empty()
@@ -50,20 +52,10 @@ pub fn write_predictions_parquet(path: &Path, rows: &[PredictionRow]) -> Result<
     let schema = Arc::new(parse_message_type(&schema).map_err(|e| perr(path, e))?);
     let props = Arc::new(WriterProperties::builder().build());
 
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_else(|| "predictions.parquet".into());
-    let tmp: PathBuf = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let io = |source| ReportError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let result = (|| -> Result<()> {
-        let file = File::create(&tmp).map_err(io)?;
+    // Encoded in memory (a few rows per image), then written atomically.
+    let bytes = (|| -> Result<Vec<u8>> {
         let mut writer =
-            SerializedFileWriter::new(file, schema, props).map_err(|e| perr(path, e))?;
+            SerializedFileWriter::new(Vec::new(), schema, props).map_err(|e| perr(path, e))?;
         let mut group = writer.next_row_group().map_err(|e| perr(path, e))?;
         let mut col = 0usize;
         while let Some(mut w) = group.next_column().map_err(|e| perr(path, e))? {
@@ -104,14 +96,9 @@ pub fn write_predictions_parquet(path: &Path, rows: &[PredictionRow]) -> Result<
             col += 1;
         }
         group.close().map_err(|e| perr(path, e))?;
-        let file = writer.into_inner().map_err(|e| perr(path, e))?;
-        file.sync_all().map_err(io)?;
-        std::fs::rename(&tmp, path).map_err(io)
-    })();
-    if result.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+        writer.into_inner().map_err(|e| perr(path, e))
+    })()?;
+    crate::files::write_atomic(path, &bytes)
 }
 
 /// Reads a `predictions.parquet` written by [`write_predictions_parquet`].

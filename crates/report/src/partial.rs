@@ -4,51 +4,11 @@
 
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use cxr_runfolder::{Csv, Divergence, HISTORY_HEADER, RunConfig, names, read_optional};
 
 use crate::Result;
 use crate::doc::{Doc, to_html, to_markdown};
-use crate::files::{Csv, json, read, read_optional, write_atomic};
-
-/// The record `cxr-train` leaves in a run folder whose training diverged.
-pub const DIVERGENCE_FILE: &str = "divergence.json";
-
-/// `divergence.json` read back.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Divergence {
-    /// 1-based epoch where the run stopped.
-    pub epoch: usize,
-    /// 1-based step within that epoch.
-    pub step: usize,
-    /// What happened (the loss, a gradient or a weight not finite, the loss exploded).
-    pub what: String,
-    /// The error as the user saw it.
-    pub error: String,
-    /// The checkpoint left from the last completed epoch, if any.
-    #[serde(default)]
-    pub last_good_checkpoint: Option<LastGood>,
-}
-
-/// The last checkpoint a diverged run kept.
-#[derive(Debug, Clone, Deserialize)]
-pub struct LastGood {
-    /// File name in the run folder.
-    pub file: String,
-    /// Epochs it holds.
-    pub epoch: usize,
-}
-
-/// Whether `dir` holds a diverged run's record and no finished run
-/// (`divergence.json` present, `metrics.json` absent).
-pub fn is_diverged_run(dir: &Path) -> bool {
-    dir.join(DIVERGENCE_FILE).is_file() && !dir.join("metrics.json").is_file()
-}
-
-/// Reads `<dir>/divergence.json`.
-pub fn read_divergence(dir: &Path) -> Result<Divergence> {
-    let path = dir.join(DIVERGENCE_FILE);
-    json(&path, &read(&path)?)
-}
+use crate::files::write_atomic;
 
 /// Writes `report.md` and `report.html` for a diverged run: the error, the epoch and
 /// step, the last good checkpoint, the settings from `config.json` and the completed
@@ -56,7 +16,7 @@ pub fn read_divergence(dir: &Path) -> Result<Divergence> {
 /// are errors naming the file). No figures and no `predictions.parquet`: the run made
 /// no predictions.
 pub fn write_divergence_report(dir: &Path) -> Result<DivergenceReport> {
-    let d = read_divergence(dir)?;
+    let d = Divergence::read(dir)?;
     let name = dir
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
@@ -85,44 +45,32 @@ pub fn write_divergence_report(dir: &Path) -> Result<DivergenceReport> {
     }
 
     doc.h(2, "Settings");
-    let cpath = dir.join("config.json");
+    let cpath = dir.join(names::CONFIG);
     match read_optional(&cpath)? {
         None => doc.not_computed("config.json is absent"),
-        Some(text) => {
-            let config: serde_json::Value = json(&cpath, &text)?;
-            let train = &config["train"];
-            let get = |k: &str| -> String {
-                match &train[k] {
-                    serde_json::Value::Null => "—".into(),
-                    serde_json::Value::String(s) => s.clone(),
-                    v => v.to_string(),
-                }
-            };
-            let lr = match &train["optimizer"]["lr"] {
-                serde_json::Value::Null => "—".into(),
-                v => v.to_string(),
-            };
+        Some(_) => {
+            let t = RunConfig::read(&cpath)?.train;
             doc.table(
                 &["setting", "value"],
                 vec![
-                    vec!["model".into(), get("model")],
-                    vec!["learning rate".into(), lr],
-                    vec!["batch size".into(), get("batch_size")],
-                    vec!["epochs".into(), get("epochs")],
-                    vec!["seed".into(), get("seed")],
-                    vec!["device".into(), get("device")],
-                    vec!["precision".into(), get("precision")],
+                    vec!["model".into(), t.model.as_str().into()],
+                    vec!["learning rate".into(), t.optimizer.lr.to_string()],
+                    vec!["batch size".into(), t.batch_size.to_string()],
+                    vec!["epochs".into(), t.epochs.to_string()],
+                    vec!["seed".into(), t.seed.to_string()],
+                    vec!["device".into(), t.device.clone()],
+                    vec!["precision".into(), t.precision.as_str().into()],
                 ],
             );
         }
     }
 
     doc.h(2, "Completed epochs");
-    let hpath = dir.join("history.csv");
+    let hpath = dir.join(names::HISTORY);
     match read_optional(&hpath)? {
         None => doc.not_computed("history.csv is absent"),
         Some(text) => {
-            let h = Csv::parse(&hpath, &text, &["epoch,train_loss,val_loss,val_auc"])?;
+            let h = Csv::parse(&hpath, &text, &[HISTORY_HEADER])?;
             if h.rows.is_empty() {
                 doc.p("None: no epoch was completed.");
             } else {
@@ -144,10 +92,14 @@ pub fn write_divergence_report(dir: &Path) -> Result<DivergenceReport> {
         }
     }
 
-    let markdown = dir.join("report.md");
+    let markdown = dir.join(names::REPORT_MD);
     write_atomic(&markdown, to_markdown(&doc).as_bytes())?;
-    let html = dir.join("report.html");
-    let text = to_html(&doc, dir, &dir.join("audit").join("gallery.csv"))?;
+    let html = dir.join(names::REPORT_HTML);
+    let text = to_html(
+        &doc,
+        dir,
+        &dir.join(names::AUDIT_DIR).join(names::AUDIT_GALLERY),
+    )?;
     write_atomic(&html, text.as_bytes())?;
     tracing::info!("report of the diverged run {} written", dir.display());
     Ok(DivergenceReport { markdown, html })

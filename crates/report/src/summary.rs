@@ -1,10 +1,13 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
+use cxr_runfolder::{Csv, RunFolder};
+
 use crate::doc::{Block, Doc, to_html, to_markdown};
 use crate::figures;
-use crate::files::{Csv, format_err, read, write_atomic};
-use crate::{Result, RunFolder};
+use crate::files::{format_err, read, write_atomic};
+
+use crate::Result;
 
 /// One line of the pipeline's comparison table.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,9 +41,9 @@ pub fn compare_runs(runs: &[RunFolder]) -> Vec<SummaryRow> {
         .map(|r| SummaryRow {
             run: r.name(),
             model: r.model.clone(),
-            seed: r.config["train"]["seed"].as_u64(),
-            image_size: r.config["train"]["image_size"].as_u64(),
-            pretrained: r.config["pretrained"].as_bool(),
+            seed: Some(r.config.train.seed),
+            image_size: Some(r.config.train.image_size as u64),
+            pretrained: r.config.pretrained,
             val_auc: r.val.auc,
             test_auc: r.test.auc,
             test_accuracy: r.test.accuracy,
@@ -211,7 +214,7 @@ fn pipeline_doc(dir: &Path, runs: &[RunFolder]) -> Result<Doc> {
             vec![
                 r.name(),
                 r.model.clone(),
-                opt(r.config["train"]["seed"].as_u64()),
+                r.config.train.seed.to_string(),
                 format!("{:.4}", r.val.auc),
                 auc,
                 format!("{:.4}", t.accuracy),

@@ -4,23 +4,9 @@ use std::path::Path;
 use candle_core::{Device, Tensor};
 use serde::{Deserialize, Serialize};
 
-use crate::io::write_atomic_then;
-use crate::{Result, TrainConfig, TrainError};
+use cxr_runfolder::{AtomicWriter, EpochRecord};
 
-/// One row of `history.csv`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EpochRecord {
-    /// 1-based epoch.
-    pub epoch: usize,
-    /// Mean training loss over the epoch's images.
-    pub train_loss: f64,
-    /// Mean validation loss.
-    pub val_loss: f64,
-    /// Validation ROC AUC.
-    pub val_auc: f64,
-    /// Wall-clock seconds of the epoch (training and validation).
-    pub seconds: f64,
-}
+use crate::{Result, TrainConfig, TrainError};
 
 /// What a checkpoint records besides tensors.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -73,9 +59,14 @@ pub fn save_checkpoint(
         reason: e.to_string(),
     })?;
     let dir = path.parent().unwrap_or(Path::new("."));
-    write_atomic_then(path, &bytes, || {
-        crate::guard::test_hang(dir, || format!("checkpoint:{}", meta.epoch))
-    })
+    // Written in two halves so that the crash-safety tests can kill the process with a
+    // half-written temporary file (`checkpoint:<epoch>`).
+    let (head, tail) = bytes.split_at(bytes.len() / 2);
+    let mut w = AtomicWriter::create(path)?;
+    w.write(head)?;
+    crate::guard::test_hang(dir, || format!("checkpoint:{}", meta.epoch));
+    w.write(tail)?;
+    Ok(w.commit()?)
 }
 
 /// A checkpoint read back: weights, optimizer state and metadata.

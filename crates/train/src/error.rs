@@ -58,22 +58,9 @@ pub enum TrainError {
         /// What happened (e.g. "the training loss is not finite").
         what: String,
     },
-    /// Another live process is writing to the same run folder.
-    #[error("{dir} is in use by another cxr run (pid {pid}); choose another --out or wait for it")]
-    Locked {
-        /// The run folder.
-        dir: PathBuf,
-        /// The owner's process id.
-        pid: u32,
-    },
-    /// The requested device is not available in this build or on this machine.
-    #[error("device `{spec}`: {reason}")]
-    Device {
-        /// The device as given.
-        spec: String,
-        /// Why it cannot be used.
-        reason: String,
-    },
+    /// A run-folder file is malformed, or the folder is held by another process.
+    #[error(transparent)]
+    RunFolder(cxr_runfolder::RunFolderError),
 }
 
 impl TrainError {
@@ -87,3 +74,16 @@ impl TrainError {
 
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, TrainError>;
+
+impl From<cxr_runfolder::RunFolderError> for TrainError {
+    /// I/O errors and rejected settings keep this crate's variants (and messages);
+    /// format errors and a held lock stay run-folder errors.
+    fn from(e: cxr_runfolder::RunFolderError) -> Self {
+        use cxr_runfolder::RunFolderError as R;
+        match e {
+            R::Io { path, source } => Self::Io { path, source },
+            R::Setting { field, reason } => Self::Config { field, reason },
+            other => Self::RunFolder(other),
+        }
+    }
+}

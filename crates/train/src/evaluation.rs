@@ -5,7 +5,7 @@
 use std::fmt::Write as _;
 
 use cxr_metrics as m;
-use serde_json::{Value, json};
+use cxr_runfolder as rf;
 
 use crate::{Result, TrainError};
 
@@ -41,32 +41,40 @@ impl SplitScores {
     }
 
     /// The `val`/`test` object of `metrics.json`.
-    fn summary(&self, threshold: f64) -> Result<Value> {
+    fn summary(&self, threshold: f64) -> Result<rf::SplitMetrics> {
         let e = merr(self.name);
         let (l, p) = (&self.labels, &self.probs);
-        let report = m::binary_report(l, p, threshold).map_err(&e)?;
+        let r = m::binary_report(l, p, threshold).map_err(&e)?;
         let ci = m::auc_ci_delong(l, p).map_err(&e)?;
         let bins = m::Binning::default();
-        let mut v = serde_json::to_value(report).map_err(|err| TrainError::Config {
-            field: "metrics".into(),
-            reason: err.to_string(),
-        })?;
-        v["average_precision"] = m::average_precision(l, p).map_err(&e)?.into();
-        v["brier"] = m::brier(l, p).map_err(&e)?.into();
-        v["log_loss"] = m::log_loss(l, p).map_err(&e)?.into();
-        v["ece"] = m::ece(l, p, bins).map_err(&e)?.into();
-        v["ece_pos"] = m::ece_pos(l, p, bins).map_err(&e)?.into();
-        v["mce"] = m::mce(l, p, bins).map_err(&e)?.into();
-        v["auc_ci_low"] = ci.low.into();
-        v["auc_ci_high"] = ci.high.into();
-        Ok(v)
+        Ok(rf::SplitMetrics {
+            accuracy: r.accuracy,
+            precision: r.precision,
+            recall: r.recall,
+            specificity: r.specificity,
+            f1: r.f1,
+            auc: r.auc,
+            threshold: r.threshold,
+            tp: r.tp,
+            fp: r.fp,
+            tn: r.tn,
+            fn_: r.fn_,
+            auc_ci_low: Some(ci.low),
+            auc_ci_high: Some(ci.high),
+            average_precision: Some(m::average_precision(l, p).map_err(&e)?),
+            brier: Some(m::brier(l, p).map_err(&e)?),
+            log_loss: Some(m::log_loss(l, p).map_err(&e)?),
+            ece: Some(m::ece(l, p, bins).map_err(&e)?),
+            ece_pos: Some(m::ece_pos(l, p, bins).map_err(&e)?),
+            mce: Some(m::mce(l, p, bins).map_err(&e)?),
+        })
     }
 }
 
 /// The evaluation written into a run folder.
 pub(crate) struct Evaluation {
-    /// The `metrics.json` object (without run-level fields such as timing).
-    pub metrics: Value,
+    /// `metrics.json` without the run-level fields (best epoch, model, timing).
+    pub metrics: rf::Metrics,
     /// Fitted temperature.
     pub temperature: f64,
     /// `roc.csv`, `pr.csv`, `reliability.csv` contents.
@@ -91,19 +99,19 @@ pub(crate) fn evaluate(
     // Temperature on validation logits, applied to test.
     let temperature = m::fit_temperature(&val.logits, &val.labels).map_err(&ev)?;
     let test_cal = m::apply_temperature(&test.logits, temperature);
-    let calibration = json!({
-        "temperature": temperature,
-        "ece_before": m::ece(&test.labels, &test.probs, bins).map_err(&et)?,
-        "ece_after": m::ece(&test.labels, &test_cal, bins).map_err(&et)?,
-        "ece_pos_before": m::ece_pos(&test.labels, &test.probs, bins).map_err(&et)?,
-        "ece_pos_after": m::ece_pos(&test.labels, &test_cal, bins).map_err(&et)?,
-        "brier_before": m::brier(&test.labels, &test.probs).map_err(&et)?,
-        "brier_after": m::brier(&test.labels, &test_cal).map_err(&et)?,
-        "log_loss_before": m::log_loss(&test.labels, &test.probs).map_err(&et)?,
-        "log_loss_after": m::log_loss(&test.labels, &test_cal).map_err(&et)?,
-        "split": "test",
-        "fitted_on": "val",
-    });
+    let calibration = rf::Calibration {
+        temperature,
+        ece_before: m::ece(&test.labels, &test.probs, bins).map_err(&et)?,
+        ece_after: m::ece(&test.labels, &test_cal, bins).map_err(&et)?,
+        ece_pos_before: Some(m::ece_pos(&test.labels, &test.probs, bins).map_err(&et)?),
+        ece_pos_after: Some(m::ece_pos(&test.labels, &test_cal, bins).map_err(&et)?),
+        brier_before: m::brier(&test.labels, &test.probs).map_err(&et)?,
+        brier_after: m::brier(&test.labels, &test_cal).map_err(&et)?,
+        log_loss_before: m::log_loss(&test.labels, &test.probs).map_err(&et)?,
+        log_loss_after: m::log_loss(&test.labels, &test_cal).map_err(&et)?,
+        split: Some("test".into()),
+        fitted_on: Some("val".into()),
+    };
 
     // Operating points: thresholds chosen on validation, scored on test.
     let youden = m::threshold_youden(&val.labels, &val.probs).map_err(&ev)?;
@@ -115,7 +123,20 @@ pub(crate) fn evaluate(
         (format!("sensitivity_{TARGET_SENSITIVITY}"), sens),
         (format!("default_{threshold}"), threshold),
     ] {
-        points.push(m::operating_point(&name, t, &test.labels, &test.probs).map_err(&et)?);
+        let p = m::operating_point(&name, t, &test.labels, &test.probs).map_err(&et)?;
+        points.push(rf::OperatingPoint {
+            name: p.name,
+            threshold: p.threshold,
+            accuracy: p.accuracy,
+            precision: p.precision,
+            recall: p.recall,
+            specificity: p.specificity,
+            f1: p.f1,
+            tp: p.tp,
+            fp: p.fp,
+            tn: p.tn,
+            fn_: p.fn_,
+        });
     }
 
     let boot = m::bootstrap_ci(
@@ -132,14 +153,39 @@ pub(crate) fn evaluate(
         s.labels.iter().filter(|&&l| l == 1).count() as f64 / s.labels.len() as f64
     };
 
-    let metrics = json!({
-        "val": val.summary(threshold)?,
-        "test": test.summary(threshold)?,
-        "calibration": calibration,
-        "operating_points": points,
-        "bootstrap": {"split": "test", "seed": seed, "ci": boot},
-        "prevalence": {"val": pos(val), "test": pos(test)},
-    });
+    let interval = |i: m::Interval| rf::Interval {
+        estimate: i.estimate,
+        low: i.low,
+        high: i.high,
+    };
+    let metrics = rf::Metrics {
+        val: val.summary(threshold)?,
+        test: test.summary(threshold)?,
+        calibration: Some(calibration),
+        operating_points: points,
+        bootstrap: Some(rf::Bootstrap {
+            split: "test".into(),
+            seed,
+            ci: rf::BootstrapCi {
+                resamples: boot.resamples,
+                seed: Some(boot.seed),
+                confidence: boot.confidence,
+                threshold: boot.threshold,
+                accuracy: interval(boot.accuracy),
+                sensitivity: interval(boot.sensitivity),
+                specificity: interval(boot.specificity),
+                f1: interval(boot.f1),
+                ece: interval(boot.ece),
+            },
+        }),
+        prevalence: Some(rf::Prevalence {
+            val: pos(val),
+            test: pos(test),
+        }),
+        best_epoch: None,
+        model: None,
+        timing: None,
+    };
 
     // Curves.
     let mut roc_csv = String::from("split,fpr,tpr,threshold\n");

@@ -5,12 +5,10 @@
 use std::path::Path;
 use std::sync::OnceLock;
 
-use serde_json::{Value, json};
+use cxr_runfolder::{Divergence, EpochRecord, LastGood, RunConfig, RunStatus, names};
 use tracing::warn;
 
 use crate::TrainError;
-use crate::checkpoint::EpochRecord;
-use crate::runfolder::RunFiles;
 
 /// Environment variable naming a point where a run stops and waits forever, for
 /// crash-safety tests that SIGKILL it there. Points: `step:<epoch>:<step>` (before
@@ -18,10 +16,10 @@ use crate::runfolder::RunFiles;
 /// writing the temporary file of that epoch's checkpoint). On reaching the point the
 /// run writes `<run folder>/.cxr-test-hang` (holding the point) and sleeps. Not for
 /// users: unset, it costs one environment read per run.
-pub const TEST_HANG_ENV: &str = "CXR_TEST_HANG_AT";
+pub(crate) const TEST_HANG_ENV: &str = "CXR_TEST_HANG_AT";
 
 /// Name of the marker file written at a hang point.
-pub const TEST_HANG_MARKER: &str = ".cxr-test-hang";
+pub(crate) const TEST_HANG_MARKER: &str = ".cxr-test-hang";
 
 fn hang_point() -> Option<&'static str> {
     static POINT: OnceLock<Option<String>> = OnceLock::new();
@@ -68,18 +66,15 @@ pub(crate) fn bad_loss(loss: f64) -> Option<String> {
     }
 }
 
-/// Name of the record a diverged run leaves in its folder.
-pub const DIVERGENCE_FILE: &str = "divergence.json";
-
 /// Records a divergence in the run folder before the error is returned: `config.json`
-/// gets `"status": "diverged"` and the error, `divergence.json` says where it
-/// happened, what the last good checkpoint is, and the history so far, and
-/// `history.csv` holds the completed epochs. The checkpoint itself is left as it was
-/// (it is only written after an epoch whose weights are finite). Failures to write
-/// these files are logged; the divergence error is returned either way.
+/// gets status `diverged` and the error, `divergence.json` says where it happened, what
+/// the last good checkpoint is, and the history so far, and `history.csv` holds the
+/// completed epochs. The checkpoint itself is left as it was (it is only written after
+/// an epoch whose weights are finite). Failures to write these files are logged; the
+/// divergence error is returned either way.
 pub(crate) fn record_divergence(
-    files: &RunFiles,
-    config_json: &mut Value,
+    dir: &Path,
+    config: &mut RunConfig,
     history: &[EpochRecord],
     err: TrainError,
 ) -> TrainError {
@@ -87,29 +82,28 @@ pub(crate) fn record_divergence(
         return err;
     };
     let message = err.to_string();
-    let ckpt = files.path("checkpoint.safetensors");
-    let last_good = history.last().filter(|_| ckpt.is_file()).map(|r| {
-        json!({
-            "file": "checkpoint.safetensors",
-            "epoch": r.epoch,
-        })
-    });
-    let record = json!({
-        "status": "diverged",
-        "epoch": epoch,
-        "step": step,
-        "what": what,
-        "error": message,
-        "last_good_checkpoint": last_good,
-        "config": config_json.get("train").cloned().unwrap_or(Value::Null),
-        "history": history,
-    });
-    config_json["status"] = "diverged".into();
-    config_json["error"] = message.clone().into();
+    let last_good = history
+        .last()
+        .filter(|_| dir.join(names::CHECKPOINT).is_file())
+        .map(|r| LastGood {
+            file: names::CHECKPOINT.into(),
+            epoch: r.epoch,
+        });
+    let record = Divergence {
+        epoch: *epoch,
+        step: *step,
+        what: what.clone(),
+        error: message.clone(),
+        last_good_checkpoint: last_good,
+        config: Some(config.train.clone()),
+        history: history.to_vec(),
+    };
+    config.status = RunStatus::Diverged;
+    config.error = Some(message);
     for result in [
-        files.write_json(DIVERGENCE_FILE, &record),
-        files.write_json("config.json", config_json),
-        files.write_history(history),
+        record.write(dir),
+        config.write(&dir.join(names::CONFIG)),
+        cxr_runfolder::write_history(dir, history),
     ] {
         if let Err(e) = result {
             warn!("could not record the divergence: {e}");
@@ -146,28 +140,6 @@ pub(crate) fn non_finite_gradient(
         .map(|(n, _)| n.clone()))
 }
 
-/// Removes the temporary files (`.<name>.tmp-<pid>`, see [`crate::write_atomic`]) that
-/// a killed process left in `dir`; those of live processes are kept. Called once the
-/// run folder's lock is held.
-pub(crate) fn remove_stale_temps(dir: &Path) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let Some((_, pid)) = name.strip_prefix('.').and_then(|n| n.rsplit_once(".tmp-")) else {
-            continue;
-        };
-        let Ok(pid) = pid.parse::<u32>() else {
-            continue;
-        };
-        if !crate::lock::pid_alive(pid) {
-            tracing::info!("removing {} left by a killed run", name);
-            let _ = std::fs::remove_file(entry.path());
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,21 +151,5 @@ mod tests {
         assert!(bad_loss(f64::NAN).unwrap().contains("not finite"));
         assert!(bad_loss(f64::INFINITY).unwrap().contains("not finite"));
         assert!(bad_loss(2.5e29).unwrap().contains("exploded to 2.500e29"));
-    }
-
-    #[test]
-    fn stale_temps_are_removed_and_live_ones_kept() {
-        let dir = tempfile::tempdir().unwrap();
-        let dead = dir.path().join(".checkpoint.safetensors.tmp-4194304000");
-        let live = dir
-            .path()
-            .join(format!(".metrics.json.tmp-{}", std::process::id()));
-        let other = dir.path().join("history.csv");
-        for p in [&dead, &live, &other] {
-            std::fs::write(p, b"x").unwrap();
-        }
-        remove_stale_temps(dir.path());
-        assert!(!dead.exists());
-        assert!(live.exists() && other.exists());
     }
 }

@@ -5,50 +5,9 @@ use candle_core::{
     CpuStorage, DType, InplaceOp1, InplaceOp2, Layout, Tensor, Var, backprop::GradStore,
 };
 use cxr_kernels::AdamStep;
-use serde::{Deserialize, Serialize};
+use cxr_runfolder::{AdamConfig, OptimizerKind};
 
 use crate::{Result, TrainError};
-
-/// Which Adam variant to use.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum OptimizerKind {
-    /// `torch.optim.Adam`: weight decay (if any) is added to the gradient (L2).
-    Adam,
-    /// `torch.optim.AdamW`: decoupled weight decay, `θ ← θ(1 − lr·wd)` before the step.
-    AdamW,
-}
-
-/// Hyper-parameters of [`Adam`].
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct AdamConfig {
-    /// Variant: L2 (`adam`) or decoupled (`adamw`) weight decay.
-    pub kind: OptimizerKind,
-    /// Learning rate.
-    pub lr: f64,
-    /// β₁, the first-moment decay.
-    pub beta1: f64,
-    /// β₂, the second-moment decay.
-    pub beta2: f64,
-    /// ε added to the denominator.
-    pub eps: f64,
-    /// Weight decay (0 disables it).
-    pub weight_decay: f64,
-}
-
-impl Default for AdamConfig {
-    /// PyTorch's `Adam` defaults with lr 1e-3: β = (0.9, 0.999), ε = 1e-8, no decay.
-    fn default() -> Self {
-        Self {
-            kind: OptimizerKind::Adam,
-            lr: 1e-3,
-            beta1: 0.9,
-            beta2: 0.999,
-            eps: 1e-8,
-            weight_decay: 0.0,
-        }
-    }
-}
 
 /// Adam / AdamW with the same arithmetic as PyTorch's single-tensor implementation,
 /// and state (moments, step count) that can be saved and restored for exact resume.

@@ -10,77 +10,40 @@
 //!
 //! Half precision is accepted on CUDA and Metal only: candle's CPU kernels for bf16/f16
 //! are slower than its f32 ones, so on the CPU it would cost time and accuracy for
-//! nothing ([`Precision::check_device`] says so).
+//! nothing ([`check_precision_device`] says so).
 
 use std::collections::HashMap;
 
 use candle_core::backprop::GradStore;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::VarBuilder;
-use serde::{Deserialize, Serialize};
+pub use cxr_runfolder::Precision;
 
 use crate::{Result, TrainError};
 
-/// Numeric type of the forward pass.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Precision {
-    /// Everything in f32 (the default; the only choice on the CPU).
-    #[default]
-    F32,
-    /// bf16 autocast of the forward pass, f32 master weights and loss (CUDA sm80+, Metal).
-    Bf16,
-    /// f16 autocast with dynamic loss scaling, f32 master weights and loss.
-    F16,
+/// The dtype the forward pass computes in at `precision`.
+pub fn compute_dtype(precision: Precision) -> DType {
+    match precision {
+        Precision::F32 => DType::F32,
+        Precision::Bf16 => DType::BF16,
+        Precision::F16 => DType::F16,
+    }
 }
 
-impl Precision {
-    /// The name used on the command line and in `config.json`.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::F32 => "f32",
-            Self::Bf16 => "bf16",
-            Self::F16 => "f16",
-        }
+/// Refuses half precision on the CPU, with the reason.
+pub fn check_precision_device(precision: Precision, device: &Device) -> Result<()> {
+    if precision != Precision::F32 && device.is_cpu() {
+        return Err(TrainError::Config {
+            field: "precision".into(),
+            reason: format!(
+                "{} autocast needs a CUDA or Metal device (--device cuda|metal|auto on a GPU \
+                 build); on the CPU candle's half-precision kernels are slower than f32, \
+                 so use --precision f32",
+                precision.as_str()
+            ),
+        });
     }
-
-    /// Parses `f32`, `bf16` or `f16` (case-insensitive).
-    pub fn parse(s: &str) -> Result<Self> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "f32" | "fp32" => Ok(Self::F32),
-            "bf16" => Ok(Self::Bf16),
-            "f16" | "fp16" => Ok(Self::F16),
-            other => Err(TrainError::Config {
-                field: "precision".into(),
-                reason: format!("expected f32, bf16 or f16, got `{other}`"),
-            }),
-        }
-    }
-
-    /// The dtype the forward pass computes in.
-    pub fn compute_dtype(self) -> DType {
-        match self {
-            Self::F32 => DType::F32,
-            Self::Bf16 => DType::BF16,
-            Self::F16 => DType::F16,
-        }
-    }
-
-    /// Refuses half precision on the CPU, with the reason.
-    pub fn check_device(self, device: &Device) -> Result<()> {
-        if self != Self::F32 && device.is_cpu() {
-            return Err(TrainError::Config {
-                field: "precision".into(),
-                reason: format!(
-                    "{} autocast needs a CUDA or Metal device (--device cuda|metal|auto on a GPU \
-                     build); on the CPU candle's half-precision kernels are slower than f32, \
-                     so use --precision f32",
-                    self.as_str()
-                ),
-            });
-        }
-        Ok(())
-    }
+    Ok(())
 }
 
 /// Casts f32 master parameters to a half type for one forward pass.
@@ -98,7 +61,7 @@ impl Autocast {
     /// `None` for [`Precision::F32`] (no casting), otherwise an autocast over `params`.
     pub fn new(precision: Precision, params: Vec<(String, Var)>) -> Option<Self> {
         (precision != Precision::F32).then(|| Self {
-            dtype: precision.compute_dtype(),
+            dtype: compute_dtype(precision),
             params,
         })
     }
@@ -214,11 +177,13 @@ mod tests {
         assert_eq!(Precision::parse("f32").unwrap(), Precision::F32);
         assert!(matches!(
             Precision::parse("int8"),
-            Err(TrainError::Config { field, .. }) if field == "precision"
+            Err(cxr_runfolder::RunFolderError::Setting { field, .. }) if field == "precision"
         ));
-        Precision::F32.check_device(&Device::Cpu).unwrap();
+        check_precision_device(Precision::F32, &Device::Cpu).unwrap();
         for p in [Precision::Bf16, Precision::F16] {
-            let e = p.check_device(&Device::Cpu).unwrap_err().to_string();
+            let e = check_precision_device(p, &Device::Cpu)
+                .unwrap_err()
+                .to_string();
             assert!(e.contains("CUDA or Metal") && e.contains(p.as_str()), "{e}");
         }
         assert!(Autocast::new(Precision::F32, Vec::new()).is_none());
@@ -269,7 +234,7 @@ mod tests {
             let ac = Autocast::new(p, params.clone()).unwrap();
             let vb = ac.var_builder(&dev).unwrap();
             let wh = vb.get((3, 4), "w").unwrap();
-            assert_eq!(wh.dtype(), p.compute_dtype());
+            assert_eq!(wh.dtype(), compute_dtype(p));
             let y = ac
                 .output(&ac.input(&x).unwrap().matmul(&wh.t().unwrap()).unwrap())
                 .unwrap();

@@ -1,5 +1,9 @@
+//! The training loop: [`train`] in named phases — prepare (settings, lock, data,
+//! `config.json`, model, optimizer), resume (checkpoint), lr-find (the optional range
+//! test), one epoch at a time (steps, divergence checks, validation, checkpoint) and
+//! finish (best weights scored, the run folder's result files written).
+
 use std::collections::HashMap;
-use std::io::IsTerminal;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -8,22 +12,26 @@ use candle_nn::{VarBuilder, VarMap};
 use cxr_data::{Augment, Batcher, BatcherConfig, Dataset, ImageSet, Normalize};
 use cxr_metrics::BinaryReport;
 use cxr_models::{
-    CnnConfig, HubOptions, ResNet18, ResNetConfig, SeedCnn, TensorRole, WeightsSource,
-    imagenet_input, init_resnet18, init_seed_cnn, load_resnet18_weights,
+    Classifier, HubOptions, ResNetConfig, WeightsSource, build_classifier, init_resnet18,
+    init_seed_cnn, load_resnet18_weights,
 };
-use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use cxr_runfolder::{
+    DataRecord, EpochRecord, ExcludedDuplicates, Metrics, PredictionRow, Provenance, RunConfig,
+    RunLock, RunStatus, Timing, WeightsLoaded, names,
+};
+use indicatif::ProgressStyle;
 use serde::Serialize;
 use tracing::{info, warn};
+use tracing_indicatif::span_ext::IndicatifSpanExt;
 
-use crate::checkpoint::{CheckpointMeta, EpochRecord, load_checkpoint, save_checkpoint};
+use crate::checkpoint::{CheckpointMeta, load_checkpoint, save_checkpoint};
 use crate::evaluation::{SplitScores, evaluate};
 use crate::guard::record_divergence;
 use crate::lr_find::{LrFindSettings, lr_range_test};
-use crate::runfolder::{Prediction, RunFiles};
 use crate::schedule::{OneCycle, even_mults};
 use crate::{
-    Adam, AugmentPreset, Autocast, LossScaler, ModelKind, Result, RunLock, Schedule, TrainConfig,
-    TrainError, bce_with_logits, bce_with_logits_host, device_name, ensure_writable_dir,
+    Adam, AugmentPreset, Autocast, LossScaler, ModelKind, Precision, Result, Schedule, TrainConfig,
+    TrainError, bce_with_logits, bce_with_logits_host, check_precision_device, device_name,
     parse_device,
 };
 
@@ -32,14 +40,9 @@ use crate::{
 pub struct RunOptions {
     /// Continue from `<out>/checkpoint.safetensors` if it exists.
     pub resume: bool,
-    /// Draw progress bars (only on a terminal, never when `CI` is set).
-    pub progress: bool,
-    /// Extra entries for `config.json` (git commit, command line, ...).
-    pub provenance: serde_json::Map<String, serde_json::Value>,
-    /// Do not audit the trained model at the end (see [`crate::audit_run`]).
-    pub skip_audit: bool,
-    /// Settings of the audit run at the end.
-    pub audit: crate::AuditOptions,
+    /// How the run came about (git commit, command line, skipped files, a fall-back
+    /// from pretrained weights), recorded in `config.json`.
+    pub provenance: Provenance,
 }
 
 /// What a finished run reports.
@@ -59,26 +62,26 @@ pub struct RunSummary {
     pub train_images_per_second: f64,
 }
 
-/// A model being trained; the enum keeps the loop model-agnostic.
-enum Net {
-    Cnn(SeedCnn, CnnConfig),
-    /// Takes `[N, 1, H, W]` pixels in [0, 1] and maps them with [`imagenet_input`].
-    Resnet(ResNet18),
+/// The network being trained, by name so that autocast can rebuild it over
+/// half-precision casts of its weights.
+struct Net {
+    model: Box<dyn Classifier>,
+    name: &'static str,
 }
 
 impl Net {
     /// f32 logits `[N]`; `train` selects BatchNorm's training mode (batch statistics,
     /// running statistics updated). Under autocast the network is rebuilt from
     /// half-precision casts of the current f32 weights and runs in that type
-    /// (the CNN only: [`TrainConfig::validate`] keeps ResNet18 in f32).
+    /// ([`TrainConfig::validate`] keeps ResNet18, whose running statistics are updated
+    /// in place, in f32).
     fn logits(&self, x: &Tensor, autocast: Option<&Autocast>, train: bool) -> Result<Tensor> {
-        match (self, autocast) {
-            (Net::Cnn(m, _), None) => Ok(m.forward(x)?),
-            (Net::Cnn(_, mcfg), Some(ac)) => {
-                let half = SeedCnn::new(ac.var_builder(x.device())?, mcfg)?;
-                ac.output(&half.forward(&ac.input(x)?)?)
+        match autocast {
+            None => Ok(self.model.logits_t(x, train)?),
+            Some(ac) => {
+                let half = build_classifier(self.name, ac.var_builder(x.device())?)?;
+                ac.output(&half.logits_t(&ac.input(x)?, train)?)
             }
-            (Net::Resnet(m), _) => Ok(m.forward_t(&imagenet_input(x)?, train)?),
         }
     }
 }
@@ -136,22 +139,13 @@ impl Phase {
         }
     }
 
-    /// Applies the phase to `opt` for a model of `kind`.
-    fn configure(&self, opt: &mut Adam, kind: ModelKind, groups: &HashMap<String, usize>) {
-        match kind {
-            ModelKind::Cnn => {
-                opt.set_frozen(|_| false);
-                opt.set_lr_scales(|_| 1.0);
-            }
-            ModelKind::Resnet18 => {
-                let frozen = self.frozen;
-                opt.set_frozen(|n| {
-                    frozen && ResNet18::tensor_role(n) == Some(TensorRole::BodyConv)
-                });
-                let scale = self.group_scale;
-                opt.set_lr_scales(|n| scale[groups.get(n).copied().unwrap_or(2).min(2)]);
-            }
-        }
+    /// Applies the phase to `opt` for `model`'s parameters: the body frozen in a frozen
+    /// phase, each layer group at its rate.
+    fn configure(&self, opt: &mut Adam, model: &dyn Classifier) {
+        let frozen = self.frozen;
+        opt.set_frozen(|n| frozen && model.is_frozen_when_fine_tuning(n));
+        let scale = self.group_scale;
+        opt.set_lr_scales(|n| scale[model.lr_group(n).min(2)]);
     }
 
     /// Sets the rate (and one-cycle β₁) for step `step` of the phase, of `total`.
@@ -176,208 +170,249 @@ impl Phase {
     }
 }
 
-/// Trains per `cfg` on `data`, writing the run folder contract into `out_dir`
-/// (`metrics.json`, `predictions.csv`, `history.csv`, `model.safetensors`,
-/// `config.json`, plus `checkpoint.safetensors` for resume).
+/// Trains per `cfg` on `data`, writing the run folder into `out_dir` (`config.json`
+/// first, then per epoch `history.csv`, `best.safetensors` and
+/// `checkpoint.safetensors`, and at the end `metrics.json`, `predictions.csv`,
+/// `model.safetensors` and the curves). Does not audit or report: `cxr` chains those.
 pub fn train(
     cfg: &TrainConfig,
     data: &Dataset,
     out_dir: &Path,
     opts: &RunOptions,
 ) -> Result<RunSummary> {
-    cfg.validate()?;
-    ensure_writable_dir(out_dir)?;
-    let _lock = RunLock::acquire(out_dir)?;
-    crate::guard::remove_stale_temps(out_dir);
-    let device = parse_device(&cfg.device)?;
-    cfg.precision.check_device(&device)?;
-    info!(
-        device = device_name(&device),
-        requested = cfg.device.as_str(),
-        precision = cfg.precision.as_str(),
-        "device"
-    );
-    let files = RunFiles::new(out_dir);
+    let mut run = Run::prepare(cfg, data, out_dir, opts)?;
+    if opts.resume {
+        run.resume()?;
+    }
+    if cfg.lr_find && run.start_epoch == 0 {
+        run.lr_find()?;
+    }
+    for epoch in run.start_epoch..cfg.total_epochs() {
+        run.epoch(epoch)?;
+    }
+    run.finish()
+}
 
-    let (train_set, val_set, test_set) = sized_splits(data, cfg.image_size)?;
-    let (train_set, excluded) = if cfg.exclude_duplicates {
-        let plan = cxr_data::plan_duplicate_exclusion(
-            &data.train,
-            &[&data.val, &data.test],
-            cxr_data::NEAR_DUPLICATE_HAMMING,
-            cxr_data::NEAR_DUPLICATE_CORRELATION,
-        );
-        let keep: Vec<usize> = (0..train_set.len())
-            .filter(|i| plan.removed.binary_search(i).is_err())
-            .collect();
+/// A training run's state between its phases.
+struct Run<'a> {
+    cfg: &'a TrainConfig,
+    data_sha256: &'a str,
+    dir: &'a Path,
+    _lock: RunLock,
+    device: Device,
+    train_set: ImageSet,
+    val_set: ImageSet,
+    test_set: ImageSet,
+    config: RunConfig,
+    varmap: VarMap,
+    net: Net,
+    params: Vec<(String, Var)>,
+    autocast: Option<Autocast>,
+    scaler: LossScaler,
+    opt: Adam,
+    history: Vec<EpochRecord>,
+    /// Best epoch (1-based) and its validation AUC.
+    best: Option<(usize, f64)>,
+    start_epoch: usize,
+    train_images: usize,
+    train_only_seconds: f64,
+    started: Instant,
+}
+
+impl<'a> Run<'a> {
+    /// Checks the settings, claims the folder, sizes the data, writes `config.json`,
+    /// builds the model (pretrained weights where asked) and its optimizer.
+    fn prepare(
+        cfg: &'a TrainConfig,
+        data: &'a Dataset,
+        dir: &'a Path,
+        opts: &RunOptions,
+    ) -> Result<Self> {
+        cfg.validate()?;
+        cfg.weights.parse::<WeightsSource>()?;
+        cxr_runfolder::ensure_writable_dir(dir)?;
+        let lock = RunLock::acquire(dir)?;
+        lock.remove_stale_temps();
+        let device = parse_device(&cfg.device)?;
+        check_precision_device(cfg.precision, &device)?;
         info!(
-            removed = plan.removed.len(),
-            duplicating_val_or_test = plan.across,
-            repeated_within_train = plan.within,
-            "--exclude-duplicates: training images left out"
+            device = device_name(&device),
+            requested = cfg.device.as_str(),
+            precision = cfg.precision.as_str(),
+            "device"
         );
-        let json = serde_json::json!({
-            "train_removed": plan.removed.len(),
-            "duplicating_val_or_test": plan.across,
-            "repeated_within_train": plan.within,
-            "removed_indices": plan.removed,
-        });
-        (train_set.subset(&keep)?, json)
-    } else {
-        (train_set, serde_json::Value::Null)
-    };
-    info!(
-        train = train_set.len(),
-        val = val_set.len(),
-        test = test_set.len(),
-        size = cfg.image_size,
-        device = device_name(&device),
-        "data ready"
-    );
 
-    let mut config_json = serde_json::json!({
-        "train": cfg,
-        "data": {
-            "source": data.source.display().to_string(),
-            "sha256": data.sha256,
-            "train": train_set.len(),
-            "val": val_set.len(),
-            "test": test_set.len(),
-            "excluded_duplicates": excluded,
-        },
-        "device_resolved": device_name(&device),
-        "precision": cfg.precision.as_str(),
-        "threads": rayon_threads(),
-        "cxr_version": env!("CARGO_PKG_VERSION"),
-        "status": "running",
-    });
-    for (k, v) in &opts.provenance {
-        config_json[k] = v.clone();
-    }
-    files.write_json("config.json", &config_json)?;
-
-    // Model and optimizer.
-    let varmap = VarMap::new();
-    let mut lr_groups: HashMap<String, usize> = HashMap::new();
-    let (net, params) = match cfg.model {
-        ModelKind::Cnn => {
-            let mcfg = CnnConfig::default();
-            init_seed_cnn(&varmap, &mcfg, cfg.seed, &device)?;
-            let net = Net::Cnn(
-                SeedCnn::new(VarBuilder::from_varmap(&varmap, DType::F32, &device), &mcfg)?,
-                mcfg,
+        let (train_set, val_set, test_set) = sized_splits(data, cfg.image_size)?;
+        let (train_set, excluded) = if cfg.exclude_duplicates {
+            let plan = cxr_data::plan_duplicate_exclusion(
+                &data.train,
+                &[&data.val, &data.test],
+                cxr_data::NEAR_DUPLICATE_HAMMING,
+                cxr_data::NEAR_DUPLICATE_CORRELATION,
             );
-            config_json["pretrained"] = false.into();
-            (net, sorted_params(&varmap)?)
-        }
-        ModelKind::Resnet18 => {
-            let rcfg = ResNetConfig::default();
-            init_resnet18(&varmap, &rcfg, cfg.seed, &device)?;
-            let source: WeightsSource = cfg.weights.parse()?;
-            let loaded = match source.resolve(&HubOptions::from_env())? {
-                Some(path) => {
-                    let r = load_resnet18_weights(&varmap, &rcfg, &path)?;
-                    info!(
-                        weights = %source,
-                        file = %path.display(),
-                        tensors = r.loaded,
-                        head_loaded = r.head_loaded,
-                        "pretrained weights loaded"
-                    );
-                    serde_json::json!({
-                        "source": source.to_string(),
-                        "file": path.display().to_string(),
-                        "tensors": r.loaded,
-                        "head_loaded": r.head_loaded,
-                        "skipped": r.skipped,
-                    })
-                }
-                None => serde_json::Value::Null,
+            let keep: Vec<usize> = (0..train_set.len())
+                .filter(|i| plan.removed.binary_search(i).is_err())
+                .collect();
+            info!(
+                removed = plan.removed.len(),
+                duplicating_val_or_test = plan.across,
+                repeated_within_train = plan.within,
+                "--exclude-duplicates: training images left out"
+            );
+            let excluded = ExcludedDuplicates {
+                train_removed: plan.removed.len(),
+                duplicating_val_or_test: plan.across,
+                repeated_within_train: plan.within,
+                removed_indices: plan.removed,
             };
-            config_json["pretrained"] = (!loaded.is_null()).into();
-            config_json["weights_loaded"] = loaded;
-            for spec in ResNet18::tensor_specs(&rcfg) {
-                lr_groups.insert(spec.name, spec.lr_group);
-            }
-            let groups = ResNet18::param_groups(&varmap, &rcfg)?;
-            let net = Net::Resnet(ResNet18::new(
-                VarBuilder::from_varmap(&varmap, DType::F32, &device),
-                &rcfg,
-            )?);
-            (net, groups.trainable())
-        }
-    };
-    files.write_json("config.json", &config_json)?;
-    let autocast = Autocast::new(cfg.precision, params.clone());
-    let mut scaler = LossScaler::new(cfg.precision);
-    let mut opt = Adam::new(params.clone(), cfg.optimizer)?;
-
-    let mut history: Vec<EpochRecord> = Vec::new();
-    let mut best: Option<(usize, f64)> = None;
-    let mut start_epoch = 0usize;
-    let ckpt_path = files.path("checkpoint.safetensors");
-    if opts.resume && ckpt_path.is_file() {
-        let ck = load_checkpoint(&ckpt_path)?;
-        check_resumable(&ck.meta, cfg, &data.sha256, &ckpt_path)?;
-        set_weights(&varmap, &ck.weights, &ckpt_path)?;
-        opt.load_state(&ck.opt_state, ck.meta.step, &ckpt_path)?;
-        history = ck.meta.history;
-        best = ck.meta.best_epoch.zip(ck.meta.best_val_auc);
-        start_epoch = ck.meta.epoch;
-        info!(epoch = start_epoch, "resumed from {}", ckpt_path.display());
-    } else if opts.resume {
-        warn!(
-            "--resume: no checkpoint at {}, starting fresh",
-            ckpt_path.display()
+            (train_set.subset(&keep)?, Some(excluded))
+        } else {
+            (train_set, None)
+        };
+        info!(
+            train = train_set.len(),
+            val = val_set.len(),
+            test = test_set.len(),
+            size = cfg.image_size,
+            device = device_name(&device),
+            "data ready"
         );
+
+        let mut config = RunConfig {
+            train: cfg.clone(),
+            data: DataRecord {
+                source: data.source.display().to_string(),
+                sha256: data.sha256.clone(),
+                train: train_set.len(),
+                val: val_set.len(),
+                test: test_set.len(),
+                excluded_duplicates: excluded,
+            },
+            device_resolved: device_name(&device),
+            precision: cfg.precision,
+            threads: rayon_threads(),
+            cxr_version: env!("CARGO_PKG_VERSION").into(),
+            status: RunStatus::Running,
+            provenance: opts.provenance.clone(),
+            ..RunConfig::default()
+        };
+        config.write(&dir.join(names::CONFIG))?;
+
+        let varmap = VarMap::new();
+        match cfg.model {
+            ModelKind::Cnn => {
+                init_seed_cnn(&varmap, &Default::default(), cfg.seed, &device)?;
+                config.pretrained = Some(false);
+            }
+            ModelKind::Resnet18 => {
+                let rcfg = ResNetConfig::default();
+                init_resnet18(&varmap, &rcfg, cfg.seed, &device)?;
+                let source: WeightsSource = cfg.weights.parse()?;
+                config.weights_loaded = match source.resolve(&HubOptions::from_env())? {
+                    Some(path) => {
+                        let r = load_resnet18_weights(&varmap, &rcfg, &path)?;
+                        info!(
+                            weights = %source,
+                            file = %path.display(),
+                            tensors = r.loaded,
+                            head_loaded = r.head_loaded,
+                            "pretrained weights loaded"
+                        );
+                        Some(WeightsLoaded {
+                            source: source.to_string(),
+                            file: path.display().to_string(),
+                            tensors: r.loaded,
+                            head_loaded: r.head_loaded,
+                            skipped: r.skipped,
+                        })
+                    }
+                    None => None,
+                };
+                config.pretrained = Some(config.weights_loaded.is_some());
+            }
+        }
+        let name = cfg.model.as_str();
+        let model = build_classifier(name, VarBuilder::from_varmap(&varmap, DType::F32, &device))?;
+        let params: Vec<(String, Var)> = sorted_params(&varmap)?
+            .into_iter()
+            .filter(|(n, _)| model.is_trainable(n))
+            .collect();
+        config.write(&dir.join(names::CONFIG))?;
+        let autocast = Autocast::new(cfg.precision, params.clone());
+        let scaler = LossScaler::new(cfg.precision);
+        let opt = Adam::new(params.clone(), cfg.optimizer)?;
+        Ok(Self {
+            cfg,
+            data_sha256: &data.sha256,
+            dir,
+            _lock: lock,
+            device,
+            train_set,
+            val_set,
+            test_set,
+            config,
+            varmap,
+            net: Net { model, name },
+            params,
+            autocast,
+            scaler,
+            opt,
+            history: Vec::new(),
+            best: None,
+            start_epoch: 0,
+            train_images: 0,
+            train_only_seconds: 0.0,
+            started: Instant::now(),
+        })
     }
 
-    let augment = match cfg.augment {
-        AugmentPreset::None => None,
-        AugmentPreset::Light => Some(Augment::light()),
-    };
-    let normalize = Normalize {
-        mean: cfg.normalize_mean,
-        std: cfg.normalize_std,
-    };
-    let show_progress =
-        opts.progress && std::io::stderr().is_terminal() && std::env::var_os("CI").is_none();
-    let drop_last = cfg.model == ModelKind::Resnet18;
-    let train_batches = |epoch: u64| {
-        Batcher::new(
-            &train_set,
-            BatcherConfig {
-                batch_size: cfg.batch_size,
-                shuffle: true,
-                seed: cfg.seed,
-                epoch,
-                augment,
-                normalize,
-                limit: cfg.train_limit,
-                drop_last,
-            },
-            &device,
-        )
-    };
+    /// Continues from the folder's checkpoint (weights, optimizer state, history), which
+    /// must have been written with these settings and data; without one, starts fresh.
+    fn resume(&mut self) -> Result<()> {
+        let path = self.dir.join(names::CHECKPOINT);
+        if !path.is_file() {
+            warn!(
+                "--resume: no checkpoint at {}, starting fresh",
+                path.display()
+            );
+            return Ok(());
+        }
+        let ck = load_checkpoint(&path)?;
+        check_resumable(&ck.meta, self.cfg, self.data_sha256, &path)?;
+        set_weights(&self.varmap, &ck.weights, &path)?;
+        self.opt.load_state(&ck.opt_state, ck.meta.step, &path)?;
+        self.history = ck.meta.history;
+        self.best = ck.meta.best_epoch.zip(ck.meta.best_val_auc);
+        self.start_epoch = ck.meta.epoch;
+        info!(epoch = self.start_epoch, "resumed from {}", path.display());
+        Ok(())
+    }
 
-    if cfg.lr_find && start_epoch == 0 {
+    /// Training batches of `epoch` (seeded shuffling and augmentation).
+    fn batches(&self, epoch: u64) -> Result<Batcher<'_>> {
+        train_batches(&self.train_set, self.cfg, &self.device, epoch)
+    }
+
+    /// The learning-rate range test: `lr_find.csv` and `lr_find.json`, the weights
+    /// restored afterwards (training uses the configured rate).
+    fn lr_find(&mut self) -> Result<()> {
         let t0 = Instant::now();
-        let snapshot: HashMap<String, Tensor> = weights(&varmap)?
+        let snapshot: HashMap<String, Tensor> = weights(&self.varmap)?
             .into_iter()
             .map(|(k, t)| Ok((k, t.copy()?)))
             .collect::<Result<_>>()?;
-        let mut probe = Adam::new(params.clone(), cfg.optimizer)?;
-        let phase = Phase::of(cfg, 0);
-        phase.configure(&mut probe, cfg.model, &lr_groups);
+        let mut probe = Adam::new(self.params.clone(), self.cfg.optimizer)?;
+        Phase::of(self.cfg, 0).configure(&mut probe, self.net.model.as_ref());
         // Batches from epochs no training run uses, reshuffled as needed.
         let mut round = u64::MAX;
-        let mut batches = train_batches(round)?;
+        let mut batches = self.batches(round)?;
+        let (net, autocast) = (&self.net, self.autocast.as_ref());
         let result = lr_range_test(LrFindSettings::default(), |lr| {
             let batch = match batches.next() {
                 Some(b) => b?,
                 None => {
                     round -= 1;
-                    batches = train_batches(round)?;
+                    batches = self.batches(round)?;
                     batches.next().ok_or_else(|| TrainError::Config {
                         field: "data".into(),
                         reason: "no training batch for the learning-rate range test".into(),
@@ -385,69 +420,76 @@ pub fn train(
                 }
             };
             probe.set_lr(lr);
-            let loss = bce_with_logits(&net.logits(&batch.x, autocast.as_ref(), true)?, &batch.y)?;
+            let loss = bce_with_logits(&net.logits(&batch.x, autocast, true)?, &batch.y)?;
             let value = loss.to_scalar::<f32>()? as f64;
             if value.is_finite() {
                 probe.step(&loss.backward()?)?;
             }
             Ok(value)
         })?;
-        set_weights(&varmap, &snapshot, &files.path("lr_find.csv"))?;
-        files.write_text("lr_find.csv", &result.csv())?;
-        files.write_json(
-            "lr_find.json",
-            &serde_json::json!({
-                "settings": result.settings,
-                "steps": result.points.len(),
-                "stopped_early": result.stopped_early,
-                "suggested_lr_min_div_10": result.suggested_min_div_10,
-                "suggested_lr_steepest": result.suggested_steepest,
-                "lr_used": cfg.optimizer.lr,
-                "seconds": t0.elapsed().as_secs_f64(),
-            }),
+        drop(batches);
+        let csv = self.dir.join(names::LR_FIND);
+        set_weights(&self.varmap, &snapshot, &csv)?;
+        cxr_runfolder::write_atomic(&csv, result.csv().as_bytes())?;
+        cxr_runfolder::write_json(
+            &self.dir.join(names::LR_FIND_JSON),
+            &LrFindRecord {
+                settings: result.settings,
+                steps: result.points.len(),
+                stopped_early: result.stopped_early,
+                suggested_lr_min_div_10: result.suggested_min_div_10,
+                suggested_lr_steepest: result.suggested_steepest,
+                lr_used: self.cfg.optimizer.lr,
+                seconds: t0.elapsed().as_secs_f64(),
+            },
         )?;
         info!(
             steps = result.points.len(),
             minimum_div_10 = format!("{:.2e}", result.suggested_min_div_10),
             steepest = format!("{:.2e}", result.suggested_steepest),
-            lr = cfg.optimizer.lr,
+            lr = self.cfg.optimizer.lr,
             "learning-rate range test written to lr_find.csv (weights restored; training uses --lr)"
         );
+        Ok(())
     }
 
-    let mut train_images = 0usize;
-    let mut train_only_seconds = 0.0f64;
-    let run_start = Instant::now();
-    let total_epochs = cfg.total_epochs();
-    for epoch in start_epoch..total_epochs {
+    /// One epoch (0-based `epoch`): the optimizer steps with their divergence checks,
+    /// validation, `best.safetensors` when validation AUC improved, the checkpoint and
+    /// `history.csv`.
+    fn epoch(&mut self, epoch: usize) -> Result<()> {
+        let cfg = self.cfg;
+        let total_epochs = cfg.total_epochs();
         let t0 = Instant::now();
-        let batcher = train_batches(epoch as u64)?;
+        let batcher = train_batches(&self.train_set, cfg, &self.device, epoch as u64)?;
         let per_epoch = batcher.num_batches();
         if per_epoch == 0 {
             return Err(TrainError::Config {
                 field: "batch-size".into(),
                 reason: format!(
                     "{} training images make no full batch of {}",
-                    train_set.len(),
+                    self.train_set.len(),
                     cfg.batch_size
                 ),
             });
         }
         let phase = Phase::of(cfg, epoch);
-        phase.configure(&mut opt, cfg.model, &lr_groups);
-        let bar = progress_bar(show_progress, per_epoch as u64, epoch + 1, total_epochs);
+        phase.configure(&mut self.opt, self.net.model.as_ref());
+        // A progress bar where the program draws them (`tracing-indicatif`).
+        let bar = progress_span(per_epoch as u64, epoch + 1, total_epochs);
+        let _shown = bar.enter();
         let mut loss_sum = 0.0f64;
         let mut seen = 0usize;
+        // The batches borrow the training set alone: the steps update the other fields.
         for (step, batch) in batcher.enumerate() {
-            crate::guard::test_hang(out_dir, || format!("step:{}:{}", epoch + 1, step + 1));
+            crate::guard::test_hang(self.dir, || format!("step:{}:{}", epoch + 1, step + 1));
             let batch = batch?;
             phase.schedule(
-                &mut opt,
+                &mut self.opt,
                 (epoch - phase.start) * per_epoch + step,
                 phase.epochs * per_epoch,
                 cfg.optimizer.beta1,
             );
-            let logits = net.logits(&batch.x, autocast.as_ref(), true)?;
+            let logits = self.net.logits(&batch.x, self.autocast.as_ref(), true)?;
             let loss = bce_with_logits(&logits, &batch.y)?;
             let loss_value = loss.to_scalar::<f32>()? as f64;
             if let Some(what) = crate::guard::bad_loss(loss_value) {
@@ -456,50 +498,66 @@ pub fn train(
                     step: step + 1,
                     what,
                 };
-                return Err(record_divergence(&files, &mut config_json, &history, err));
+                return Err(record_divergence(
+                    self.dir,
+                    &mut self.config,
+                    &self.history,
+                    err,
+                ));
             }
-            let mut grads = scaler.scale_loss(&loss)?.backward()?;
-            if cfg.precision != crate::Precision::F16
-                && let Some(name) = crate::guard::non_finite_gradient(&grads, &params)?
+            let mut grads = self.scaler.scale_loss(&loss)?.backward()?;
+            if cfg.precision != Precision::F16
+                && let Some(name) = crate::guard::non_finite_gradient(&grads, &self.params)?
             {
                 let err = TrainError::Diverged {
                     epoch: epoch + 1,
                     step: step + 1,
                     what: format!("the gradient of `{name}` is not finite"),
                 };
-                return Err(record_divergence(&files, &mut config_json, &history, err));
+                return Err(record_divergence(
+                    self.dir,
+                    &mut self.config,
+                    &self.history,
+                    err,
+                ));
             }
-            if scaler.unscale(&mut grads, &params)? {
-                opt.step(&grads)?;
+            if self.scaler.unscale(&mut grads, &self.params)? {
+                self.opt.step(&grads)?;
             } else {
                 warn!(
                     epoch = epoch + 1,
                     step = step + 1,
-                    scale = scaler.scale(),
+                    scale = self.scaler.scale(),
                     "f16 gradient overflow: step skipped, loss scale halved"
                 );
             }
             let n = batch.indices.len();
             loss_sum += loss_value * n as f64;
             seen += n;
-            bar.inc(1);
-            bar.set_message(format!("loss {:.4}", loss_sum / seen as f64));
+            bar.pb_inc(1);
+            bar.pb_set_message(&format!("loss {:.4}", loss_sum / seen as f64));
         }
-        bar.finish_and_clear();
-        train_only_seconds += t0.elapsed().as_secs_f64();
-        train_images += seen;
+        drop(_shown);
+        drop(bar);
+        self.train_only_seconds += t0.elapsed().as_secs_f64();
+        self.train_images += seen;
         let train_loss = loss_sum / seen.max(1) as f64;
-        if !weights_finite(&varmap)? {
+        if !weights_finite(&self.varmap)? {
             let err = TrainError::Diverged {
                 epoch: epoch + 1,
                 step: seen.div_ceil(cfg.batch_size),
                 what: "a weight is not finite after the optimizer step".into(),
             };
-            return Err(record_divergence(&files, &mut config_json, &history, err));
+            return Err(record_divergence(
+                self.dir,
+                &mut self.config,
+                &self.history,
+                err,
+            ));
         }
 
-        let val_logits = predict_logits(&net, autocast.as_ref(), &val_set, cfg, &device)?;
-        let (val_loss, val_auc) = loss_and_auc(&val_set.labels, &val_logits)?;
+        let val_logits = self.predict(&self.val_set)?;
+        let (val_loss, val_auc) = loss_and_auc(&self.val_set.labels, &val_logits)?;
         let rec = EpochRecord {
             epoch: epoch + 1,
             train_loss,
@@ -515,104 +573,181 @@ pub fn train(
             seconds = format!("{:.1}", rec.seconds),
             "epoch done"
         );
-        history.push(rec);
-        if best.is_none_or(|(_, b)| val_auc > b) {
-            best = Some((epoch + 1, val_auc));
-            files.write_safetensors("best.safetensors", &weights(&varmap)?)?;
+        self.history.push(rec);
+        if self.best.is_none_or(|(_, b)| val_auc > b) {
+            self.best = Some((epoch + 1, val_auc));
+            write_safetensors(&self.dir.join(names::BEST), &weights(&self.varmap)?)?;
         }
-        let (opt_state, step) = opt.state()?;
+        let (opt_state, step) = self.opt.state()?;
         save_checkpoint(
-            &ckpt_path,
-            &weights(&varmap)?,
+            &self.dir.join(names::CHECKPOINT),
+            &weights(&self.varmap)?,
             &opt_state,
             &CheckpointMeta {
                 epoch: epoch + 1,
                 step,
-                history: history.clone(),
-                best_epoch: best.map(|b| b.0),
-                best_val_auc: best.map(|b| b.1),
+                history: self.history.clone(),
+                best_epoch: self.best.map(|b| b.0),
+                best_val_auc: self.best.map(|b| b.1),
                 config: cfg.clone(),
-                data_sha256: data.sha256.clone(),
+                data_sha256: self.data_sha256.to_string(),
             },
         )?;
-        files.write_history(&history)?;
+        cxr_runfolder::write_history(self.dir, &self.history)?;
+        Ok(())
     }
-    let train_seconds = run_start.elapsed().as_secs_f64();
 
-    // Final evaluation with the best epoch's weights.
-    let (best_epoch, _) = best.ok_or_else(|| TrainError::Config {
-        field: "epochs".into(),
-        reason: "no epoch was run".into(),
-    })?;
-    let best_path = files.path("best.safetensors");
-    let best_weights = candle_core::safetensors::load(&best_path, &device).map_err(|e| {
-        TrainError::Checkpoint {
-            path: best_path.clone(),
-            reason: e.to_string(),
-        }
-    })?;
-    set_weights(&varmap, &best_weights, &best_path)?;
-    let val_logits = predict_logits(&net, autocast.as_ref(), &val_set, cfg, &device)?;
-    let test_logits = predict_logits(&net, autocast.as_ref(), &test_set, cfg, &device)?;
-    let val_scores = SplitScores::new("val", &val_set.labels, &val_logits);
-    let test_scores = SplitScores::new("test", &test_set.labels, &test_logits);
-    let eval = evaluate(&val_scores, &test_scores, cfg.threshold, cfg.seed)?;
-    let val = report(&val_set.labels, &val_logits, cfg.threshold, "val")?;
-    let test = report(&test_set.labels, &test_logits, cfg.threshold, "test")?;
+    /// Logits of every image of `set` with the current weights.
+    fn predict(&self, set: &ImageSet) -> Result<Vec<f32>> {
+        predict_logits(
+            &self.net,
+            self.autocast.as_ref(),
+            set,
+            self.cfg,
+            &self.device,
+        )
+    }
 
-    let mut preds = Vec::with_capacity(val_logits.len() + test_logits.len());
-    for (split, set, logits) in [
-        ("val", &val_set, &val_logits),
-        ("test", &test_set, &test_logits),
-    ] {
-        for (i, (&label, &logit)) in set.labels.iter().zip(logits.iter()).enumerate() {
-            preds.push(Prediction {
-                split,
-                index: i,
-                label,
-                logit,
-            });
+    /// Scores the best epoch's weights on validation and test and writes the result
+    /// files: `predictions.csv`, `history.csv`, `model.safetensors`, the curves,
+    /// `metrics.json`, and `config.json` with status `finished`.
+    fn finish(mut self) -> Result<RunSummary> {
+        let cfg = self.cfg;
+        let train_seconds = self.started.elapsed().as_secs_f64();
+        let (best_epoch, _) = self.best.ok_or_else(|| TrainError::Config {
+            field: "epochs".into(),
+            reason: "no epoch was run".into(),
+        })?;
+        let best_path = self.dir.join(names::BEST);
+        let best_weights =
+            candle_core::safetensors::load(&best_path, &self.device).map_err(|e| {
+                TrainError::Checkpoint {
+                    path: best_path.clone(),
+                    reason: e.to_string(),
+                }
+            })?;
+        set_weights(&self.varmap, &best_weights, &best_path)?;
+        let val_logits = self.predict(&self.val_set)?;
+        let test_logits = self.predict(&self.test_set)?;
+        let val_scores = SplitScores::new("val", &self.val_set.labels, &val_logits);
+        let test_scores = SplitScores::new("test", &self.test_set.labels, &test_logits);
+        let eval = evaluate(&val_scores, &test_scores, cfg.threshold, cfg.seed)?;
+        let val = report(&self.val_set.labels, &val_logits, cfg.threshold, "val")?;
+        let test = report(&self.test_set.labels, &test_logits, cfg.threshold, "test")?;
+
+        let mut preds = Vec::with_capacity(val_logits.len() + test_logits.len());
+        for (split, set, logits) in [
+            ("val", &self.val_set, &val_logits),
+            ("test", &self.test_set, &test_logits),
+        ] {
+            for (i, (&label, &logit)) in set.labels.iter().zip(logits.iter()).enumerate() {
+                let z = logit as f64;
+                preds.push(PredictionRow {
+                    split: split.into(),
+                    index: i,
+                    label,
+                    prob: 1.0 / (1.0 + (-z).exp()),
+                    logit: Some(z),
+                    prob_calibrated: Some(1.0 / (1.0 + (-z / eval.temperature).exp())),
+                });
+            }
         }
+        let dir = self.dir;
+        cxr_runfolder::write_predictions(dir, &preds)?;
+        cxr_runfolder::write_history(dir, &self.history)?;
+        write_safetensors(&dir.join(names::MODEL), &best_weights)?;
+        cxr_runfolder::write_atomic(&dir.join(names::ROC), eval.roc_csv.as_bytes())?;
+        cxr_runfolder::write_atomic(&dir.join(names::PR), eval.pr_csv.as_bytes())?;
+        cxr_runfolder::write_atomic(
+            &dir.join(names::RELIABILITY),
+            eval.reliability_csv.as_bytes(),
+        )?;
+        let images_per_second = if self.train_only_seconds > 0.0 {
+            self.train_images as f64 / self.train_only_seconds
+        } else {
+            0.0
+        };
+        let metrics = Metrics {
+            best_epoch: Some(best_epoch),
+            model: Some(cfg.model.as_str().into()),
+            timing: Some(Timing {
+                train_seconds,
+                train_images_per_second: Some(images_per_second),
+            }),
+            ..eval.metrics
+        };
+        metrics.write(&dir.join(names::METRICS))?;
+        self.config.status = RunStatus::Finished;
+        self.config.write(&dir.join(names::CONFIG))?;
+        info!(
+            best_epoch,
+            test_auc = format!("{:.4}", test.auc),
+            test_accuracy = format!("{:.4}", test.accuracy),
+            "run written to {}",
+            dir.display()
+        );
+        Ok(RunSummary {
+            out_dir: dir.to_path_buf(),
+            best_epoch,
+            val,
+            test,
+            train_seconds,
+            train_images_per_second: images_per_second,
+        })
     }
-    files.write_predictions(&preds, eval.temperature)?;
-    files.write_history(&history)?;
-    files.write_safetensors("model.safetensors", &best_weights)?;
-    files.write_text("roc.csv", &eval.roc_csv)?;
-    files.write_text("pr.csv", &eval.pr_csv)?;
-    files.write_text("reliability.csv", &eval.reliability_csv)?;
-    let images_per_second = if train_only_seconds > 0.0 {
-        train_images as f64 / train_only_seconds
-    } else {
-        0.0
-    };
-    let mut metrics = eval.metrics;
-    metrics["best_epoch"] = best_epoch.into();
-    metrics["model"] = cfg.model.as_str().into();
-    metrics["timing"] = serde_json::json!({
-        "train_seconds": train_seconds,
-        "train_images_per_second": images_per_second,
-    });
-    files.write_json("metrics.json", &metrics)?;
-    config_json["status"] = "finished".into();
-    files.write_json("config.json", &config_json)?;
-    if !opts.skip_audit {
-        crate::audit::audit_run_locked(out_dir, data, &opts.audit)?;
+}
+
+/// Training batches of `epoch` of `set` (seeded shuffling and augmentation).
+fn train_batches<'s>(
+    set: &'s ImageSet,
+    cfg: &TrainConfig,
+    device: &Device,
+    epoch: u64,
+) -> Result<Batcher<'s>> {
+    Ok(Batcher::new(
+        set,
+        BatcherConfig {
+            batch_size: cfg.batch_size,
+            shuffle: true,
+            seed: cfg.seed,
+            epoch,
+            augment: match cfg.augment {
+                AugmentPreset::None => None,
+                AugmentPreset::Light => Some(Augment::light()),
+            },
+            normalize: Normalize {
+                mean: cfg.normalize_mean,
+                std: cfg.normalize_std,
+            },
+            limit: cfg.train_limit,
+            drop_last: cfg.model == ModelKind::Resnet18,
+        },
+        device,
+    )?)
+}
+
+/// `lr_find.json`: the range test's settings, suggestions and the rate used.
+#[derive(Debug, Serialize)]
+struct LrFindRecord {
+    settings: LrFindSettings,
+    steps: usize,
+    stopped_early: bool,
+    suggested_lr_min_div_10: f64,
+    suggested_lr_steepest: f64,
+    lr_used: f64,
+    seconds: f64,
+}
+
+/// `tensors` as safetensors (sorted by name, on the CPU), written atomically.
+fn write_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
+    let mut all: Vec<(&String, Tensor)> = Vec::new();
+    for (k, v) in tensors {
+        all.push((k, v.to_device(&Device::Cpu)?));
     }
-    info!(
-        best_epoch,
-        test_auc = format!("{:.4}", test.auc),
-        test_accuracy = format!("{:.4}", test.accuracy),
-        "run written to {}",
-        out_dir.display()
-    );
-    Ok(RunSummary {
-        out_dir: out_dir.to_path_buf(),
-        best_epoch,
-        val,
-        test,
-        train_seconds,
-        train_images_per_second: images_per_second,
-    })
+    all.sort_by(|a, b| a.0.cmp(b.0));
+    let bytes = safetensors::serialize(all.iter().map(|(k, v)| (k.as_str(), v)), None)
+        .map_err(|e| TrainError::io(path, std::io::Error::other(e)))?;
+    Ok(cxr_runfolder::write_atomic(path, &bytes)?)
 }
 
 fn rayon_threads() -> usize {
@@ -732,18 +867,20 @@ fn check_resumable(meta: &CheckpointMeta, cfg: &TrainConfig, sha: &str, path: &P
     Ok(())
 }
 
-fn progress_bar(show: bool, len: u64, epoch: usize, epochs: usize) -> ProgressBar {
-    if !show {
-        return ProgressBar::with_draw_target(Some(len), ProgressDrawTarget::hidden());
-    }
-    let bar = ProgressBar::new(len);
+/// A span that asks for a progress bar (`indicatif.pb_show`) over an epoch's batches.
+fn progress_span(len: u64, epoch: usize, epochs: usize) -> tracing::Span {
+    let span = tracing::info_span!(
+        "train",
+        epoch = %format!("{epoch}/{epochs}"),
+        indicatif.pb_show = tracing::field::Empty
+    );
     if let Ok(style) = ProgressStyle::with_template(
-        "{prefix} [{bar:30}] {pos}/{len} batches {msg} ({elapsed}<{eta})",
+        "{span_fields} [{bar:30}] {pos}/{len} batches {msg} ({elapsed}<{eta})",
     ) {
-        bar.set_style(style.progress_chars("=> "));
+        span.pb_set_style(&style.progress_chars("=> "));
     }
-    bar.set_prefix(format!("epoch {epoch}/{epochs}"));
-    bar
+    span.pb_set_length(len);
+    span
 }
 
 /// Logits for every image of `set`, in order (no shuffling, no augmentation).

@@ -192,10 +192,13 @@ pub fn write_full_run(dir: &Path, model: &str, seed: u64) {
     std::fs::write(
         dir.join("config.json"),
         format!(
-            r#"{{"train": {{"model": "{model}", "seed": {seed}, "image_size": 28, "epochs": 4}},
+            r#"{{"train": {{"model": "{train_model}", "seed": {seed}, "image_size": 28, "epochs": 4}},
   "data": {{"source": "/data/pneumoniamnist.npz", "sha256": "abc123", "train": 4708, "val": 524, "test": 624}},
   "git_commit": "0123abcd", "command": "train --epochs 4", "device_resolved": "cpu", "cxr_version": "0.1.0",
-  "status": "finished"}}"#
+  "status": "finished"}}"#,
+            // config.json names the network as cxr-train does; metrics.json's `model`
+            // is free text.
+            train_model = if model == "cnn" { "cnn" } else { "resnet18" },
         ),
     )
     .unwrap();

@@ -9,15 +9,14 @@ mod report;
 
 use std::path::Path;
 
-use cxr_report::{
-    ReportError, RunFolder, compare_runs, render_markdown, render_summary_csv, write_report,
-};
+use cxr_report::{ReportError, compare_runs, render_markdown, render_summary_csv, write_report};
+use cxr_runfolder::RunFolder;
 
 use crate::fixture::write_minimal_run as write_run;
 
 /// Asserts that opening `dir` fails with a format error naming `file` and containing `needle`.
 fn check_format_error(dir: &Path, file: &str, needle: &str) {
-    match RunFolder::open(dir) {
+    match RunFolder::open(dir).map_err(ReportError::from) {
         Err(e @ ReportError::Format { .. }) => {
             let msg = e.to_string();
             assert!(msg.contains(file) && msg.contains(needle), "{msg}");
@@ -100,6 +99,6 @@ fn malformed_run_folders_are_errors_naming_the_file() {
     std::fs::remove_file(dir.path().join("history.csv")).unwrap();
     assert!(matches!(
         RunFolder::open(dir.path()),
-        Err(ReportError::Io { .. })
+        Err(cxr_runfolder::RunFolderError::Io { .. })
     ));
 }

@@ -1,6 +1,7 @@
 //! The report of a run stopped by divergence, and its malformed inputs.
 
-use cxr_report::{ReportError, is_diverged_run, write_divergence_report};
+use cxr_report::{ReportError, write_divergence_report};
+use cxr_runfolder::is_diverged_run;
 
 const RECORD: &str = r#"{
   "status": "diverged", "epoch": 2, "step": 3, "what": "the training loss is not finite",

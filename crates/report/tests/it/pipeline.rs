@@ -1,9 +1,10 @@
 //! The pipeline's top-level report comparing run folders.
 
 use cxr_report::{
-    ReportError, RunFolder, check_embedded_images, compare_runs, open_pipeline, render_summary_csv,
+    ReportError, check_embedded_images, compare_runs, open_pipeline, render_summary_csv,
     write_pipeline_report, write_report,
 };
+use cxr_runfolder::RunFolder;
 
 use crate::fixture::{write_full_run, write_minimal_run};
 

@@ -3,9 +3,8 @@
 
 use std::path::Path;
 
-use cxr_report::{
-    ReportError, RunFolder, check_embedded_images, read_predictions_parquet, write_report,
-};
+use cxr_report::{ReportError, check_embedded_images, read_predictions_parquet, write_report};
+use cxr_runfolder::RunFolder;
 
 use crate::fixture::{write_full_run, write_minimal_run, write_png};
 
@@ -282,13 +281,13 @@ fn figure_text_renders_with_the_embedded_font() {
     // The caption band of a figure must contain dark (text) pixels: proof that the
     // embedded font rendered without any system font.
     let fig = cxr_report::figures::lr_find(&[
-        cxr_report::LrFindRow {
+        cxr_runfolder::LrFindRow {
             step: 0,
             lr: 1e-5,
             loss: 0.7,
             smoothed_loss: 0.7,
         },
-        cxr_report::LrFindRow {
+        cxr_runfolder::LrFindRow {
             step: 1,
             lr: 1e-2,
             loss: 0.4,

@@ -65,7 +65,7 @@ fn bad_settings_are_rejected_before_training() {
             dir.path(),
             &RunOptions::default()
         ),
-        Err(TrainError::Device { .. })
+        Err(TrainError::Model(cxr_models::ModelError::Device { .. }))
     ));
     // Half precision is refused on the CPU, naming the setting and the alternative.
     for precision in [cxr_train::Precision::Bf16, cxr_train::Precision::F16] {
@@ -126,7 +126,7 @@ fn resume_with_other_settings_is_refused() {
     assert!(err.to_string().contains("checkpoint.safetensors"), "{err}");
 }
 
-/// A finished one-epoch run of the tiny dataset, no audit: the folder to damage.
+/// A finished one-epoch run of the tiny dataset: the folder to damage.
 fn one_epoch_run() -> (tempfile::TempDir, TrainConfig) {
     let dir = tempfile::tempdir().unwrap();
     let cfg = TrainConfig {
@@ -134,14 +134,13 @@ fn one_epoch_run() -> (tempfile::TempDir, TrainConfig) {
         batch_size: 4,
         ..Default::default()
     };
-    train(&cfg, &tiny_dataset(), dir.path(), &no_audit(false)).unwrap();
+    train(&cfg, &tiny_dataset(), dir.path(), &run_options(false)).unwrap();
     (dir, cfg)
 }
 
-fn no_audit(resume: bool) -> RunOptions {
+fn run_options(resume: bool) -> RunOptions {
     RunOptions {
         resume,
-        skip_audit: true,
         ..Default::default()
     }
 }
@@ -161,7 +160,7 @@ fn resume_after(
     edit(&mut ck.weights, &mut ck.opt_state, &mut ck.meta);
     cxr_train::save_checkpoint(&path, &ck.weights, &ck.opt_state, &ck.meta).unwrap();
     let cfg = TrainConfig { epochs: 2, ..cfg };
-    let err = train(&cfg, &tiny_dataset(), dir.path(), &no_audit(true)).unwrap_err();
+    let err = train(&cfg, &tiny_dataset(), dir.path(), &run_options(true)).unwrap_err();
     assert!(
         err.to_string().contains("checkpoint.safetensors"),
         "the error does not name the file: {err}"
@@ -279,7 +278,7 @@ fn truncated_or_foreign_checkpoint_files_are_refused() {
         ),
     ] {
         std::fs::write(&path, &content).unwrap();
-        let err = train(&cfg, &tiny_dataset(), dir.path(), &no_audit(true)).unwrap_err();
+        let err = train(&cfg, &tiny_dataset(), dir.path(), &run_options(true)).unwrap_err();
         assert!(matches!(err, TrainError::Checkpoint { .. }), "{err:?}");
         let msg = err.to_string();
         assert!(
@@ -292,7 +291,7 @@ fn truncated_or_foreign_checkpoint_files_are_refused() {
 #[test]
 fn a_second_run_into_a_live_run_folder_is_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let _held = cxr_train::RunLock::acquire(dir.path()).unwrap();
+    let _held = cxr_runfolder::RunLock::acquire(dir.path()).unwrap();
     let err = train(
         &TrainConfig::default(),
         &tiny_dataset(),
@@ -301,7 +300,7 @@ fn a_second_run_into_a_live_run_folder_is_refused() {
     )
     .unwrap_err();
     assert!(
-        matches!(&err, TrainError::Locked { pid, .. } if *pid == std::process::id()),
+        matches!(&err, TrainError::RunFolder(cxr_runfolder::RunFolderError::Locked { pid, .. }) if *pid == std::process::id()),
         "{err:?}"
     );
     assert!(

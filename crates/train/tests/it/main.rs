@@ -1,7 +1,6 @@
 //! Integration tests for cxr-train: PyTorch parity of one training step, the run
 //! folder contract on real data, resume, bad inputs, and the audit.
 
-mod audit;
 mod bad_inputs;
 mod parity;
 mod resnet;

@@ -110,11 +110,13 @@ fn frozen_epoch_trains_head_and_batchnorm_only() {
     let tmp = tempfile::tempdir().unwrap();
     let (file, loaded) = weights_file(tmp.path());
     let out = tmp.path().join("run");
-    let opts = RunOptions {
-        skip_audit: true,
-        ..RunOptions::default()
-    };
-    train(&config(&file, 1, 0), &dataset(48, 16, 0), &out, &opts).unwrap();
+    train(
+        &config(&file, 1, 0),
+        &dataset(48, 16, 0),
+        &out,
+        &RunOptions::default(),
+    )
+    .unwrap();
     let model =
         candle_core::safetensors::load(out.join("model.safetensors"), &Device::Cpu).unwrap();
     for name in [
@@ -142,9 +144,9 @@ fn frozen_epoch_trains_head_and_batchnorm_only() {
 }
 
 /// Frozen then unfrozen, with the range test and duplicate exclusion: the whole run
-/// folder contract, the audit, and the body trained in the unfrozen epoch.
+/// folder, and the body trained in the unfrozen epoch.
 #[test]
-fn fine_tune_writes_run_folder_lr_find_and_audit() {
+fn fine_tune_writes_run_folder_and_lr_find() {
     let tmp = tempfile::tempdir().unwrap();
     let (file, loaded) = weights_file(tmp.path());
     let out = tmp.path().join("run");
@@ -154,15 +156,7 @@ fn fine_tune_writes_run_folder_lr_find_and_audit() {
         ..config(&file, 1, 1)
     };
     let data = dataset(48, 16, 3);
-    let opts = RunOptions {
-        audit: cxr_train::AuditOptions {
-            gallery_k: 1,
-            explain_limit: 2,
-            tile_size: 64,
-            ..cxr_train::AuditOptions::default()
-        },
-        ..RunOptions::default()
-    };
+    let opts = RunOptions::default();
     let t0 = std::time::Instant::now();
     let summary = train(&cfg, &data, &out, &opts).unwrap();
     eprintln!("fine-tune run: {:.1} s", t0.elapsed().as_secs_f64());
@@ -175,8 +169,6 @@ fn fine_tune_writes_run_folder_lr_find_and_audit() {
         "config.json",
         "lr_find.csv",
         "lr_find.json",
-        "audit/audit.json",
-        "audit/data_audit.json",
     ] {
         assert!(out.join(f).is_file(), "{f} missing");
     }
@@ -197,8 +189,5 @@ fn fine_tune_writes_run_folder_lr_find_and_audit() {
     );
     assert_eq!(config["data"]["train"], 48);
     assert_eq!(config["train"]["model"], "resnet18");
-    let audit = json(&out.join("audit/audit.json"));
-    assert_eq!(audit["model"], "resnet18");
-    let data_audit = json(&out.join("audit/data_audit.json"));
-    assert_eq!(data_audit["excluded"], 3);
+    assert!(!out.join("audit").exists(), "train() does not audit");
 }

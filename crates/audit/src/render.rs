@@ -4,7 +4,9 @@ use std::path::Path;
 
 use cxr_data::resize_bilinear;
 
-use crate::{Result, TrainError, write_atomic};
+use cxr_runfolder::write_atomic;
+
+use crate::{AuditError, Result};
 
 /// Opacity of the heat map over the grayscale image in overlays.
 pub const OVERLAY_ALPHA: f32 = 0.5;
@@ -55,8 +57,8 @@ fn upscale(v: &[f32], h: usize, w: usize, size: usize) -> Vec<f32> {
 fn encode_png(path: &Path, img: image::DynamicImage) -> Result<()> {
     let mut buf = std::io::Cursor::new(Vec::new());
     img.write_to(&mut buf, image::ImageFormat::Png)
-        .map_err(|e| TrainError::io(path, std::io::Error::other(e)))?;
-    write_atomic(path, buf.get_ref())
+        .map_err(|e| AuditError::io(path, std::io::Error::other(e)))?;
+    Ok(write_atomic(path, buf.get_ref())?)
 }
 
 /// Writes the `h × w` grayscale image (values in [0, 1]) upscaled to
@@ -68,7 +70,7 @@ pub fn write_gray_png(path: &Path, image: &[f32], h: usize, w: usize, size: usiz
         .map(|&v| (v * 255.0).round().clamp(0.0, 255.0) as u8)
         .collect();
     let buf = image::GrayImage::from_raw(size as u32, size as u32, px)
-        .ok_or_else(|| TrainError::io(path, std::io::Error::other("tile buffer size")))?;
+        .ok_or_else(|| AuditError::io(path, std::io::Error::other("tile buffer size")))?;
     encode_png(path, image::DynamicImage::ImageLuma8(buf))
 }
 
@@ -94,7 +96,7 @@ pub fn write_overlay_png(
         }
     }
     let buf = image::RgbImage::from_raw(size as u32, size as u32, px)
-        .ok_or_else(|| TrainError::io(path, std::io::Error::other("tile buffer size")))?;
+        .ok_or_else(|| AuditError::io(path, std::io::Error::other("tile buffer size")))?;
     encode_png(path, image::DynamicImage::ImageRgb8(buf))
 }
 

@@ -1,142 +1,86 @@
+//! The CSV files of a run folder (history, predictions, curves, the learning-rate
+//! finder) and [`RunFolder`], a whole finished run read back.
+
+use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::Result;
 use crate::audit::Audit;
-use crate::files::{Csv, format_err, json, read, read_optional};
+use crate::io::{Csv, format_err, read, read_optional, write_atomic};
+use crate::metrics::{BootstrapCi, Calibration, Metrics, OperatingPoint, SplitMetrics};
+use crate::{Result, RunConfig, names};
 
-/// Threshold metrics of one split as stored in `metrics.json`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct SplitMetrics {
-    /// Accuracy.
-    pub accuracy: f64,
-    /// Precision (positive predictive value).
-    pub precision: f64,
-    /// Recall (sensitivity).
-    pub recall: f64,
-    /// Specificity.
-    pub specificity: f64,
-    /// F1 score.
-    pub f1: f64,
-    /// ROC AUC.
-    pub auc: f64,
-    /// Decision threshold on P(pneumonia).
-    pub threshold: f64,
-    /// True positives.
-    pub tp: u64,
-    /// False positives.
-    pub fp: u64,
-    /// True negatives.
-    pub tn: u64,
-    /// False negatives.
-    #[serde(rename = "fn")]
-    pub fn_: u64,
-    /// Lower end of the 95 % DeLong interval of the AUC, when recorded.
-    #[serde(default)]
-    pub auc_ci_low: Option<f64>,
-    /// Upper end of the 95 % DeLong interval of the AUC, when recorded.
-    #[serde(default)]
-    pub auc_ci_high: Option<f64>,
-    /// Average precision (area under the PR curve), when recorded.
-    #[serde(default)]
-    pub average_precision: Option<f64>,
-    /// Brier score, when recorded.
-    #[serde(default)]
-    pub brier: Option<f64>,
-    /// Log loss, when recorded.
-    #[serde(default)]
-    pub log_loss: Option<f64>,
-    /// Top-label expected calibration error (15 bins), when recorded.
-    #[serde(default)]
-    pub ece: Option<f64>,
+/// One completed epoch, as checkpoints and `divergence.json` record it; `history.csv`
+/// holds its [`EpochRow`] part.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EpochRecord {
+    /// 1-based epoch.
+    pub epoch: usize,
+    /// Mean training loss over the epoch's images.
+    pub train_loss: f64,
+    /// Mean validation loss.
+    pub val_loss: f64,
+    /// Validation ROC AUC.
+    pub val_auc: f64,
+    /// Wall-clock seconds of the epoch (training and validation).
+    pub seconds: f64,
 }
 
-/// `metrics.json` → `calibration`: temperature scaling fitted on validation and
-/// scored on test.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct Calibration {
-    /// Fitted temperature (logits are divided by it).
-    pub temperature: f64,
-    /// Top-label ECE before scaling.
-    pub ece_before: f64,
-    /// Top-label ECE after scaling.
-    pub ece_after: f64,
-    /// Positive-class ECE before scaling.
-    #[serde(default)]
-    pub ece_pos_before: Option<f64>,
-    /// Positive-class ECE after scaling.
-    #[serde(default)]
-    pub ece_pos_after: Option<f64>,
-    /// Brier score before scaling.
-    pub brier_before: f64,
-    /// Brier score after scaling.
-    pub brier_after: f64,
-    /// Log loss before scaling.
-    pub log_loss_before: f64,
-    /// Log loss after scaling.
-    pub log_loss_after: f64,
+/// The header of `history.csv`.
+pub const HISTORY_HEADER: &str = "epoch,train_loss,val_loss,val_auc";
+
+/// Writes `history.csv` (`epoch,train_loss,val_loss,val_auc`) in `dir`, atomically.
+pub fn write_history(dir: &Path, history: &[EpochRecord]) -> Result<()> {
+    let mut s = format!("{HISTORY_HEADER}\n");
+    for r in history {
+        let _ = writeln!(
+            s,
+            "{},{},{},{}",
+            r.epoch, r.train_loss, r.val_loss, r.val_auc
+        );
+    }
+    write_atomic(&dir.join(names::HISTORY), s.as_bytes())
 }
 
-/// `metrics.json` → `operating_points[]`: a threshold chosen on validation and scored
-/// on test.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct OperatingPoint {
-    /// How the threshold was chosen (`youden`, `sensitivity_0.95`, `default_0.5`).
-    pub name: String,
-    /// Predict pneumonia iff P ≥ threshold.
-    pub threshold: f64,
-    /// Accuracy on test.
-    pub accuracy: f64,
-    /// Precision on test.
-    pub precision: f64,
-    /// Recall (sensitivity) on test.
-    pub recall: f64,
-    /// Specificity on test.
-    pub specificity: f64,
-    /// F1 on test.
-    pub f1: f64,
-    /// True positives.
-    pub tp: u64,
-    /// False positives.
-    pub fp: u64,
-    /// True negatives.
-    pub tn: u64,
-    /// False negatives.
-    #[serde(rename = "fn")]
-    pub fn_: u64,
+/// Reads `history.csv` of `dir`.
+pub fn read_history(dir: &Path) -> Result<Vec<EpochRow>> {
+    let hpath = dir.join(names::HISTORY);
+    let htext = read(&hpath)?;
+    let h = Csv::parse(&hpath, &htext, &[HISTORY_HEADER])?;
+    let mut history = Vec::new();
+    for (line, f) in &h.rows {
+        history.push(EpochRow {
+            epoch: h.get(*line, f, "epoch")?,
+            train_loss: h.get(*line, f, "train_loss")?,
+            val_loss: h.get(*line, f, "val_loss")?,
+            val_auc: h.get(*line, f, "val_auc")?,
+        });
+    }
+    Ok(history)
 }
 
-/// A figure with its bootstrap interval.
-#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
-pub struct Interval {
-    /// Figure on the original data.
-    pub estimate: f64,
-    /// Lower percentile.
-    pub low: f64,
-    /// Upper percentile.
-    pub high: f64,
-}
+/// The header of `predictions.csv`.
+pub const PREDICTIONS_HEADER: &str = "split,index,label,prob,logit,prob_calibrated";
 
-/// `metrics.json` → `bootstrap.ci`: stratified-bootstrap intervals on test.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
-pub struct BootstrapCi {
-    /// Resamples drawn.
-    pub resamples: usize,
-    /// Interval level, e.g. 0.95.
-    pub confidence: f64,
-    /// Threshold the figures use.
-    pub threshold: f64,
-    /// Accuracy.
-    pub accuracy: Interval,
-    /// Sensitivity.
-    pub sensitivity: Interval,
-    /// Specificity.
-    pub specificity: Interval,
-    /// F1.
-    pub f1: Interval,
-    /// Top-label ECE.
-    pub ece: Interval,
+/// Writes `predictions.csv` in `dir`, atomically: one row per image, `logit` and
+/// `prob_calibrated` empty where a row has none.
+pub fn write_predictions(dir: &Path, rows: &[PredictionRow]) -> Result<()> {
+    let mut s = format!("{PREDICTIONS_HEADER}\n");
+    let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    for p in rows {
+        let _ = writeln!(
+            s,
+            "{},{},{},{},{},{}",
+            p.split,
+            p.index,
+            p.label,
+            p.prob,
+            opt(p.logit),
+            opt(p.prob_calibrated)
+        );
+    }
+    write_atomic(&dir.join(names::PREDICTIONS), s.as_bytes())
 }
 
 /// One row of `history.csv`.
@@ -253,8 +197,8 @@ pub struct RunFolder {
     pub history: Vec<EpochRow>,
     /// Every val and test prediction.
     pub predictions: Vec<PredictionRow>,
-    /// `config.json` as a JSON value.
-    pub config: serde_json::Value,
+    /// `config.json`.
+    pub config: RunConfig,
     /// `roc.csv`, when present.
     pub roc: Option<Vec<CurvePoint>>,
     /// `pr.csv`, when present.
@@ -265,19 +209,6 @@ pub struct RunFolder {
     pub lr_find: Option<Vec<LrFindRow>>,
     /// The `audit/` files that are present.
     pub audit: Audit,
-}
-
-fn opt_field<T: serde::de::DeserializeOwned>(
-    path: &Path,
-    metrics: &serde_json::Value,
-    key: &str,
-) -> Result<Option<T>> {
-    match metrics.get(key) {
-        None | Some(serde_json::Value::Null) => Ok(None),
-        Some(v) => serde_json::from_value(v.clone())
-            .map(Some)
-            .map_err(|e| format_err(path, format!("field `{key}`: {e}"))),
-    }
 }
 
 fn curve(path: &Path, header: &str, x: &str, y: &str) -> Result<Option<Vec<CurvePoint>>> {
@@ -291,7 +222,7 @@ fn curve(path: &Path, header: &str, x: &str, y: &str) -> Result<Option<Vec<Curve
         let threshold = match t {
             "" => None,
             "inf" => Some(f64::INFINITY),
-            _ => Some(crate::files::parse(path, *line, "threshold", t)?),
+            _ => Some(crate::io::parse(path, *line, "threshold", t)?),
         };
         out.push(CurvePoint {
             split: csv.text(f, "split")?.to_string(),
@@ -309,50 +240,15 @@ impl RunFolder {
     /// `lr_find.csv` and the `audit/` files are optional (absent → `None`) but must be
     /// well-formed when present.
     pub fn open(dir: &Path) -> Result<Self> {
-        let mpath = dir.join("metrics.json");
-        let metrics: serde_json::Value = json(&mpath, &read(&mpath)?)?;
-        let split = |name: &str| -> Result<SplitMetrics> {
-            let v = metrics
-                .get(name)
-                .ok_or_else(|| format_err(&mpath, format!("missing object `{name}`")))?;
-            serde_json::from_value(v.clone())
-                .map_err(|e| format_err(&mpath, format!("`{name}`: {e}")))
-        };
-        let (val, test) = (split("val")?, split("test")?);
-        let calibration = opt_field(&mpath, &metrics, "calibration")?;
-        let operating_points =
-            opt_field::<Vec<OperatingPoint>>(&mpath, &metrics, "operating_points")?
-                .unwrap_or_default();
-        let bootstrap = match metrics.get("bootstrap").and_then(|b| b.get("ci")) {
-            None => None,
-            Some(v) => Some(
-                serde_json::from_value(v.clone())
-                    .map_err(|e| format_err(&mpath, format!("field `bootstrap.ci`: {e}")))?,
-            ),
-        };
+        let metrics = Metrics::read(&dir.join(names::METRICS))?;
+        let history = read_history(dir)?;
 
-        let hpath = dir.join("history.csv");
-        let htext = read(&hpath)?;
-        let h = Csv::parse(&hpath, &htext, &["epoch,train_loss,val_loss,val_auc"])?;
-        let mut history = Vec::new();
-        for (line, f) in &h.rows {
-            history.push(EpochRow {
-                epoch: h.get(*line, f, "epoch")?,
-                train_loss: h.get(*line, f, "train_loss")?,
-                val_loss: h.get(*line, f, "val_loss")?,
-                val_auc: h.get(*line, f, "val_auc")?,
-            });
-        }
-
-        let ppath = dir.join("predictions.csv");
+        let ppath = dir.join(names::PREDICTIONS);
         let ptext = read(&ppath)?;
         let p = Csv::parse(
             &ppath,
             &ptext,
-            &[
-                "split,index,label,prob,logit,prob_calibrated",
-                "split,index,label,prob",
-            ],
+            &[PREDICTIONS_HEADER, "split,index,label,prob"],
         )?;
         let full = p.header.len() == 6;
         let mut predictions = Vec::with_capacity(p.rows.len());
@@ -382,35 +278,34 @@ impl RunFolder {
             });
         }
 
-        let cpath = dir.join("config.json");
-        let config: serde_json::Value = json(&cpath, &read(&cpath)?)?;
+        let config = RunConfig::read(&dir.join(names::CONFIG))?;
 
         let roc = curve(
-            &dir.join("roc.csv"),
+            &dir.join(names::ROC),
             "split,fpr,tpr,threshold",
             "fpr",
             "tpr",
         )?;
         let pr = curve(
-            &dir.join("pr.csv"),
+            &dir.join(names::PR),
             "split,recall,precision,threshold",
             "recall",
             "precision",
         )?;
-        let reliability = read_reliability(&dir.join("reliability.csv"))?;
-        let lr_find = read_lr_find(&dir.join("lr_find.csv"))?;
+        let reliability = read_reliability(&dir.join(names::RELIABILITY))?;
+        let lr_find = read_lr_find(&dir.join(names::LR_FIND))?;
         let audit = Audit::open(dir)?;
 
         Ok(Self {
             dir: dir.to_path_buf(),
-            val,
-            test,
-            best_epoch: metrics["best_epoch"].as_u64().map(|v| v as usize),
-            model: metrics["model"].as_str().unwrap_or("unknown").to_string(),
-            train_seconds: metrics["timing"]["train_seconds"].as_f64(),
-            calibration,
-            operating_points,
-            bootstrap,
+            val: metrics.val,
+            test: metrics.test,
+            best_epoch: metrics.best_epoch,
+            model: metrics.model.unwrap_or_else(|| "unknown".into()),
+            train_seconds: metrics.timing.map(|t| t.train_seconds),
+            calibration: metrics.calibration,
+            operating_points: metrics.operating_points,
+            bootstrap: metrics.bootstrap.map(|b| b.ci),
             history,
             predictions,
             config,

@@ -1,4 +1,4 @@
-//! The `audit/` files written by cxr-train's audit step (see the run-folder contract
+//! The `audit/` files written by cxr-audit (see the run-folder contract
 //! in `docs/architecture.md`). Every file is optional: a missing one reads as `None`
 //! and its report section says "not computed"; a malformed one is an error naming
 //! the file and the line or field.
@@ -6,10 +6,19 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use crate::Result;
-use crate::files::{Csv, format_err, json, read_optional};
+use crate::io::{Csv, format_err, json, read_optional};
+use crate::{Result, names};
+
+/// The header of `audit/quality.csv`.
+pub const QUALITY_HEADER: &str =
+    "split,index,label,prob,pred,contrast_rms,contrast_michelson,sharpness,brightness,entropy";
+/// The header of `audit/gallery.csv`.
+pub const GALLERY_HEADER: &str = "kind,rank,split,index,label,prob,loss,image,gradcam,occlusion,pred,explained_class,gradcam_raw_max,occlusion_max_drop";
+/// The header of `audit/robustness.csv`.
+pub const ROBUSTNESS_HEADER: &str =
+    "corruption,severity,auc,sensitivity,specificity,accuracy,parameter";
 
 /// One row of `audit/quality.csv`: image-quality measures of a test image.
 #[derive(Debug, Clone, PartialEq)]
@@ -38,7 +47,7 @@ pub struct QualityRow {
 
 /// A test of association in `failure_modes.json` (`fp_test`, `fn_test`, and the
 /// optional `fp_fisher`, `fn_fisher`).
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AssociationTest {
     /// Which test (`fisher_exact_bottom_vs_top_quartile`, `chi_square_trend`).
     pub test: String,
@@ -56,7 +65,7 @@ pub struct AssociationTest {
 }
 
 /// A logistic regression of an error on the standardised measure.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Logit {
     /// Coefficient (log-odds per standard deviation).
     pub coef: Option<f64>,
@@ -75,7 +84,7 @@ pub struct Logit {
 }
 
 /// Error rates in one quartile of a measure.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Quartile {
     /// 1..4.
     pub q: u8,
@@ -98,7 +107,7 @@ pub struct Quartile {
 }
 
 /// Failure rates by quartile of one measure, with tests of association.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct MeasureModes {
     /// Measure name (`sharpness`, `contrast_rms`, ...).
     pub measure: String,
@@ -123,7 +132,7 @@ pub struct MeasureModes {
 }
 
 /// One of the study's hypotheses and what the data says about it.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Hypothesis {
     /// Stable id, e.g. `blur_causes_fp`.
     pub id: String,
@@ -155,7 +164,7 @@ impl Hypothesis {
 }
 
 /// `audit/failure_modes.json`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FailureModes {
     /// Decision threshold the errors use.
     pub threshold: f64,
@@ -278,7 +287,7 @@ pub struct RobustnessRow {
 }
 
 /// Overlay rendering recorded in `audit/audit.json`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Overlay {
     /// Colormap name (e.g. `turbo`).
     pub colormap: String,
@@ -288,7 +297,7 @@ pub struct Overlay {
 }
 
 /// `audit/audit.json`: how the audit ran.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AuditMeta {
     /// Model audited.
     #[serde(default)]
@@ -311,10 +320,34 @@ pub struct AuditMeta {
     /// Seconds per stage.
     #[serde(default)]
     pub stage_seconds: BTreeMap<String, f64>,
+    /// The audit's settings, when recorded.
+    #[serde(default)]
+    pub options: Option<AuditSettings>,
+}
+
+/// `audit/audit.json` → `options`: the settings the audit ran with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AuditSettings {
+    /// Images per gallery group.
+    pub gallery_k: usize,
+    /// At most this many gallery images got Grad-CAM and occlusion maps.
+    pub explain_limit: usize,
+    /// Side of the gallery tiles in pixels.
+    pub tile_size: usize,
+    /// Whether the corruption sweep ran.
+    pub robustness: bool,
+    /// Seed of the corruptions.
+    pub seed: u64,
+    /// Whether duplicates were searched for.
+    pub duplicates: bool,
+    /// Hamming-distance limit of near-duplicate candidates.
+    pub max_hamming: u32,
+    /// Pixel correlation a candidate needs to count as a near duplicate.
+    pub min_correlation: f64,
 }
 
 /// Class counts of one split.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SplitBalance {
     /// Split name.
     pub split: String,
@@ -329,7 +362,7 @@ pub struct SplitBalance {
 }
 
 /// Prevalence difference between two splits.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PrevalenceShift {
     /// First split.
     pub a: String,
@@ -340,7 +373,7 @@ pub struct PrevalenceShift {
 }
 
 /// Duplicate pairs between two splits.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct PairCount {
     /// First split.
     pub a: String,
@@ -354,10 +387,16 @@ pub struct PairCount {
     /// Distinct images of `b` with a match, when recorded.
     #[serde(default)]
     pub images_b: Option<u64>,
+    /// Pairs within the dHash limit before the correlation check, when recorded.
+    #[serde(default)]
+    pub candidates: Option<u64>,
+    /// Up to 20 example pairs (index in `a`, index in `b`), when recorded.
+    #[serde(default)]
+    pub examples: Vec<(usize, usize)>,
 }
 
 /// Duplicates found by hashing.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Duplicates {
     /// Exact duplicates within each split.
     pub exact_within: BTreeMap<String, u64>,
@@ -371,10 +410,25 @@ pub struct Duplicates {
     pub near_across: Vec<PairCount>,
     /// How duplicates were found.
     pub method: String,
+    /// Each split's exact duplicate pairs within itself, with examples.
+    #[serde(default)]
+    pub exact_within_detail: Vec<PairCount>,
+    /// Each split's near duplicate pairs within itself, with examples.
+    #[serde(default)]
+    pub near_within_detail: Vec<PairCount>,
+    /// The dHash Hamming-distance limit used.
+    #[serde(default)]
+    pub max_hamming: Option<u32>,
+    /// The pixel correlation limit used.
+    #[serde(default)]
+    pub min_correlation: Option<f64>,
+    /// What the counts mean.
+    #[serde(default)]
+    pub counts_note: Option<String>,
 }
 
 /// `audit/data_audit.json`.
-#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DataAudit {
     /// Class balance per split.
     pub splits: Vec<SplitBalance>,
@@ -386,6 +440,9 @@ pub struct DataAudit {
     /// Images excluded from training/evaluation because of duplicates.
     #[serde(default)]
     pub excluded: u64,
+    /// What was excluded, in words.
+    #[serde(default)]
+    pub excluded_note: Option<String>,
 }
 
 /// The `audit/` files present in a run folder.
@@ -408,19 +465,19 @@ pub struct Audit {
 impl Audit {
     /// Reads whichever `audit/` files exist under the run folder `dir`.
     pub fn open(dir: &Path) -> Result<Self> {
-        let a = dir.join("audit");
+        let a = dir.join(names::AUDIT_DIR);
         Ok(Self {
-            quality: read_quality(&a.join("quality.csv"))?,
-            failure_modes: read_failure_modes(&a.join("failure_modes.json"))?,
-            gallery: read_gallery(&a.join("gallery.csv"))?,
-            robustness: read_robustness(&a.join("robustness.csv"))?,
-            data_audit: match read_optional(&a.join("data_audit.json"))? {
+            quality: read_quality(&a.join(names::AUDIT_QUALITY))?,
+            failure_modes: read_failure_modes(&a.join(names::AUDIT_FAILURE_MODES))?,
+            gallery: read_gallery(&a.join(names::AUDIT_GALLERY))?,
+            robustness: read_robustness(&a.join(names::AUDIT_ROBUSTNESS))?,
+            data_audit: match read_optional(&a.join(names::AUDIT_DATA))? {
                 None => None,
-                Some(t) => Some(json(&a.join("data_audit.json"), &t)?),
+                Some(t) => Some(json(&a.join(names::AUDIT_DATA), &t)?),
             },
-            meta: match read_optional(&a.join("audit.json"))? {
+            meta: match read_optional(&a.join(names::AUDIT_META))? {
                 None => None,
-                Some(t) => Some(json(&a.join("audit.json"), &t)?),
+                Some(t) => Some(json(&a.join(names::AUDIT_META), &t)?),
             },
         })
     }
@@ -430,13 +487,7 @@ fn read_quality(path: &Path) -> Result<Option<Vec<QualityRow>>> {
     let Some(text) = read_optional(path)? else {
         return Ok(None);
     };
-    let c = Csv::parse(
-        path,
-        &text,
-        &[
-            "split,index,label,prob,pred,contrast_rms,contrast_michelson,sharpness,brightness,entropy",
-        ],
-    )?;
+    let c = Csv::parse(path, &text, &[QUALITY_HEADER])?;
     let mut out = Vec::with_capacity(c.rows.len());
     for (line, f) in &c.rows {
         let l = *line;
@@ -499,7 +550,7 @@ fn read_gallery(path: &Path) -> Result<Option<Vec<GalleryRow>>> {
         path,
         &text,
         &[
-            "kind,rank,split,index,label,prob,loss,image,gradcam,occlusion,pred,explained_class,gradcam_raw_max,occlusion_max_drop",
+            GALLERY_HEADER,
             "kind,rank,split,index,label,prob,loss,image,gradcam,occlusion",
         ],
     )?;
@@ -557,7 +608,7 @@ fn read_robustness(path: &Path) -> Result<Option<Vec<RobustnessRow>>> {
         path,
         &text,
         &[
-            "corruption,severity,auc,sensitivity,specificity,accuracy,parameter",
+            ROBUSTNESS_HEADER,
             "corruption,severity,auc,sensitivity,specificity,accuracy",
         ],
     )?;

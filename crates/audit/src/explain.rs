@@ -2,55 +2,9 @@
 
 use candle_core::{D, Device, Tensor, Var};
 use cxr_data::{Normalize, resize_bilinear};
-use cxr_models::{ResNet18, SeedCnn, imagenet_input};
+use cxr_models::Classifier;
 
-use crate::{Result, TrainError};
-
-/// What the audit needs from a network: inference logits, and the network split at
-/// its last convolutional block so that Grad-CAM can differentiate the logit with
-/// respect to that block's activations.
-///
-/// Implemented for [`SeedCnn`] and [`ResNet18`]; another network joins the audit by
-/// implementing these three methods (inference mode: batch-norm statistics frozen).
-pub trait AuditModel {
-    /// Logits `[N]` for normalised images `[N, C, H, W]`.
-    fn logits(&self, x: &Tensor) -> Result<Tensor>;
-    /// The last convolutional block's activations `[N, C, h, w]`.
-    fn features(&self, x: &Tensor) -> Result<Tensor>;
-    /// Logits `[N]` computed from [`AuditModel::features`]' output; the gradient of
-    /// the logits with respect to `features` must flow through it.
-    fn head(&self, features: &Tensor) -> Result<Tensor>;
-}
-
-impl AuditModel for SeedCnn {
-    fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.forward(x)?)
-    }
-
-    fn features(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.forward_with_features(x)?.0)
-    }
-
-    fn head(&self, features: &Tensor) -> Result<Tensor> {
-        Ok(SeedCnn::head(self, features)?)
-    }
-}
-
-/// ResNet18 takes `[N, 1, H, W]` pixels in [0, 1] here (a run's normalisation is
-/// mean 0, std 1) and maps them to its ImageNet-normalised 3-channel input itself.
-impl AuditModel for ResNet18 {
-    fn logits(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.forward(&imagenet_input(x)?)?)
-    }
-
-    fn features(&self, x: &Tensor) -> Result<Tensor> {
-        Ok(self.forward_with_features(&imagenet_input(x)?)?.0)
-    }
-
-    fn head(&self, features: &Tensor) -> Result<Tensor> {
-        Ok(ResNet18::head(self, features)?)
-    }
-}
+use crate::{AuditError, Result};
 
 /// The class an explanation is for. With one logit `z` (P(pneumonia) = σ(z)), the
 /// evidence for pneumonia is `z` and the evidence for normal is `−z`.
@@ -144,20 +98,20 @@ impl HeatMap {
 /// Grad-CAM (Selvaraju et al. 2017) for a batch `x` `[N, C, H, W]` of normalised
 /// images, one target class per image.
 ///
-/// For image `i` with activations `A` (`[C, h, w]`, from [`AuditModel::features`])
+/// For image `i` with activations `A` (`[C, h, w]`, from [`Classifier::features`])
 /// and score `s = ±logit` (`+` for pneumonia, `−` for normal): the channel weights
 /// are `αc = mean over (h, w) of ∂s/∂Ac`, the map is `ReLU(Σc αc·Ac)`, upsampled
 /// bilinearly to `H × W` and divided by its maximum, so 1 (hot) is the strongest
 /// evidence for the target class; the scale is never inverted. Gradients come from
-/// candle's autograd through [`AuditModel::head`].
+/// candle's autograd through [`Classifier::head`].
 pub fn grad_cam(
-    model: &dyn AuditModel,
+    model: &dyn Classifier,
     x: &Tensor,
     targets: &[TargetClass],
 ) -> Result<Vec<HeatMap>> {
     let (n, _, hh, ww) = x.dims4()?;
     if targets.len() != n {
-        return Err(TrainError::Config {
+        return Err(AuditError::Config {
             field: "targets".into(),
             reason: format!("{} target classes for {n} images", targets.len()),
         });
@@ -204,7 +158,7 @@ pub fn grad_cam(
 /// divided by its maximum (hot = occluding it removes evidence for the class).
 #[allow(clippy::too_many_arguments)]
 pub fn occlusion_map(
-    model: &dyn AuditModel,
+    model: &dyn Classifier,
     image: &[f32],
     h: usize,
     w: usize,
@@ -215,7 +169,7 @@ pub fn occlusion_map(
     device: &Device,
 ) -> Result<HeatMap> {
     if image.len() != h * w || h == 0 || w == 0 {
-        return Err(TrainError::Config {
+        return Err(AuditError::Config {
             field: "image".into(),
             reason: format!("{} pixels for a {h}×{w} image", image.len()),
         });

@@ -1,6 +1,6 @@
 use candle_core::{Device, DeviceLocation};
 
-use crate::{Result, TrainError};
+use crate::{ModelError, Result};
 
 /// Parses a device spec: `cpu`, `cuda`, `cuda:N`, `metal`, or `auto` (CUDA if this
 /// build has it and a GPU answers, else Metal likewise, else CPU).
@@ -8,7 +8,7 @@ use crate::{Result, TrainError};
 /// A CUDA or Metal request on a build without that cargo feature is an error that
 /// names the feature to enable.
 pub fn parse_device(spec: &str) -> Result<Device> {
-    let err = |reason: String| TrainError::Device {
+    let err = |reason: String| ModelError::Device {
         spec: spec.to_string(),
         reason,
     };
@@ -77,7 +77,7 @@ mod tests {
         assert!(parse_device("auto").is_ok());
         for bad in ["gpu", "cuda:x", "cuda:", "", "tpu:0"] {
             assert!(
-                matches!(parse_device(bad), Err(TrainError::Device { .. })),
+                matches!(parse_device(bad), Err(ModelError::Device { .. })),
                 "{bad}"
             );
         }

@@ -1,14 +1,96 @@
+//! The settings of a training run, as `config.json` records them under `train`.
+
 use serde::{Deserialize, Serialize};
 
-use crate::{AdamConfig, Precision, Result, TrainError};
+use crate::{Result, RunFolderError};
+
+/// Which Adam variant to use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum OptimizerKind {
+    /// `torch.optim.Adam`: weight decay (if any) is added to the gradient (L2).
+    Adam,
+    /// `torch.optim.AdamW`: decoupled weight decay, `θ ← θ(1 − lr·wd)` before the step.
+    AdamW,
+}
+
+/// Hyper-parameters of the Adam optimizer (`cxr-train`'s `Adam`); absent values read
+/// as PyTorch's defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct AdamConfig {
+    /// Variant: L2 (`adam`) or decoupled (`adamw`) weight decay.
+    pub kind: OptimizerKind,
+    /// Learning rate.
+    pub lr: f64,
+    /// β₁, the first-moment decay.
+    pub beta1: f64,
+    /// β₂, the second-moment decay.
+    pub beta2: f64,
+    /// ε added to the denominator.
+    pub eps: f64,
+    /// Weight decay (0 disables it).
+    pub weight_decay: f64,
+}
+
+impl Default for AdamConfig {
+    /// PyTorch's `Adam` defaults with lr 1e-3: β = (0.9, 0.999), ε = 1e-8, no decay.
+    fn default() -> Self {
+        Self {
+            kind: OptimizerKind::Adam,
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+        }
+    }
+}
+
+/// Numeric type of the forward pass.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Precision {
+    /// Everything in f32 (the default; the only choice on the CPU).
+    #[default]
+    F32,
+    /// bf16 autocast of the forward pass, f32 master weights and loss (CUDA sm80+, Metal).
+    Bf16,
+    /// f16 autocast with dynamic loss scaling, f32 master weights and loss.
+    F16,
+}
+
+impl Precision {
+    /// The name used on the command line and in `config.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::F32 => "f32",
+            Self::Bf16 => "bf16",
+            Self::F16 => "f16",
+        }
+    }
+
+    /// Parses `f32`, `bf16` or `f16` (case-insensitive).
+    pub fn parse(s: &str) -> Result<Self> {
+        match s.trim().to_ascii_lowercase().as_str() {
+            "f32" | "fp32" => Ok(Self::F32),
+            "bf16" => Ok(Self::Bf16),
+            "f16" | "fp16" => Ok(Self::F16),
+            other => Err(RunFolderError::Setting {
+                field: "precision".into(),
+                reason: format!("expected f32, bf16 or f16, got `{other}`"),
+            }),
+        }
+    }
+}
 
 /// Which network to train.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum ModelKind {
-    /// The seed study's 3-block CNN ([`cxr_models::SeedCnn`]).
+    /// The seed study's 3-block CNN (`cxr_models::SeedCnn`).
     Cnn,
-    /// torchvision's ResNet18 with a one-logit head ([`cxr_models::ResNet18`]).
+    /// torchvision's ResNet18 with a one-logit head (`cxr_models::ResNet18`).
     Resnet18,
 }
 
@@ -39,7 +121,7 @@ pub enum Schedule {
     /// The configured learning rate throughout (the seed recipe).
     #[default]
     Constant,
-    /// fastai's / PyTorch's one-cycle policy ([`crate::OneCycle`]): cosine warm-up from
+    /// fastai's / PyTorch's one-cycle policy (`cxr-train`'s `OneCycle`): cosine warm-up from
     /// `lr / div` to `lr` over the first `pct_start` of the phase, cosine annealing to
     /// `lr / div_final`, and Adam's β₁ cycled 0.95 → 0.85 → 0.95 against it.
     OneCycle {
@@ -60,8 +142,10 @@ fn default_lr_mult() -> f64 {
     1.0
 }
 
-/// Every setting of a training run; written to `config.json`.
+/// Every setting of a training run; written to `config.json`. A setting absent from
+/// a file (written by an older version) reads as the seed recipe's.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct TrainConfig {
     /// The network.
     pub model: ModelKind,
@@ -94,7 +178,7 @@ pub struct TrainConfig {
     #[serde(default)]
     pub precision: Precision,
     /// Initial weights (ResNet18 only): `none` (from scratch), `hub:owner/name[@rev]`
-    /// or a `.safetensors` path — see [`cxr_models::WeightsSource`].
+    /// or a `.safetensors` path — see `cxr_models::WeightsSource`.
     #[serde(default = "default_weights")]
     pub weights: String,
     /// Epochs trained first with the body frozen (head and BatchNorm layers only,
@@ -157,14 +241,14 @@ impl TrainConfig {
     /// AdamW 1e-3 with weight decay 0.01 and PyTorch's `OneCycleLR` defaults
     /// (`pct_start` 0.3, `div` 25, `div_final` 1e4). Both: 64×64 input, light
     /// augmentation, batch 64, pixels in [0, 1] (ImageNet normalisation is part of the
-    /// model input, see [`cxr_models::imagenet_input`]).
+    /// model input, see `cxr_models::imagenet_input`).
     pub fn resnet18(weights: &str) -> Self {
         let pretrained = !weights.trim().eq_ignore_ascii_case("none");
         Self {
             model: ModelKind::Resnet18,
             epochs: if pretrained { 5 } else { 10 },
             optimizer: AdamConfig {
-                kind: crate::OptimizerKind::AdamW,
+                kind: OptimizerKind::AdamW,
                 lr: if pretrained { 2e-3 } else { 1e-3 },
                 weight_decay: 0.01,
                 ..AdamConfig::default()
@@ -190,10 +274,11 @@ impl TrainConfig {
         self.freeze_epochs + self.epochs
     }
 
-    /// Checks every value, naming the offending setting.
+    /// Checks every value, naming the offending setting. The syntax of
+    /// [`TrainConfig::weights`] is `cxr-models`' to check (`WeightsSource`'s parser).
     pub fn validate(&self) -> Result<()> {
         let bad = |field: &str, reason: String| {
-            Err(TrainError::Config {
+            Err(RunFolderError::Setting {
                 field: field.into(),
                 reason,
             })
@@ -234,10 +319,7 @@ impl TrainConfig {
                 format!("must lie in (0, 1), got {}", self.threshold),
             );
         }
-        let weights = match self.weights.parse::<cxr_models::WeightsSource>() {
-            Ok(w) => w,
-            Err(e) => return bad("weights", e.to_string()),
-        };
+        let no_weights = self.weights.trim().eq_ignore_ascii_case("none");
         if !(self.lr_mult.is_finite() && self.lr_mult >= 1.0) {
             return bad(
                 "lr-mult",
@@ -264,7 +346,7 @@ impl TrainConfig {
             );
         }
         if self.model == ModelKind::Cnn {
-            if weights != cxr_models::WeightsSource::None {
+            if !no_weights {
                 return bad(
                     "weights",
                     format!(
@@ -351,7 +433,7 @@ mod tests {
         ];
         for (cfg, field) in cases {
             match cfg.validate() {
-                Err(TrainError::Config { field: f, .. }) => assert_eq!(f, field),
+                Err(RunFolderError::Setting { field: f, .. }) => assert_eq!(f, field),
                 other => panic!("{field}: {other:?}"),
             }
         }

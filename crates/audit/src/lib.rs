@@ -1,6 +1,13 @@
 //! The audit of a trained model: where and why it fails, written to `<run>/audit/`.
 //!
-//! Files (all written atomically; the contract with `cxr-report`):
+//! Key items: [`audit_run`] (a run folder's model on its data) and [`audit_model`] (any
+//! [`cxr_models::Classifier`]), with [`AuditOptions`]; [`grad_cam`] and
+//! [`occlusion_map`] explain single predictions ([`HeatMap`], [`TargetClass`]).
+//!
+//! What this crate does not do: train (`cxr-train`), or render the findings
+//! (`cxr-report` reads the files below). The files' format is `cxr-runfolder`'s.
+//!
+//! Files (all written atomically):
 //! - `quality.csv`: `split,index,label,prob,pred,contrast_rms,contrast_michelson,sharpness,brightness,entropy`
 //!   per test image.
 //! - `failure_modes.json`: error rates by quartile of each measure, tests of
@@ -12,6 +19,10 @@
 //! - `data_audit.json`: class balance per split and exact / near duplicates.
 //! - `audit.json`: settings and the time each stage took.
 
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod error;
 mod explain;
 mod failure;
 mod render;
@@ -23,18 +34,19 @@ use std::time::Instant;
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 use cxr_data::{Corruption, Dataset, ImageSet, MAX_SEVERITY, Normalize, Quality, Split};
-use cxr_models::{CnnConfig, ResNet18, ResNetConfig, SeedCnn};
-use serde_json::{Value, json};
-use tracing::info;
+use cxr_models::{Classifier, build_classifier, parse_device};
+use cxr_runfolder::{
+    AuditMeta, AuditSettings, DataAudit, Duplicates, Overlay, PairCount, PrevalenceShift,
+    RunConfig, RunLock, SplitBalance, TrainConfig, names, write_atomic, write_json,
+};
 
-pub use explain::{AuditModel, HeatMap, TargetClass, grad_cam, occlusion_map};
+use tracing::info;
+use tracing_indicatif::span_ext::IndicatifSpanExt;
+
+pub use error::{AuditError, Result};
+pub use explain::{HeatMap, TargetClass, grad_cam, occlusion_map};
 pub use failure::ALPHA;
 pub use render::{OVERLAY_ALPHA, turbo};
-
-use crate::runfolder::RunFiles;
-use crate::{
-    ModelKind, Result, RunLock, TrainConfig, TrainError, bce_with_logits_host, parse_device,
-};
 
 /// Settings of an audit.
 #[derive(Debug, Clone, PartialEq)]
@@ -101,9 +113,9 @@ pub struct AuditSummary {
 /// missing or unreadable, or `data` is not the data the model was trained on (its
 /// sha256 differs from the one in `config.json`).
 pub fn audit_run(run_dir: &Path, data: &Dataset, opts: &AuditOptions) -> Result<AuditSummary> {
-    let config_path = run_dir.join("config.json");
+    let config_path = run_dir.join(names::CONFIG);
     if !config_path.is_file() {
-        return Err(TrainError::io(
+        return Err(AuditError::io(
             &config_path,
             std::io::Error::new(
                 std::io::ErrorKind::NotFound,
@@ -112,81 +124,47 @@ pub fn audit_run(run_dir: &Path, data: &Dataset, opts: &AuditOptions) -> Result<
         ));
     }
     let _lock = RunLock::acquire(run_dir)?;
-    audit_run_locked(run_dir, data, opts)
-}
-
-/// [`audit_run`] for a caller that already holds the run folder's lock.
-pub(crate) fn audit_run_locked(
-    run_dir: &Path,
-    data: &Dataset,
-    opts: &AuditOptions,
-) -> Result<AuditSummary> {
-    let config_path = run_dir.join("config.json");
-    let text =
-        std::fs::read_to_string(&config_path).map_err(|e| TrainError::io(&config_path, e))?;
-    let bad_config = |reason: String| TrainError::Checkpoint {
-        path: config_path.clone(),
+    let config = RunConfig::read(&config_path)?;
+    if !config.data.sha256.is_empty() && config.data.sha256 != data.sha256 {
+        return Err(AuditError::Run {
+            path: config_path,
+            reason: format!(
+                "the model was trained on data with sha256 {}, but {} has {}",
+                config.data.sha256,
+                data.source.display(),
+                data.sha256
+            ),
+        });
+    }
+    let cfg = config.train;
+    let device = parse_device(&cfg.device)?;
+    let weights_path = run_dir.join(names::MODEL);
+    let bad_weights = |reason: String| AuditError::Run {
+        path: weights_path.clone(),
         reason,
     };
-    let config: Value =
-        serde_json::from_str(&text).map_err(|e| bad_config(format!("not JSON: {e}")))?;
-    let cfg: TrainConfig = serde_json::from_value(config["train"].clone())
-        .map_err(|e| bad_config(format!("`train` settings: {e}")))?;
-    if let Some(sha) = config["data"]["sha256"].as_str()
-        && sha != data.sha256
-    {
-        return Err(bad_config(format!(
-            "the model was trained on data with sha256 {sha}, but {} has {}",
-            data.source.display(),
-            data.sha256
-        )));
-    }
-    let device = parse_device(&cfg.device)?;
-    let weights_path = run_dir.join("model.safetensors");
-    let tensors = candle_core::safetensors::load(&weights_path, &device).map_err(|e| {
-        TrainError::Checkpoint {
-            path: weights_path.clone(),
-            reason: e.to_string(),
-        }
-    })?;
-    match cfg.model {
-        ModelKind::Cnn => {
-            let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
-            let model =
-                SeedCnn::new(vb, &CnnConfig::default()).map_err(|e| TrainError::Checkpoint {
-                    path: weights_path.clone(),
-                    reason: e.to_string(),
-                })?;
-            audit_model(&model, &cfg, data, run_dir, opts)
-        }
-        ModelKind::Resnet18 => {
-            let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
-            let model = ResNet18::new(vb, &ResNetConfig::default()).map_err(|e| {
-                TrainError::Checkpoint {
-                    path: weights_path.clone(),
-                    reason: e.to_string(),
-                }
-            })?;
-            audit_model(&model, &cfg, data, run_dir, opts)
-        }
-    }
+    let tensors = candle_core::safetensors::load(&weights_path, &device)
+        .map_err(|e| bad_weights(e.to_string()))?;
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
+    let model = build_classifier(cfg.model.as_str(), vb).map_err(|e| bad_weights(e.to_string()))?;
+    audit_model(model.as_ref(), &cfg, &device, data, run_dir, opts)
 }
 
-/// Audits `model` (trained with `cfg`, whose image size, normalisation, threshold
-/// and device are used) on `data`, writing `run_dir/audit/`.
+/// Audits `model` (trained with `cfg`, whose image size, normalisation and threshold
+/// are used; its weights on `device`) on `data`, writing `run_dir/audit/`.
 pub fn audit_model(
-    model: &dyn AuditModel,
+    model: &dyn Classifier,
     cfg: &TrainConfig,
+    device: &Device,
     data: &Dataset,
     run_dir: &Path,
     opts: &AuditOptions,
 ) -> Result<AuditSummary> {
     let start = Instant::now();
-    let device = parse_device(&cfg.device)?;
-    let dir = run_dir.join("audit");
-    let gallery_dir = dir.join("gallery");
-    std::fs::create_dir_all(&gallery_dir).map_err(|e| TrainError::io(&gallery_dir, e))?;
-    let files = RunFiles::new(&dir);
+    let dir = run_dir.join(names::AUDIT_DIR);
+    let gallery_dir = dir.join(names::AUDIT_GALLERY_DIR);
+    std::fs::create_dir_all(&gallery_dir).map_err(|e| AuditError::io(&gallery_dir, e))?;
+    let write = |name: &str, text: &str| write_atomic(&dir.join(name), text.as_bytes());
     let normalize = Normalize {
         mean: cfg.normalize_mean,
         std: cfg.normalize_std,
@@ -195,7 +173,7 @@ pub fn audit_model(
         model,
         size: cfg.image_size,
         normalize,
-        device: &device,
+        device,
         batch: opts.batch_size.max(1),
     };
     let mut stages: Vec<(String, f64)> = Vec::new();
@@ -208,7 +186,7 @@ pub fn audit_model(
     // Predictions and quality measures on the test split.
     let test = &data.test;
     if test.is_empty() {
-        return Err(TrainError::Config {
+        return Err(AuditError::Config {
             field: "data".into(),
             reason: "the test split is empty: nothing to audit".into(),
         });
@@ -220,8 +198,8 @@ pub fn audit_model(
     let quality: Vec<Quality> = (0..test.len())
         .map(|i| Quality::of(test.image(i), test.height, test.width))
         .collect();
-    files.write_text(
-        "quality.csv",
+    write(
+        names::AUDIT_QUALITY,
         &quality_csv(test, &probs, &quality, threshold),
     )?;
     stage("predictions_and_quality", &mut lap);
@@ -230,14 +208,14 @@ pub fn audit_model(
     let gallery = gallery_rows(&test.labels, &logits, threshold, opts.gallery_k);
     clear_old_tiles(&gallery_dir)?;
     let csv = write_gallery(&ctx, &sized_test, &gallery, opts, &gallery_dir)?;
-    files.write_text("gallery.csv", &csv)?;
+    write(names::AUDIT_GALLERY, &csv)?;
     stage("gallery_gradcam_occlusion", &mut lap);
 
     // Robustness sweep (before the failure modes, which use it as an
     // interventional check).
     let robust_rows = if opts.robustness {
         let (csv, rows) = robustness_csv(&ctx, test, &probs, threshold, opts.seed)?;
-        files.write_text("robustness.csv", &csv)?;
+        write(names::AUDIT_ROBUSTNESS, &csv)?;
         stage("robustness", &mut lap);
         Some(rows)
     } else {
@@ -251,42 +229,38 @@ pub fn audit_model(
         threshold,
         robust_rows.as_deref(),
     );
-    files.write_json("failure_modes.json", &failure)?;
+    write_json(&dir.join(names::AUDIT_FAILURE_MODES), &failure)?;
     stage("failure_modes", &mut lap);
 
     // Data audit.
     let (data_audit, exact_across) = data_audit(data, opts, cfg.exclude_duplicates);
-    files.write_json("data_audit.json", &data_audit)?;
+    write_json(&dir.join(names::AUDIT_DATA), &data_audit)?;
     stage("data_audit", &mut lap);
 
     let seconds = start.elapsed().as_secs_f64();
-    let stage_json: serde_json::Map<String, Value> =
-        stages.iter().map(|(k, v)| (k.clone(), json!(v))).collect();
-    files.write_json(
-        "audit.json",
-        &json!({
-            "model": cfg.model.as_str(),
-            "image_size": cfg.image_size,
-            "threshold": threshold,
-            "n_test": test.len(),
-            "options": {
-                "gallery_k": opts.gallery_k,
-                "explain_limit": opts.explain_limit,
-                "tile_size": opts.tile_size,
-                "robustness": opts.robustness,
-                "seed": opts.seed,
-                "duplicates": opts.duplicates,
-                "max_hamming": opts.max_hamming,
-                "min_correlation": opts.min_correlation,
-            },
-            "overlay": {
-                "colormap": "turbo (Mikhailov 2019, polynomial approximation): 0 = near black / blue (no evidence), 0.5 = green-yellow, 1 = dark red (strongest evidence for the explained class)",
-                "alpha": OVERLAY_ALPHA,
-            },
-            "seconds": seconds,
-            "stage_seconds": stage_json,
+    let meta = AuditMeta {
+        model: Some(cfg.model.as_str().into()),
+        image_size: Some(cfg.image_size as u64),
+        threshold: Some(threshold),
+        n_test: Some(test.len() as u64),
+        options: Some(AuditSettings {
+            gallery_k: opts.gallery_k,
+            explain_limit: opts.explain_limit,
+            tile_size: opts.tile_size,
+            robustness: opts.robustness,
+            seed: opts.seed,
+            duplicates: opts.duplicates,
+            max_hamming: opts.max_hamming,
+            min_correlation: opts.min_correlation,
         }),
-    )?;
+        overlay: Some(Overlay {
+            colormap: "turbo (Mikhailov 2019, polynomial approximation): 0 = near black / blue (no evidence), 0.5 = green-yellow, 1 = dark red (strongest evidence for the explained class)".into(),
+            alpha: Some(OVERLAY_ALPHA as f64),
+        }),
+        seconds: Some(seconds),
+        stage_seconds: stages.iter().cloned().collect(),
+    };
+    write_json(&dir.join(names::AUDIT_META), &meta)?;
     let hypotheses = failure["hypotheses"]
         .as_array()
         .map(|hs| {
@@ -317,7 +291,7 @@ pub fn audit_model(
 
 /// The model and how to feed it.
 struct Ctx<'a> {
-    model: &'a dyn AuditModel,
+    model: &'a dyn Classifier,
     size: usize,
     normalize: Normalize,
     device: &'a Device,
@@ -412,14 +386,7 @@ fn gallery_rows(labels: &[u8], logits: &[f32], threshold: f64, k: usize) -> Vec<
         .iter()
         .zip(logits)
         .enumerate()
-        .map(|(i, (&y, &z))| {
-            (
-                i,
-                y,
-                sigmoid(z as f64),
-                bce_with_logits_host(z as f64, y as f64),
-            )
-        })
+        .map(|(i, (&y, &z))| (i, y, sigmoid(z as f64), logit_loss(z as f64, y as f64)))
         .collect();
     let groups: [(&'static str, &'static str, u8, bool, bool); 4] = [
         ("false_positive", "fp", 0, true, true),
@@ -458,11 +425,11 @@ fn gallery_rows(labels: &[u8], logits: &[f32], threshold: f64, k: usize) -> Vec<
 }
 
 fn clear_old_tiles(dir: &Path) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| TrainError::io(dir, e))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| AuditError::io(dir, e))?;
     for e in entries.flatten() {
         let p = e.path();
         if p.extension().is_some_and(|x| x == "png") {
-            std::fs::remove_file(&p).map_err(|e| TrainError::io(&p, e))?;
+            std::fs::remove_file(&p).map_err(|e| AuditError::io(&p, e))?;
         }
     }
     Ok(())
@@ -490,10 +457,11 @@ fn write_gallery(
     };
     let patch = h.min(w).div_ceil(4).max(1);
     let stride = patch.div_ceil(2);
-    let mut csv = String::from(
-        "kind,rank,split,index,label,prob,loss,image,gradcam,occlusion,pred,explained_class,gradcam_raw_max,occlusion_max_drop\n",
-    );
+    let mut csv = format!("{}\n", cxr_runfolder::GALLERY_HEADER);
+    let bar = progress_span("gallery", rows.len() as u64, "tiles");
+    let _shown = bar.enter();
     for (k, r) in rows.iter().enumerate() {
+        bar.pb_inc(1);
         let img: Vec<f32> = sized_test
             .image(r.index)
             .iter()
@@ -565,13 +533,12 @@ fn robustness_csv(
     threshold: f64,
     seed: u64,
 ) -> Result<(String, Vec<failure::RobustRow>)> {
-    let mut csv =
-        String::from("corruption,severity,auc,sensitivity,specificity,accuracy,parameter\n");
+    let mut csv = format!("{}\n", cxr_runfolder::ROBUSTNESS_HEADER);
     let mut rows = Vec::new();
     let mut row = |name: &str, severity: u8, parameter: Option<f64>, probs: &[f64]| -> Result<()> {
         let split = || format!("test ({name}, severity {severity})");
         let c = cxr_metrics::confusion(&test.labels, probs, threshold).map_err(|source| {
-            TrainError::Metrics {
+            AuditError::Metrics {
                 split: split(),
                 source,
             }
@@ -606,8 +573,15 @@ fn robustness_csv(
         Ok(())
     };
     row("none", 0, None, clean_probs)?;
+    let bar = progress_span(
+        "robustness",
+        (Corruption::ALL.len() * MAX_SEVERITY as usize) as u64,
+        "corrupted test sets",
+    );
+    let _shown = bar.enter();
     for c in Corruption::ALL {
         for s in 1..=MAX_SEVERITY {
+            bar.pb_inc(1);
             let corrupted = ctx.fit(&test.corrupted(c, s, seed)?)?;
             let probs: Vec<f64> = ctx
                 .logits(&corrupted)?
@@ -620,16 +594,16 @@ fn robustness_csv(
     Ok((csv, rows))
 }
 
-fn count_json(c: &cxr_data::DuplicateCount) -> Value {
-    json!({
-        "a": c.a,
-        "b": c.b,
-        "pairs": c.pairs,
-        "candidates": c.candidates,
-        "images_a": c.images_a,
-        "images_b": c.images_b,
-        "examples": c.examples,
-    })
+fn pair_count(c: &cxr_data::DuplicateCount) -> PairCount {
+    PairCount {
+        a: c.a.clone(),
+        b: c.b.clone(),
+        pairs: c.pairs as u64,
+        images_a: Some(c.images_a as u64),
+        images_b: Some(c.images_b as u64),
+        candidates: Some(c.candidates as u64),
+        examples: c.examples.clone(),
+    }
 }
 
 /// `data_audit.json` and the exact cross-split pair counts.
@@ -637,19 +611,19 @@ fn data_audit(
     data: &Dataset,
     opts: &AuditOptions,
     excluded: bool,
-) -> (Value, Vec<(String, String, usize)>) {
-    let splits: Vec<Value> = Split::ALL
+) -> (DataAudit, Vec<(String, String, usize)>) {
+    let splits: Vec<SplitBalance> = Split::ALL
         .iter()
         .map(|&s| {
             let set = data.split(s);
             let [normal, pneumonia] = set.class_counts();
-            json!({
-                "split": s.as_str(),
-                "n": set.len(),
-                "normal": normal,
-                "pneumonia": pneumonia,
-                "prevalence": if set.is_empty() { Value::Null } else { json!(pneumonia as f64 / set.len() as f64) },
-            })
+            SplitBalance {
+                split: s.as_str().into(),
+                n: set.len() as u64,
+                normal: normal as u64,
+                pneumonia: pneumonia as u64,
+                prevalence: (!set.is_empty()).then(|| pneumonia as f64 / set.len() as f64),
+            }
         })
         .collect();
     let prevalence = |s: Split| {
@@ -657,18 +631,16 @@ fn data_audit(
         let [_, p] = set.class_counts();
         (!set.is_empty()).then(|| p as f64 / set.len() as f64)
     };
-    let shift: Vec<Value> = [
+    let shift: Vec<PrevalenceShift> = [
         (Split::Train, Split::Val),
         (Split::Train, Split::Test),
         (Split::Val, Split::Test),
     ]
     .iter()
-    .map(|&(a, b)| {
-        json!({
-            "a": a.as_str(),
-            "b": b.as_str(),
-            "difference": prevalence(a).zip(prevalence(b)).map(|(pa, pb)| pb - pa),
-        })
+    .map(|&(a, b)| PrevalenceShift {
+        a: a.as_str().into(),
+        b: b.as_str().into(),
+        difference: prevalence(a).zip(prevalence(b)).map(|(pa, pb)| pb - pa),
     })
     .collect();
     let mut exact_across = Vec::new();
@@ -683,26 +655,26 @@ fn data_audit(
             .iter()
             .map(|c| (c.a.clone(), c.b.clone(), c.pairs))
             .collect();
-        let within = |v: &[cxr_data::DuplicateCount]| -> serde_json::Map<String, Value> {
-            v.iter().map(|c| (c.a.clone(), json!(c.pairs))).collect()
+        let within = |v: &[cxr_data::DuplicateCount]| {
+            v.iter().map(|c| (c.a.clone(), c.pairs as u64)).collect()
         };
-        json!({
-            "exact_within": within(&r.exact_within),
-            "exact_across": r.exact_across.iter().map(count_json).collect::<Vec<_>>(),
-            "near_within": within(&r.near_within),
-            "near_across": r.near_across.iter().map(count_json).collect::<Vec<_>>(),
-            "exact_within_detail": r.exact_within.iter().map(count_json).collect::<Vec<_>>(),
-            "near_within_detail": r.near_within.iter().map(count_json).collect::<Vec<_>>(),
-            "method": format!(
+        Some(Duplicates {
+            exact_within: within(&r.exact_within),
+            exact_across: r.exact_across.iter().map(pair_count).collect(),
+            near_within: within(&r.near_within),
+            near_across: r.near_across.iter().map(pair_count).collect(),
+            exact_within_detail: r.exact_within.iter().map(pair_count).collect(),
+            near_within_detail: r.near_within.iter().map(pair_count).collect(),
+            method: format!(
                 "exact: hash of pixels (confirmed byte by byte); near: 64-bit dHash (9x8 area-averaged grid) hamming <= {} confirmed by pixel correlation >= {}, exact pairs included",
                 r.max_hamming, r.min_correlation
             ),
-            "max_hamming": r.max_hamming,
-            "min_correlation": r.min_correlation,
-            "counts_note": "pairs: matching (a, b) pairs (within a split: i < j); candidates: pairs within the dHash limit before the correlation check; images_a / images_b: distinct images of a / b with a match; examples: up to 20 (index in a, index in b)",
+            max_hamming: Some(r.max_hamming),
+            min_correlation: Some(r.min_correlation),
+            counts_note: Some("pairs: matching (a, b) pairs (within a split: i < j); candidates: pairs within the dHash limit before the correlation check; images_a / images_b: distinct images of a / b with a match; examples: up to 20 (index in a, index in b)".into()),
         })
     } else {
-        Value::Null
+        None
     };
     // `--exclude-duplicates` drops training images only (the plan is deterministic,
     // so it is recomputed here rather than read back).
@@ -729,20 +701,51 @@ fn data_audit(
         )
     };
     (
-        json!({
-            "splits": splits,
-            "prevalence_shift": shift,
-            "duplicates": duplicates,
-            "excluded": excluded_count,
-            "excluded_note": excluded_note,
-        }),
+        DataAudit {
+            splits,
+            prevalence_shift: Some(shift),
+            duplicates,
+            excluded: excluded_count as u64,
+            excluded_note: Some(excluded_note),
+        },
         exact_across,
     )
+}
+
+/// A span that asks for a progress bar (`indicatif.pb_show`, drawn where the program
+/// installs `tracing-indicatif`) over `len` units of a stage.
+fn progress_span(stage: &'static str, len: u64, unit: &str) -> tracing::Span {
+    let span = tracing::info_span!("audit", stage, indicatif.pb_show = tracing::field::Empty);
+    let template =
+        format!("{{span_fields}} [{{bar:30}}] {{pos}}/{{len}} {unit} ({{elapsed}}<{{eta}})");
+    if let Ok(style) = indicatif::ProgressStyle::with_template(&template) {
+        span.pb_set_style(&style.progress_chars("=> "));
+    }
+    span.pb_set_length(len);
+    span
+}
+
+/// Binary cross-entropy of one logit against a 0/1 label (stable for large |z|).
+fn logit_loss(z: f64, y: f64) -> f64 {
+    z.max(0.0) - z * y + (-z.abs()).exp().ln_1p()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn quality_csv_header_is_the_run_folder_formats() {
+        let test = ImageSet {
+            images: vec![0; 4],
+            labels: vec![0],
+            height: 2,
+            width: 2,
+        };
+        let q = [Quality::of(test.image(0), 2, 2)];
+        let csv = quality_csv(&test, &[0.5], &q, 0.5);
+        assert_eq!(csv.lines().next(), Some(cxr_runfolder::QUALITY_HEADER));
+    }
 
     #[test]
     fn gallery_picks_worst_errors_and_most_confident_hits() {
@@ -771,3 +774,8 @@ mod tests {
         assert_eq!(top1.len(), 4);
     }
 }
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

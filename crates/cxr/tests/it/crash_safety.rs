@@ -8,9 +8,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+/// cxr-train's crash-safety hook: a run stops and waits to be killed at the point
+/// this variable names (`step:<epoch>:<step>`, `checkpoint:<epoch>`) ...
+const TEST_HANG_ENV: &str = "CXR_TEST_HANG_AT";
+/// ... after writing this marker into the run folder.
+const TEST_HANG_MARKER: &str = ".cxr-test-hang";
+
 /// A MedMNIST-layout npz (stored entries): 24 train, 8 val and 8 test 28×28 images,
 /// pseudo-random pixels with a class-dependent brightness, both classes in each split.
-fn tiny_npz(path: &Path) {
+pub fn tiny_npz(path: &Path) {
     let mut state = 0x2545_f491_4f6c_dd1du64;
     let mut next = move || {
         state ^= state << 13;
@@ -55,9 +61,9 @@ fn tiny_npz(path: &Path) {
     zip.finish().unwrap();
 }
 
-/// `xtask train` on `data` into `out` (3 epochs of 6 steps, seed 7, one thread).
+/// `cxr train` on `data` into `out` (3 epochs of 6 steps, seed 7, one thread).
 fn train_cmd(data: &Path, out: &Path, extra: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cxr"));
     c.args(["train", "--offline", "--epochs", "3", "--batch-size", "4"])
         .args(["--seed", "7", "--data"])
         .arg(data)
@@ -65,7 +71,7 @@ fn train_cmd(data: &Path, out: &Path, extra: &[&str]) -> Command {
         .arg(out)
         .args(extra)
         .env_remove("CXR_DATA_DIR")
-        .env_remove(cxr_train::TEST_HANG_ENV)
+        .env_remove(TEST_HANG_ENV)
         .env("RAYON_NUM_THREADS", "1")
         .env("CXR_LOG", "warn");
     c
@@ -97,14 +103,14 @@ fn kill_at(c: Command, out: &Path, point: &str) {
     child.kill().unwrap(); // SIGKILL on Unix
     let status = child.wait().unwrap();
     assert!(!status.success());
-    std::fs::remove_file(out.join(cxr_train::TEST_HANG_MARKER)).unwrap();
+    std::fs::remove_file(out.join(TEST_HANG_MARKER)).unwrap();
 }
 
 /// Starts `c` with the test hang point `point` and returns once the run waits there.
 fn hang_at(mut c: Command, out: &Path, point: &str) -> Child {
-    let marker = out.join(cxr_train::TEST_HANG_MARKER);
+    let marker = out.join(TEST_HANG_MARKER);
     let _ = std::fs::remove_file(&marker);
-    c.env(cxr_train::TEST_HANG_ENV, point)
+    c.env(TEST_HANG_ENV, point)
         .stdout(Stdio::null())
         .stderr(Stdio::null());
     let mut child: Child = c.spawn().unwrap();
@@ -225,7 +231,7 @@ fn diverging_run_keeps_its_checkpoint_and_reports_what_happened() {
 
     // `report --run` on the partial folder rebuilds that report rather than failing.
     std::fs::remove_file(run.join("report.md")).unwrap();
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cxr"));
     c.args(["report", "--run"]).arg(&run).env("CXR_LOG", "warn");
     let out = output(c);
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -262,6 +268,7 @@ fn bad_setting_values_exit_1_naming_the_setting() {
     let run = dir.path().join("run");
     for (flags, needles) in [
         (&["--lr=-1"][..], &["`lr`", "-1"][..]),
+        (&["--lr", "-1"], &["`lr`", "-1"]),
         (&["--lr", "NaN"], &["`lr`", "NaN"]),
         (&["--lr", "inf"], &["`lr`", "inf"]),
         (&["--image-size", "3"], &["`image-size`", "8..=1024"]),
@@ -281,7 +288,7 @@ fn bad_setting_values_exit_1_naming_the_setting() {
         assert!(!run.join("checkpoint.safetensors").exists());
     }
     // `--resume` needs `--out`: a usage error.
-    let mut c = Command::new(env!("CARGO_BIN_EXE_xtask"));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_cxr"));
     c.args(["train", "--resume"]);
     let out = output(c);
     assert_eq!(out.status.code(), Some(2));

@@ -1,16 +1,15 @@
-//! The audit: Grad-CAM and occlusion on a synthetic task whose label lives in one
-//! image region, and the `audit/` file contract on a small synthetic data set.
+//! Integration tests for cxr-audit: Grad-CAM and occlusion on a synthetic task whose
+//! label lives in one image region, and the `audit/` files of a trained run on a small
+//! synthetic data set.
 
 use std::path::Path;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
+use cxr_audit::{AuditOptions, TargetClass, audit_run, grad_cam, occlusion_map};
 use cxr_data::{Dataset, ImageSet, Normalize};
 use cxr_models::{CnnConfig, SeedCnn, init_seed_cnn};
-use cxr_train::audit::{TargetClass, grad_cam, occlusion_map};
-use cxr_train::{
-    Adam, AdamConfig, AuditOptions, RunOptions, TrainConfig, audit_run, bce_with_logits, train,
-};
+use cxr_train::{Adam, AdamConfig, RunOptions, TrainConfig, bce_with_logits, train};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -215,8 +214,9 @@ fn lines(p: &Path) -> Vec<String> {
         .collect()
 }
 
-/// `train()` audits at the end; `audit_run` recomputes the same files; the data
-/// audit finds the planted duplicates; a model is never audited on other data.
+/// `audit_run` writes the `audit/` files of a trained run and recomputes the same
+/// files; the data audit finds the planted duplicates; a model is never audited on
+/// other data.
 #[test]
 fn audit_writes_the_contract_files() {
     let mut train_set = set(256, 11);
@@ -240,14 +240,12 @@ fn audit_writes_the_contract_files() {
         epochs: 1,
         ..TrainConfig::default()
     };
-    let opts = RunOptions {
-        audit: AuditOptions {
-            gallery_k: 3,
-            ..AuditOptions::default()
-        },
-        ..RunOptions::default()
+    train(&cfg, &data, out.path(), &RunOptions::default()).unwrap();
+    let opts = AuditOptions {
+        gallery_k: 3,
+        ..AuditOptions::default()
     };
-    train(&cfg, &data, out.path(), &opts).unwrap();
+    audit_run(out.path(), &data, &opts).unwrap();
     let a = out.path().join("audit");
 
     let q = lines(&a.join("quality.csv"));
@@ -327,4 +325,87 @@ fn audit_writes_the_contract_files() {
     };
     let err = audit_run(out.path(), &other, &AuditOptions::default()).unwrap_err();
     assert!(err.to_string().contains("config.json"), "{err}");
+}
+
+/// ResNet18 through the same audit (its features are layer4's, its input ImageNet
+/// normalised by the model): every file written, the settings recorded.
+#[test]
+fn resnet18_is_audited_like_any_classifier() {
+    let vm = candle_nn::VarMap::new();
+    let rcfg = cxr_models::ResNetConfig::default();
+    cxr_models::init_resnet18(&vm, &rcfg, 0, &Device::Cpu).unwrap();
+    let model = cxr_models::build_classifier(
+        "resnet18",
+        VarBuilder::from_varmap(&vm, DType::F32, &Device::Cpu),
+    )
+    .unwrap();
+    let data = Dataset {
+        train: set(32, 21),
+        val: set(16, 22),
+        test: set(24, 23),
+        source: "synthetic".into(),
+        sha256: "3".repeat(64),
+    };
+    let cfg = TrainConfig {
+        image_size: 32,
+        ..TrainConfig::resnet18("none")
+    };
+    let out = tempfile::tempdir().unwrap();
+    let opts = AuditOptions {
+        gallery_k: 1,
+        explain_limit: 2,
+        tile_size: 32,
+        robustness: false,
+        ..AuditOptions::default()
+    };
+    let s = cxr_audit::audit_model(model.as_ref(), &cfg, &Device::Cpu, &data, out.path(), &opts)
+        .unwrap();
+    assert_eq!(s.hypotheses.len(), 6);
+    let meta: cxr_runfolder::AuditMeta =
+        cxr_runfolder::read_json(&out.path().join("audit/audit.json")).unwrap();
+    assert_eq!(meta.model.as_deref(), Some("resnet18"));
+    assert_eq!(meta.image_size, Some(32));
+    assert_eq!(meta.options.unwrap().gallery_k, 1);
+    assert!(out.path().join("audit/gallery.csv").is_file());
+    assert!(!out.path().join("audit/robustness.csv").exists());
+}
+
+/// On the real data: every `audit/` file of a trained seed CNN, one quality row per
+/// test image, and the validation images that also occur in train found.
+#[test]
+fn real_data_audit_finds_the_train_val_duplicates() {
+    let dir = std::env::var_os("CXR_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
+    let file = dir.join("pneumoniamnist.npz");
+    if !file.is_file() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} not found",
+            file.display()
+        );
+        eprintln!("skipped: no {}", file.display());
+        return;
+    }
+    let data = cxr_data::load_npz(&file).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let cfg = TrainConfig {
+        epochs: 1,
+        train_limit: Some(512),
+        ..TrainConfig::default()
+    };
+    train(&cfg, &data, out.path(), &RunOptions::default()).unwrap();
+    audit_run(out.path(), &data, &AuditOptions::default()).unwrap();
+    let audit = out.path().join("audit");
+    let run = cxr_runfolder::RunFolder::open(out.path()).unwrap();
+    assert_eq!(run.audit.quality.as_ref().unwrap().len(), 624);
+    assert!(run.audit.failure_modes.is_some() && run.audit.robustness.is_some());
+    assert!(audit.join("gallery.csv").is_file());
+    let da = run.audit.data_audit.unwrap();
+    let train_val = &da.duplicates.unwrap().exact_across[0];
+    assert_eq!(
+        (train_val.a.as_str(), train_val.b.as_str()),
+        ("train", "val")
+    );
+    assert!(train_val.pairs > 0, "{train_val:?}");
 }

@@ -1,0 +1,239 @@
+//! The command line of the `cxr` binary (and of `cargo xtask`'s user commands):
+//! clap's definitions, shared with programs that embed these commands.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// cxr: train, audit and report chest X-ray pneumonia classifiers.
+#[derive(Debug, Parser)]
+#[command(name = "cxr", version, about)]
+pub struct Cli {
+    /// More log output (also: CXR_LOG=debug or RUST_LOG=debug).
+    #[arg(long, short, global = true)]
+    pub verbose: bool,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The user commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Train the seed CNN over several seeds and ResNet18 (pretrained when the hub is
+    /// reachable, else from scratch, said loudly), and write every run folder, a
+    /// comparison summary and the reports.
+    Pipeline(PipelineArgs),
+    /// Train one model into a run folder.
+    Train(TrainArgs),
+    /// Rebuild report.md, report.html, figures/ and predictions.parquet from a run
+    /// folder, or a pipeline folder's comparison plus each of its runs (never trains).
+    Report {
+        /// The run folder, or a pipeline folder (one with summary.csv).
+        #[arg(long)]
+        run: PathBuf,
+    },
+    /// Recompute a run folder's audit (audit/: failure modes, gallery with Grad-CAM,
+    /// robustness sweep, data audit) from its model.safetensors (never trains).
+    Audit(AuditArgs),
+}
+
+/// Where the data comes from.
+#[derive(Debug, Args, Clone)]
+pub struct DataArgs {
+    /// The PneumoniaMNIST npz file, or a folder holding pneumoniamnist.npz, or a
+    /// Kaggle-layout folder (ROOT/{train,val,test}/{NORMAL,PNEUMONIA}).
+    /// Default: $CXR_DATA_DIR, then data/, then download.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
+    /// Never download; fail if the data is not found locally.
+    #[arg(long)]
+    pub offline: bool,
+    /// For folder data: skip unreadable images (counted in config.json) instead of failing.
+    #[arg(long)]
+    pub skip_bad: bool,
+}
+
+/// `--model`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ModelArg {
+    /// The seed study's 3-block CNN.
+    Cnn,
+    /// torchvision's ResNet18, fine-tuned fastai-style (or trained from scratch).
+    Resnet18,
+}
+
+/// `--schedule`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ScheduleArg {
+    /// One learning rate throughout.
+    Constant,
+    /// One-cycle: cosine warm-up over 30% of the steps, then cosine annealing.
+    OneCycle,
+}
+
+/// `--optimizer`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum OptimizerArg {
+    /// Adam (L2 weight decay).
+    Adam,
+    /// AdamW (decoupled weight decay).
+    Adamw,
+}
+
+/// `--precision`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum PrecisionArg {
+    /// f32 everywhere.
+    F32,
+    /// bf16 autocast of the forward pass, f32 master weights and loss (CUDA, Metal).
+    Bf16,
+    /// f16 autocast with dynamic loss scaling, f32 master weights and loss (CUDA, Metal).
+    F16,
+}
+
+/// `--augment`.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum AugmentArg {
+    /// No augmentation (the seed recipe).
+    None,
+    /// Random resized crop 0.85–1, rotation ±10°, brightness/contrast ±0.1.
+    Light,
+}
+
+/// Recipe settings shared by `train` and `pipeline`. Unset values keep the base
+/// settings: the model's recipe for a new run, the recorded settings on `--resume`. The
+/// recipes: cnn = the seed study (15 epochs, Adam 1e-3, 28 px, no augmentation,
+/// constant rate); resnet18 = fastai-style fine-tuning when pretrained (1 frozen + 5
+/// epochs, AdamW 2e-3, discriminative rates ×100, one-cycle) or 10 epochs of AdamW
+/// 1e-3 one-cycle from scratch; both at 64 px with light augmentation.
+#[derive(Debug, Args, Clone)]
+pub struct RecipeArgs {
+    /// Epochs (for resnet18: after the frozen ones, as fastai's `fine_tune(epochs)`).
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    /// Training batch size [default: 64].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Learning rate (the head's peak rate under one-cycle).
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr: Option<f64>,
+    /// Optimizer.
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerArg>,
+    /// Weight decay (L2 for adam, decoupled for adamw).
+    #[arg(long, allow_negative_numbers = true)]
+    pub weight_decay: Option<f64>,
+    /// Input size in pixels: npz data is resized (bilinear), folder data decoded at it.
+    #[arg(long)]
+    pub image_size: Option<usize>,
+    /// Training augmentation.
+    #[arg(long, value_enum)]
+    pub augment: Option<AugmentArg>,
+    /// Learning-rate schedule.
+    #[arg(long, value_enum)]
+    pub schedule: Option<ScheduleArg>,
+    /// resnet18: initial weights, `hub:owner/name[@rev]`, `PATH.safetensors` or `none`
+    /// [default: hub:timm/resnet18.a1_in1k, falling back to `none` (loudly) when the
+    /// hub cannot be reached; an explicit hub id fails instead].
+    #[arg(long)]
+    pub weights: Option<String>,
+    /// resnet18: epochs with the body frozen before unfreezing (default 1 when
+    /// pretrained, 0 from scratch).
+    #[arg(long)]
+    pub freeze_epochs: Option<usize>,
+    /// resnet18: discriminative rates once unfrozen, earliest layers at lr / LR_MULT
+    /// (default 100 when pretrained, 1 from scratch).
+    #[arg(long, allow_negative_numbers = true)]
+    pub lr_mult: Option<f64>,
+    /// Run a learning-rate range test first and write lr_find.csv / lr_find.json.
+    #[arg(long)]
+    pub lr_find: bool,
+    /// Leave out training images that duplicate a validation or test image, and
+    /// repeated copies within train (validation and test stay as they are).
+    #[arg(long)]
+    pub exclude_duplicates: bool,
+    /// Use only this many training images per epoch (smoke runs).
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Device: `cpu`, `cuda[:N]`, `metal` or `auto` (CUDA, then Metal, then CPU)
+    /// [default: cpu].
+    #[arg(long)]
+    pub device: Option<String>,
+    /// Forward-pass precision; bf16 and f16 need a CUDA or Metal device [default: f32].
+    #[arg(long, value_enum)]
+    pub precision: Option<PrecisionArg>,
+}
+
+/// `train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// The network [default: cnn].
+    #[arg(long, value_enum)]
+    pub model: Option<ModelArg>,
+    /// Seed for weights, shuffling and augmentation [default: 0].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Run folder (default `runs/<timestamp>-<model>/`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Continue the run in --out from its last checkpoint, with the settings and data
+    /// recorded in its config.json (flags other than --epochs must agree with them;
+    /// --epochs extends the run).
+    #[arg(long, requires = "out")]
+    pub resume: bool,
+    /// Recipe settings.
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// The data.
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+/// `pipeline`.
+#[derive(Debug, Args)]
+pub struct PipelineArgs {
+    /// Models to train.
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "cnn,resnet18"
+    )]
+    pub models: Vec<ModelArg>,
+    /// Seeds of the CNN (one run folder each).
+    #[arg(long, value_delimiter = ',', default_value = "0,1,2")]
+    pub seeds: Vec<u64>,
+    /// Seeds of ResNet18 (one run folder each).
+    #[arg(long, value_delimiter = ',', default_value = "0")]
+    pub resnet_seeds: Vec<u64>,
+    /// Output folder (default `runs/<timestamp>/`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Recipe settings (the ResNet-only ones do not apply to the CNN runs).
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+    /// The data.
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+/// `audit`.
+#[derive(Debug, Args)]
+pub struct AuditArgs {
+    /// The run folder (with config.json and model.safetensors).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Images per gallery group (false positives, false negatives, confident hits).
+    #[arg(long, default_value_t = 8)]
+    pub gallery_k: usize,
+    /// Seed of the robustness sweep's corruptions.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Skip the robustness sweep (6 corruptions × 5 severities).
+    #[arg(long)]
+    pub no_robustness: bool,
+    /// The data (default: the data recorded in the run's config.json).
+    #[command(flatten)]
+    pub data: DataArgs,
+}

@@ -1,0 +1,454 @@
+//! The user commands: train (then audit and report), pipeline, audit, report.
+
+use std::path::{Path, PathBuf};
+use std::process::Command as Process;
+use std::time::Instant;
+
+use cxr_audit::{AuditOptions, AuditSummary};
+use cxr_data::{DataLocator, Dataset};
+use cxr_runfolder::{Provenance, RunConfig, SkippedFile, names};
+use cxr_train::{ModelKind, RunOptions, RunSummary, TrainConfig};
+use tracing::{info, warn};
+
+use crate::cli::{AuditArgs, Command, DataArgs, ModelArg, PipelineArgs, RecipeArgs, TrainArgs};
+use crate::error::Context as _;
+use crate::recipe::{self, train_config};
+use crate::{CxrError, Result};
+
+/// Runs one user command, printing its results on stdout.
+pub fn run(command: Command) -> Result<()> {
+    match command {
+        Command::Train(a) => {
+            let (summary, out) = train(&a)?;
+            let report = out.join(names::REPORT_HTML);
+            println!(
+                "test AUC {:.4}, accuracy {:.4}, F1 {:.4} (best epoch {}); run folder {}; report {}",
+                summary.test.auc,
+                summary.test.accuracy,
+                summary.test.f1,
+                summary.best_epoch,
+                out.display(),
+                report.display()
+            );
+            Ok(())
+        }
+        Command::Pipeline(a) => pipeline(&a).map(|_| ()),
+        Command::Report { run } => report(&run),
+        Command::Audit(a) => {
+            let s = audit(&a)?;
+            print_audit(&s);
+            Ok(())
+        }
+    }
+}
+
+/// `runs/` under the current folder: where run folders go by default.
+pub fn runs_dir() -> PathBuf {
+    PathBuf::from("runs")
+}
+
+/// `YYYYmmdd-HHMMSS` (UTC), the default run folder name.
+pub fn timestamp() -> String {
+    let fmt = time::macros::format_description!("[year][month][day]-[hour][minute][second]");
+    time::OffsetDateTime::now_utc()
+        .format(&fmt)
+        .unwrap_or_else(|_| "run".into())
+}
+
+/// A dataset plus the files skipped while loading it.
+pub struct LoadedData {
+    /// The splits.
+    pub dataset: Dataset,
+    /// Files left out (`--skip-bad`) with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+impl std::ops::Deref for LoadedData {
+    type Target = Dataset;
+    fn deref(&self) -> &Dataset {
+        &self.dataset
+    }
+}
+
+/// `--data PATH` (npz file, folder with the npz, or Kaggle folder), else
+/// `CXR_DATA_DIR`, else `data/`, else the official download. Folder data is decoded at
+/// `size` pixels (npz data keeps its own size; training resizes it).
+pub fn load_data(args: &DataArgs, size: usize) -> Result<LoadedData> {
+    if let Some(p) = &args.data
+        && p.join("train").is_dir()
+    {
+        info!("loading image folders from {} at {size} px", p.display());
+        // A spinner where progress bars are drawn: decoding thousands of files takes a while.
+        let decoding = tracing::info_span!("decoding", indicatif.pb_show = tracing::field::Empty);
+        let _shown = decoding.enter();
+        let (dataset, skipped) = cxr_data::load_folder(p, size, args.skip_bad)
+            .step(|| format!("loading the image folders under {}", p.display()))?;
+        if !skipped.is_empty() {
+            warn!(
+                "skipped {} unreadable files (listed in config.json)",
+                skipped.len()
+            );
+        }
+        return Ok(LoadedData { dataset, skipped });
+    }
+    let locator = DataLocator {
+        explicit: args.data.clone(),
+        env_dir: std::env::var_os("CXR_DATA_DIR").map(PathBuf::from),
+        default_dir: PathBuf::from("data"),
+        allow_download: !args.offline,
+        ..DataLocator::default()
+    };
+    let path = locator
+        .locate(cxr_data::PNEUMONIAMNIST_FILE)
+        .step(|| "locating the data".into())?;
+    info!("loading {}", path.display());
+    let dataset = cxr_data::load_npz(&path).step(|| format!("loading {}", path.display()))?;
+    Ok(LoadedData {
+        dataset,
+        skipped: Vec::new(),
+    })
+}
+
+fn git_commit() -> Option<String> {
+    let out = Process::new("git")
+        .args(["rev-parse", "HEAD"])
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    let mut commit = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    let dirty = Process::new("git")
+        .args(["status", "--porcelain", "--untracked-files=no"])
+        .output()
+        .ok()
+        .is_some_and(|o| !o.stdout.is_empty());
+    if dirty {
+        commit.push_str("-dirty");
+    }
+    Some(commit)
+}
+
+/// How a run of this process came about: the git commit of the current folder, the
+/// command line, the files skipped while loading `data`, and why a ResNet18 that
+/// wanted pretrained weights has none (`fallback`).
+pub fn run_options(resume: bool, data: &LoadedData, fallback: Option<&str>) -> RunOptions {
+    RunOptions {
+        resume,
+        provenance: Provenance {
+            git_commit: git_commit(),
+            command: Some(std::env::args().skip(1).collect::<Vec<_>>().join(" ")),
+            skipped_files: data
+                .skipped
+                .iter()
+                .map(|(p, why)| SkippedFile {
+                    path: p.display().to_string(),
+                    error: why.clone(),
+                })
+                .collect(),
+            pretrained_fallback: fallback.map(str::to_string),
+        },
+    }
+}
+
+/// The settings of `train`: the recorded ones on `--resume` (with `--epochs` applied;
+/// other flags must agree), else the model's recipe with the flags on top. Returns the
+/// settings, why pretrained weights fell back (if they did) and the data recorded by
+/// the run being resumed.
+fn train_settings(a: &TrainArgs) -> Result<(TrainConfig, Option<String>, Option<PathBuf>)> {
+    if a.resume
+        && let Some(out) = &a.out
+        && out.join(names::CONFIG).is_file()
+    {
+        let path = out.join(names::CONFIG);
+        let recorded =
+            RunConfig::read(&path).step(|| format!("--resume: reading {}", path.display()))?;
+        let mut given = recipe::apply(recorded.train.clone(), &a.recipe);
+        if let Some(m) = a.model {
+            given.model = recipe::model_kind(m);
+        }
+        if let Some(s) = a.seed {
+            given.seed = s;
+        }
+        let cfg = TrainConfig {
+            epochs: given.epochs,
+            ..recorded.train.clone()
+        };
+        let differ = recipe::differing_settings(
+            &TrainConfig {
+                epochs: cfg.epochs,
+                ..given
+            },
+            &cfg,
+        );
+        if !differ.is_empty() {
+            return Err(CxrError::Setting(format!(
+                "--resume continues {} with its recorded settings; these flags disagree with them \
+                 (only --epochs may change): {}",
+                out.display(),
+                differ.join(", ")
+            )));
+        }
+        let data = (!recorded.data.source.is_empty()).then(|| PathBuf::from(&recorded.data.source));
+        return Ok((cfg, recorded.provenance.pretrained_fallback, data));
+    }
+    let model = a.model.unwrap_or(ModelArg::Cnn);
+    let (weights, fallback) = match model {
+        ModelArg::Cnn => ("none".to_string(), None),
+        ModelArg::Resnet18 => {
+            // Check the cheap things before asking the hub.
+            recipe::validate(&train_config(model, a.seed.unwrap_or(0), &a.recipe, "none"))?;
+            recipe::resnet_weights(a.recipe.weights.as_deref())?
+        }
+    };
+    let cfg = train_config(model, a.seed.unwrap_or(0), &a.recipe, &weights);
+    Ok((cfg, fallback, None))
+}
+
+/// `train`: one run into its folder, then its audit and report. Every setting is
+/// checked before the data is read; a diverged run gets its partial report.
+pub fn train(a: &TrainArgs) -> Result<(RunSummary, PathBuf)> {
+    let (cfg, fallback, recorded_data) = train_settings(a)?;
+    recipe::validate(&cfg)?;
+    let data_args = DataArgs {
+        data: a.data.data.clone().or(recorded_data),
+        ..a.data.clone()
+    };
+    let data = load_data(&data_args, cfg.image_size)?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| runs_dir().join(format!("{}-{}", timestamp(), cfg.model.as_str())));
+    let opts = run_options(a.resume, &data, fallback.as_deref());
+    let summary = train_audit_report(&cfg, &data, &out, &opts)?;
+    Ok((summary, out))
+}
+
+/// One run: training, the audit of its best weights, its report.
+fn train_audit_report(
+    cfg: &TrainConfig,
+    data: &Dataset,
+    out: &Path,
+    opts: &RunOptions,
+) -> Result<RunSummary> {
+    let summary = cxr_train::train(cfg, data, out, opts)
+        .inspect_err(|_| report_if_diverged(out))
+        .step(|| format!("training into {}", out.display()))?;
+    cxr_audit::audit_run(out, data, &AuditOptions::default())
+        .step(|| format!("auditing the run in {}", out.display()))?;
+    cxr_report::write_report(out).step(|| format!("building the report of {}", out.display()))?;
+    Ok(summary)
+}
+
+/// `pipeline`: the CNN over its seeds and ResNet18 over its seeds, each run trained,
+/// audited and reported, then `summary.csv`, `summary.md` and the comparison report.
+/// Returns the pipeline folder.
+pub fn pipeline(a: &PipelineArgs) -> Result<PathBuf> {
+    if a.models.is_empty() {
+        return Err(CxrError::Setting(
+            "--models: give at least one model".into(),
+        ));
+    }
+    let start = Instant::now();
+    let mut plan: Vec<(ModelArg, u64)> = Vec::new();
+    for &model in &a.models {
+        let seeds = match model {
+            ModelArg::Cnn => &a.seeds,
+            ModelArg::Resnet18 => &a.resnet_seeds,
+        };
+        if seeds.is_empty() {
+            return Err(CxrError::Setting(format!("no seeds given for {model:?}")));
+        }
+        plan.extend(seeds.iter().map(|&s| (model, s)));
+    }
+    // ResNet-only flags do not apply to the CNN runs of a pipeline.
+    let cnn_recipe = RecipeArgs {
+        weights: None,
+        freeze_epochs: None,
+        lr_mult: None,
+        ..a.recipe.clone()
+    };
+    let configs = |weights: &str| -> Vec<TrainConfig> {
+        plan.iter()
+            .map(|&(model, seed)| match model {
+                ModelArg::Resnet18 => train_config(model, seed, &a.recipe, weights),
+                ModelArg::Cnn => train_config(model, seed, &cnn_recipe, "none"),
+            })
+            .collect()
+    };
+    // Check the cheap things before asking the hub or reading data.
+    for cfg in configs("none") {
+        recipe::validate(&cfg)?;
+    }
+    let (weights, fallback) = if a.models.contains(&ModelArg::Resnet18) {
+        recipe::resnet_weights(a.recipe.weights.as_deref())?
+    } else {
+        ("none".to_string(), None)
+    };
+    let configs = configs(&weights);
+    let decode = configs.iter().map(|c| c.image_size).max().unwrap_or(28);
+    let data = load_data(&a.data, decode)?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| runs_dir().join(timestamp()));
+    std::fs::create_dir_all(&out)
+        .map_err(|e| CxrError::step(format!("creating {}", out.display()), e))?;
+    let mut runs = Vec::new();
+    for cfg in &configs {
+        let seed = cfg.seed;
+        let dir = out.join(format!("{}-seed{seed}", cfg.model.as_str()));
+        info!(
+            "training {} seed {seed} ({} px, {} epochs, weights {}) into {}",
+            cfg.model.as_str(),
+            cfg.image_size,
+            cfg.total_epochs(),
+            cfg.weights,
+            dir.display()
+        );
+        let fallback = fallback
+            .as_deref()
+            .filter(|_| cfg.model == ModelKind::Resnet18);
+        let opts = run_options(false, &data, fallback);
+        train_audit_report(cfg, &data, &dir, &opts)?;
+        runs.push(
+            cxr_runfolder::RunFolder::open(&dir)
+                .step(|| format!("reading the run folder {}", dir.display()))?,
+        );
+    }
+    let rows = cxr_report::compare_runs(&runs);
+    let csv = cxr_report::render_summary_csv(&rows);
+    let md = cxr_report::render_summary_markdown(&rows);
+    for (name, text) in [(names::SUMMARY_CSV, &csv), (names::SUMMARY_MD, &md)] {
+        let path = out.join(name);
+        cxr_runfolder::write_atomic(&path, text.as_bytes())
+            .step(|| format!("writing {}", path.display()))?;
+    }
+    let report = cxr_report::write_pipeline_report(&out, &runs)
+        .step(|| format!("building the comparison report of {}", out.display()))?;
+    println!("{md}");
+    if let Some(reason) = &fallback {
+        println!("NOTE: resnet18 was not pretrained: {reason}");
+    }
+    println!("comparison report {}", report.html.display());
+    println!(
+        "pipeline written to {} in {:.0} s",
+        out.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(out)
+}
+
+/// `audit`: recomputes a run folder's `audit/` from its `model.safetensors`, on the
+/// data given or else the data its `config.json` records.
+pub fn audit(a: &AuditArgs) -> Result<AuditSummary> {
+    let path = a.run.join(names::CONFIG);
+    let recorded = if path.is_file() {
+        Some(RunConfig::read(&path).step(|| format!("reading {}", path.display()))?)
+    } else {
+        None
+    };
+    let size = recorded.as_ref().map_or(28, |c| c.train.image_size);
+    let data_args = DataArgs {
+        data: a.data.data.clone().or_else(|| {
+            recorded
+                .as_ref()
+                .filter(|c| !c.data.source.is_empty())
+                .map(|c| PathBuf::from(&c.data.source))
+        }),
+        ..a.data.clone()
+    };
+    let data = load_data(&data_args, size)?;
+    let opts = AuditOptions {
+        gallery_k: a.gallery_k,
+        robustness: !a.no_robustness,
+        seed: a.seed,
+        ..AuditOptions::default()
+    };
+    cxr_audit::audit_run(&a.run, &data, &opts)
+        .step(|| format!("auditing the run in {}", a.run.display()))
+}
+
+fn print_audit(s: &AuditSummary) {
+    for (id, supported, summary) in &s.hypotheses {
+        println!(
+            "{id}: {} — {summary}",
+            if *supported {
+                "SUPPORTED"
+            } else {
+                "not supported"
+            }
+        );
+    }
+    for (a, b, pairs) in &s.exact_across {
+        println!("exact duplicates {a}–{b}: {pairs} pairs");
+    }
+    let stages: Vec<String> = s
+        .stages
+        .iter()
+        .map(|(k, v)| format!("{k} {v:.1}s"))
+        .collect();
+    println!(
+        "audit written to {} in {:.1} s ({})",
+        s.dir.display(),
+        s.seconds,
+        stages.join(", ")
+    );
+}
+
+fn is_pipeline(dir: &Path) -> bool {
+    dir.join(names::SUMMARY_CSV).is_file() && !dir.join(names::METRICS).is_file()
+}
+
+/// `report`: rebuilds the report of a run folder, of a diverged run, or of a pipeline
+/// folder and each of its runs (never trains).
+pub fn report(dir: &Path) -> Result<()> {
+    let start = Instant::now();
+    let built = |what: &Path| format!("building the report of {}", what.display());
+    if is_pipeline(dir) {
+        let runs = cxr_report::open_pipeline(dir)
+            .step(|| format!("reading the pipeline folder {}", dir.display()))?;
+        for r in &runs {
+            let files = cxr_report::write_report(&r.dir).step(|| built(&r.dir))?;
+            println!("{}", files.html.display());
+        }
+        let runs = cxr_report::open_pipeline(dir)
+            .step(|| format!("reading the pipeline folder {}", dir.display()))?;
+        let files = cxr_report::write_pipeline_report(dir, &runs)
+            .step(|| format!("building the comparison report of {}", dir.display()))?;
+        println!("{}", files.html.display());
+    } else if cxr_runfolder::is_diverged_run(dir) {
+        let d = cxr_runfolder::Divergence::read(dir).step(|| built(dir))?;
+        let files = cxr_report::write_divergence_report(dir).step(|| built(dir))?;
+        println!("{}", files.markdown.display());
+        println!("{}", files.html.display());
+        eprintln!("this run did not finish: {}", d.error);
+    } else {
+        let files = cxr_report::write_report(dir).step(|| built(dir))?;
+        println!("{}", files.markdown.display());
+        println!("{}", files.html.display());
+        println!("{}", files.parquet.display());
+        println!(
+            "{} figures in {}",
+            files.figures.len(),
+            dir.join(names::FIGURES_DIR).display()
+        );
+    }
+    eprintln!("report built in {:.2} s", start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// After a failed training run: if it diverged, writes its partial report (what
+/// happened, the last good checkpoint, the history so far) and says where.
+pub fn report_if_diverged(dir: &Path) {
+    if !cxr_runfolder::is_diverged_run(dir) {
+        return;
+    }
+    match cxr_report::write_divergence_report(dir) {
+        Ok(files) => eprintln!(
+            "partial report of the diverged run: {}",
+            files.html.display()
+        ),
+        Err(e) => warn!("could not write the partial report: {e}"),
+    }
+}

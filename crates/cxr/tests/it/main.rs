@@ -1,0 +1,216 @@
+//! Integration tests of cxr: the command line as a user meets it — exit codes and error
+//! messages for bad input, settings checked before data, resume from a run folder's
+//! recorded settings — and crash safety (kill, resume, divergence) of real training
+//! processes.
+
+mod crash_safety;
+
+use std::process::{Command, Output};
+
+fn cxr(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cxr"))
+        .args(args)
+        .env_remove("CXR_DATA_DIR")
+        .env("CXR_LOG", "warn")
+        .output()
+        .unwrap()
+}
+
+/// Asserts the exit code and that stderr contains every needle.
+fn check(out: &Output, code: i32, needles: &[&str]) {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
+    for n in needles {
+        assert!(stderr.contains(n), "`{n}` not in stderr: {stderr}");
+    }
+    assert!(!stderr.contains("panicked"), "{stderr}");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    check(&cxr(&["train", "--no-such-flag"]), 2, &["--no-such-flag"]);
+    check(&cxr(&["train", "--epochs", "many"]), 2, &["--epochs"]);
+    check(&cxr(&["train", "--model", "vgg"]), 2, &["vgg"]);
+    check(
+        &cxr(&["train", "--precision", "int8"]),
+        2,
+        &["--precision", "int8"],
+    );
+}
+
+#[test]
+fn missing_data_file_exits_1_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.npz");
+    let out = cxr(&["train", "--offline", "--data", missing.to_str().unwrap()]);
+    check(&out, 1, &["nope.npz"]);
+}
+
+#[test]
+fn truncated_npz_exits_1_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("pneumoniamnist.npz");
+    std::fs::write(&bad, b"PK\x03\x04 this is not a whole zip file").unwrap();
+    let out = cxr(&["train", "--offline", "--data", bad.to_str().unwrap()]);
+    check(&out, 1, &["pneumoniamnist.npz"]);
+}
+
+#[test]
+fn report_on_a_folder_without_a_run_exits_1_naming_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = cxr(&["report", "--run", dir.path().to_str().unwrap()]);
+    check(&out, 1, &["metrics.json"]);
+}
+
+#[test]
+fn audit_on_a_folder_without_a_run_exits_1_naming_the_file() {
+    check(&cxr(&["audit"]), 2, &["--run"]);
+    let data = std::env::var_os("CXR_DATA_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
+        });
+    if !data.join("pneumoniamnist.npz").is_file() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "{} not found (set CXR_DATA_DIR)",
+            data.display()
+        );
+        eprintln!("skipped: no pneumoniamnist.npz in {}", data.display());
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = cxr(&[
+        "audit",
+        "--offline",
+        "--run",
+        dir.path().to_str().unwrap(),
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    check(&out, 1, &["config.json"]);
+}
+
+fn offline_hub(args: &[&str], cache: &std::path::Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_cxr"))
+        .args(args)
+        .env_remove("CXR_DATA_DIR")
+        .env("CXR_LOG", "warn")
+        .env("HF_HUB_OFFLINE", "1")
+        .env("HF_HUB_CACHE", cache)
+        .output()
+        .unwrap()
+}
+
+/// An explicit hub id that cannot be fetched is an error that says what to do;
+/// without `--weights` the run falls back to training from scratch, loudly (here it
+/// then stops at the missing data file).
+#[test]
+fn unreachable_hub_weights_fail_when_explicit_and_fall_back_otherwise() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.npz");
+    let data = missing.to_str().unwrap();
+    let out = offline_hub(
+        &[
+            "train",
+            "--model",
+            "resnet18",
+            "--weights",
+            "hub:timm/resnet18.a1_in1k",
+            "--offline",
+            "--data",
+            data,
+        ],
+        dir.path(),
+    );
+    check(
+        &out,
+        1,
+        &["--weights hub:timm/resnet18.a1_in1k", "--weights none"],
+    );
+    let out = offline_hub(
+        &["train", "--model", "resnet18", "--offline", "--data", data],
+        dir.path(),
+    );
+    check(
+        &out,
+        1,
+        &["NO PRETRAINED WEIGHTS", "trained from scratch", "nope.npz"],
+    );
+    check(
+        &cxr(&["train", "--weights", "hub:a/b", "--offline", "--data", data]),
+        1,
+        &["only resnet18"],
+    );
+}
+
+/// Settings are checked before the data is looked for: no data anywhere, and the
+/// error is about the setting.
+#[test]
+fn bad_settings_are_reported_before_the_data_is_looked_for() {
+    let dir = tempfile::tempdir().unwrap();
+    for (flags, needle) in [
+        (&["--lr", "nan"][..], "`lr`"),
+        (&["--epochs", "0"], "`epochs`"),
+        (&["--image-size", "3"], "`image-size`"),
+        (&["--lr", "-1"], "`lr`"),
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_cxr"))
+            .arg("train")
+            .args(flags)
+            .arg("--offline")
+            .current_dir(dir.path())
+            .env_remove("CXR_DATA_DIR")
+            .env("CXR_LOG", "warn")
+            .output()
+            .unwrap();
+        check(&out, 1, &[needle]);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("pneumoniamnist"), "{flags:?}: {stderr}");
+    }
+}
+
+/// `--resume` continues from the settings and data recorded in the run folder: no
+/// flag needs repeating, `--epochs` extends the run, a disagreeing flag is refused.
+#[test]
+fn resume_takes_the_recorded_settings_and_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("tiny.npz");
+    crash_safety::tiny_npz(&data);
+    let run = dir.path().join("run");
+    let train = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_cxr"))
+            .arg("train")
+            .args(args)
+            .arg("--out")
+            .arg(&run)
+            .env_remove("CXR_DATA_DIR")
+            .env("RAYON_NUM_THREADS", "1")
+            .env("CXR_LOG", "warn")
+            .output()
+            .unwrap()
+    };
+    let first = train(&[
+        "--offline",
+        "--epochs",
+        "1",
+        "--batch-size",
+        "4",
+        "--seed",
+        "3",
+        "--data",
+        data.to_str().unwrap(),
+    ]);
+    check(&first, 0, &[]);
+    let refused = train(&["--resume", "--epochs", "2", "--batch-size", "8"]);
+    check(&refused, 1, &["batch_size", "only --epochs may change"]);
+    let resumed = train(&["--resume", "--epochs", "2", "--offline"]);
+    check(&resumed, 0, &[]);
+    let config: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("config.json")).unwrap()).unwrap();
+    assert_eq!(config["train"]["epochs"], 2);
+    assert_eq!(config["train"]["batch_size"], 4);
+    assert_eq!(config["train"]["seed"], 3);
+    let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
+    assert_eq!(history.lines().count(), 3, "{history}");
+}

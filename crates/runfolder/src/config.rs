@@ -1,0 +1,150 @@
+//! `config.json`: a run's settings, its data, where it ran and how it ended.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Precision, Result, TrainConfig};
+
+/// Where a run stands, as `config.json` records it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RunStatus {
+    /// Training (or killed while training: resume it).
+    #[default]
+    Running,
+    /// Training and evaluation finished; `metrics.json` is written.
+    Finished,
+    /// Training stopped on a non-finite or exploding loss: see `divergence.json`.
+    Diverged,
+}
+
+impl RunStatus {
+    /// `running`, `finished` or `diverged`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Finished => "finished",
+            Self::Diverged => "diverged",
+        }
+    }
+}
+
+/// `config.json` → `data`: the data the run trained on.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DataRecord {
+    /// The file or folder the data came from.
+    pub source: String,
+    /// sha256 of the data (the npz file, or the folder's listing and contents).
+    pub sha256: String,
+    /// Training images used (after `--exclude-duplicates` and `--limit`).
+    pub train: usize,
+    /// Validation images.
+    pub val: usize,
+    /// Test images.
+    pub test: usize,
+    /// What `--exclude-duplicates` left out, when it was given.
+    pub excluded_duplicates: Option<ExcludedDuplicates>,
+}
+
+/// `config.json` → `data.excluded_duplicates`.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExcludedDuplicates {
+    /// Training images left out.
+    pub train_removed: usize,
+    /// Of those, images duplicating a validation or test image.
+    pub duplicating_val_or_test: usize,
+    /// Of those, repeated copies within the training split.
+    pub repeated_within_train: usize,
+    /// Their indices in the training split.
+    pub removed_indices: Vec<usize>,
+}
+
+/// `config.json` → `weights_loaded`: the pretrained weights a run started from.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct WeightsLoaded {
+    /// The source as given (`hub:owner/name`, a path).
+    pub source: String,
+    /// The safetensors file read.
+    pub file: String,
+    /// Tensors loaded.
+    pub tensors: usize,
+    /// Whether the head was loaded too (same class count).
+    pub head_loaded: bool,
+    /// Tensors of the file that were skipped, with the reason.
+    pub skipped: Vec<String>,
+}
+
+/// `config.json` → `skipped_files[]`: an input file left out while loading the data.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SkippedFile {
+    /// The file.
+    pub path: String,
+    /// Why it was left out.
+    pub error: String,
+}
+
+/// How a run came about: set by the program that starts it, recorded in `config.json`
+/// beside the settings (flattened: the keys stand at the top level).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Provenance {
+    /// `git rev-parse HEAD` of the source tree (`-dirty` with uncommitted changes).
+    pub git_commit: Option<String>,
+    /// The command line, without the program name.
+    pub command: Option<String>,
+    /// Input files left out while loading the data (`--skip-bad`).
+    pub skipped_files: Vec<SkippedFile>,
+    /// Why a run that asked for pretrained weights trains from scratch.
+    pub pretrained_fallback: Option<String>,
+}
+
+/// `config.json`. Written when a run starts (status `running`), again once its model is
+/// built, and when it finishes or diverges.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RunConfig {
+    /// Every training setting.
+    pub train: TrainConfig,
+    /// The data.
+    pub data: DataRecord,
+    /// The device the run used (`cpu`, `cuda:0`, …), resolved from `train.device`.
+    pub device_resolved: String,
+    /// The forward pass' precision.
+    pub precision: Precision,
+    /// CPU threads (rayon's pool).
+    pub threads: usize,
+    /// The cxr version that wrote the folder.
+    pub cxr_version: String,
+    /// Where the run stands.
+    pub status: RunStatus,
+    /// The error that stopped a diverged run.
+    pub error: Option<String>,
+    /// Whether the network started from pretrained weights.
+    pub pretrained: Option<bool>,
+    /// The pretrained weights loaded, if any.
+    pub weights_loaded: Option<WeightsLoaded>,
+    /// How the run came about.
+    #[serde(flatten)]
+    pub provenance: Provenance,
+    /// Keys this version does not know (written by a newer or other tool), kept as read.
+    #[serde(flatten)]
+    pub other: BTreeMap<String, serde_json::Value>,
+}
+
+impl RunConfig {
+    /// Reads `path`; errors name the file, the line and the field.
+    pub fn read(path: &Path) -> Result<Self> {
+        crate::io::read_json(path)
+    }
+
+    /// Writes `path` atomically.
+    pub fn write(&self, path: &Path) -> Result<()> {
+        crate::io::write_json(path, self)
+    }
+}

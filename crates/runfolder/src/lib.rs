@@ -1,0 +1,83 @@
+//! The run-folder format of cxr: every file a training run, its audit and its report
+//! write, as typed structures shared by writers and readers, with the files' names,
+//! atomic writes and the folder's lock.
+//!
+//! Key items:
+//! - [`names`]: each file's name in the folder (writers and readers use these).
+//! - `config.json`: [`RunConfig`] (settings [`TrainConfig`], data, device, status,
+//!   [`Provenance`]); `metrics.json`: [`Metrics`] ([`SplitMetrics`], [`Calibration`],
+//!   [`OperatingPoint`], [`BootstrapCi`]); `divergence.json`: [`Divergence`].
+//! - CSV files: [`write_history`] / [`read_history`], [`write_predictions`], and the
+//!   headers every writer uses ([`PREDICTIONS_HEADER`], [`QUALITY_HEADER`], …).
+//! - The audit's files ([`Audit`]: [`FailureModes`], [`DataAudit`], [`AuditMeta`],
+//!   gallery, quality and robustness rows).
+//! - [`RunFolder`]: a finished run read back and checked, every error naming the file
+//!   and the line or field.
+//! - [`write_atomic`], [`write_json`], [`AtomicWriter`]: a reader sees the old file or
+//!   the new one, never a partial one; [`RunLock`]: one process per folder.
+//!
+//! What this crate does not do: compute anything (metrics come from `cxr-metrics`,
+//! settings are checked but not applied), touch tensors or render reports. It depends
+//! on no other cxr crate, so any tool can read and write run folders with it.
+//!
+//! ```
+//! use cxr_runfolder::{RunConfig, RunStatus, TrainConfig, names};
+//!
+//! let dir = tempfile::tempdir()?;
+//! let config = RunConfig {
+//!     train: TrainConfig::resnet18("none"),
+//!     status: RunStatus::Running,
+//!     ..RunConfig::default()
+//! };
+//! config.write(&dir.path().join(names::CONFIG))?;
+//! let back = RunConfig::read(&dir.path().join(names::CONFIG))?;
+//! assert_eq!(back, config);
+//! assert_eq!(back.train.image_size, 64);
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+#![warn(missing_docs)]
+#![forbid(unsafe_code)]
+
+mod audit;
+mod config;
+mod divergence;
+mod error;
+mod io;
+mod lock;
+mod metrics;
+pub mod names;
+mod run;
+mod settings;
+
+pub use audit::{
+    AssociationTest, Audit, AuditMeta, AuditSettings, DataAudit, Duplicates, FailureModes,
+    GALLERY_HEADER, GalleryKind, GalleryRow, Hypothesis, Logit, MeasureModes, Overlay, PairCount,
+    PrevalenceShift, QUALITY_HEADER, QualityRow, Quartile, ROBUSTNESS_HEADER, RobustnessRow,
+    SplitBalance,
+};
+pub use config::{
+    DataRecord, ExcludedDuplicates, Provenance, RunConfig, RunStatus, SkippedFile, WeightsLoaded,
+};
+pub use divergence::{Divergence, LastGood, is_diverged_run};
+pub use error::{Result, RunFolderError};
+pub use io::{
+    AtomicWriter, Csv, ensure_writable_dir, json, parse, read, read_json, read_optional,
+    write_atomic, write_json,
+};
+pub use lock::RunLock;
+pub use metrics::{
+    Bootstrap, BootstrapCi, Calibration, Interval, Metrics, OperatingPoint, Prevalence,
+    SplitMetrics, Timing,
+};
+pub use run::{
+    CurvePoint, EpochRecord, EpochRow, HISTORY_HEADER, LrFindRow, PREDICTIONS_HEADER,
+    PredictionRow, ReliabilityRow, RunFolder, read_history, write_history, write_predictions,
+};
+pub use settings::{
+    AdamConfig, AugmentPreset, ModelKind, OptimizerKind, Precision, Schedule, TrainConfig,
+};
+
+/// The README's example, compiled and run as a doctest.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,0 +1,149 @@
+//! Integration tests for cxr-runfolder: every typed file written and read back
+//! unchanged, and the errors of malformed files.
+
+use cxr_runfolder::{
+    Divergence, EpochRecord, LastGood, Metrics, PredictionRow, RunConfig, RunFolderError,
+    RunStatus, SplitMetrics, TrainConfig, names, read_history, write_history, write_predictions,
+};
+
+fn split(auc: f64) -> SplitMetrics {
+    SplitMetrics {
+        accuracy: 0.75,
+        precision: 0.8,
+        recall: 0.9,
+        specificity: 0.5,
+        f1: 0.85,
+        auc,
+        threshold: 0.5,
+        tp: 9,
+        fp: 2,
+        tn: 2,
+        fn_: 1,
+        auc_ci_low: Some(auc - 0.1),
+        auc_ci_high: None,
+        average_precision: None,
+        brier: Some(0.1),
+        log_loss: None,
+        ece: None,
+        ece_pos: None,
+        mce: None,
+    }
+}
+
+#[test]
+fn metrics_round_trip_and_name_bad_fields() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(names::METRICS);
+    let m = Metrics {
+        val: split(0.9),
+        test: split(0.8),
+        calibration: None,
+        operating_points: vec![],
+        bootstrap: None,
+        prevalence: None,
+        best_epoch: Some(3),
+        model: Some("cnn".into()),
+        timing: None,
+    };
+    m.write(&path).unwrap();
+    assert_eq!(Metrics::read(&path).unwrap(), m);
+
+    std::fs::write(&path, r#"{"val": {}}"#).unwrap();
+    let e = Metrics::read(&path).unwrap_err();
+    assert!(matches!(e, RunFolderError::Format { .. }), "{e:?}");
+    assert!(e.to_string().contains("metrics.json") && e.to_string().contains("`val`"));
+
+    let text = serde_json::to_string(&m).unwrap();
+    let bad = text.replace("\"best_epoch\":3", "\"best_epoch\":\"x\"");
+    std::fs::write(&path, bad).unwrap();
+    let e = Metrics::read(&path).unwrap_err().to_string();
+    assert!(e.contains("field `best_epoch`"), "{e}");
+}
+
+#[test]
+fn config_keeps_provenance_and_unknown_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(names::CONFIG);
+    std::fs::write(
+        &path,
+        r#"{"train": {"model": "cnn", "epochs": 2, "batch_size": 8, "eval_batch_size": 8,
+            "optimizer": {"kind": "adam", "lr": 0.001, "beta1": 0.9, "beta2": 0.999,
+                          "eps": 1e-8, "weight_decay": 0.0},
+            "seed": 1, "image_size": 28, "augment": "none", "normalize_mean": 0.5,
+            "normalize_std": 0.5, "train_limit": null, "threshold": 0.5, "device": "cpu"},
+           "status": "finished", "git_commit": "abc", "from_the_future": [1, 2]}"#,
+    )
+    .unwrap();
+    let c = RunConfig::read(&path).unwrap();
+    assert_eq!(c.status, RunStatus::Finished);
+    assert_eq!(c.train.epochs, 2);
+    assert_eq!(c.provenance.git_commit.as_deref(), Some("abc"));
+    assert_eq!(c.other["from_the_future"], serde_json::json!([1, 2]));
+    c.write(&path).unwrap();
+    assert_eq!(RunConfig::read(&path).unwrap(), c);
+}
+
+#[test]
+fn settings_are_checked_by_name() {
+    let bad = TrainConfig {
+        batch_size: 0,
+        ..TrainConfig::default()
+    };
+    match bad.validate() {
+        Err(RunFolderError::Setting { field, .. }) => assert_eq!(field, "batch-size"),
+        other => panic!("{other:?}"),
+    }
+    let cnn_with_weights = TrainConfig {
+        weights: "hub:a/b".into(),
+        ..TrainConfig::default()
+    };
+    assert!(cnn_with_weights.validate().is_err());
+}
+
+#[test]
+fn history_predictions_and_divergence_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let rec = EpochRecord {
+        epoch: 1,
+        train_loss: 0.5,
+        val_loss: 0.25,
+        val_auc: 0.875,
+        seconds: 2.0,
+    };
+    write_history(dir.path(), std::slice::from_ref(&rec)).unwrap();
+    let rows = read_history(dir.path()).unwrap();
+    assert_eq!((rows[0].epoch, rows[0].val_auc), (1, 0.875));
+
+    write_predictions(
+        dir.path(),
+        &[PredictionRow {
+            split: "test".into(),
+            index: 0,
+            label: 1,
+            prob: 0.75,
+            logit: Some(1.0986122886681098),
+            prob_calibrated: None,
+        }],
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(dir.path().join(names::PREDICTIONS)).unwrap();
+    assert_eq!(
+        text,
+        "split,index,label,prob,logit,prob_calibrated\ntest,0,1,0.75,1.0986122886681098,\n"
+    );
+
+    let d = Divergence {
+        epoch: 2,
+        step: 7,
+        what: "the training loss is not finite".into(),
+        error: "training diverged".into(),
+        last_good_checkpoint: Some(LastGood {
+            file: names::CHECKPOINT.into(),
+            epoch: 1,
+        }),
+        config: Some(TrainConfig::default()),
+        history: vec![rec],
+    };
+    d.write(dir.path()).unwrap();
+    assert_eq!(Divergence::read(dir.path()).unwrap(), d);
+}
