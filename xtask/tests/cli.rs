@@ -12,15 +12,7 @@ fn xtask(args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Asserts the exit code and that stderr contains every needle.
-fn check(out: &Output, code: i32, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    for n in needles {
-        assert!(stderr.contains(n), "`{n}` not in stderr: {stderr}");
-    }
-    assert!(!stderr.contains("panicked"), "{stderr}");
-}
+use cxr_testkit::assert_exit as check;
 
 #[test]
 fn usage_errors_exit_2() {

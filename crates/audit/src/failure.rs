@@ -3,7 +3,7 @@
 
 use cxr_data::Quality;
 use cxr_metrics as m;
-use serde_json::{Value, json};
+use cxr_runfolder as rf;
 
 /// Significance level of the hypothesis verdicts.
 pub const ALPHA: f64 = 0.05;
@@ -82,32 +82,34 @@ pub(crate) const HYPOTHESES: [Hypothesis; 6] = [
     },
 ];
 
-fn rate(k: u64, n: u64) -> Value {
-    if n == 0 {
-        Value::Null
-    } else {
-        json!(k as f64 / n as f64)
-    }
+fn rate(k: u64, n: u64) -> Option<f64> {
+    (n > 0).then(|| k as f64 / n as f64)
 }
 
-/// A JSON number, or null for a non-finite value.
-fn num(v: f64) -> Value {
-    if v.is_finite() { json!(v) } else { Value::Null }
+/// The value, or `None` (JSON null) for a non-finite one.
+fn num(v: f64) -> Option<f64> {
+    v.is_finite().then_some(v)
 }
 
 /// The logistic regression of an error indicator on the measure standardised
-/// within the group (mean 0, SD 1), as JSON.
-fn logit_json(values: &[f64], errors: &[u8]) -> Value {
+/// within the group (mean 0, SD 1).
+fn logit_fit(values: &[f64], errors: &[u8]) -> rf::Logit {
     let n = values.len();
     let events = errors.iter().filter(|&&e| e == 1).count();
-    let base = json!({"n": n, "events": events, "predictor": "measure standardised within the group (per SD)"});
-    let fail = |reason: String| {
-        let mut v = base.clone();
-        for k in ["coef", "ci_low", "ci_high", "p_value", "odds_ratio_per_sd"] {
-            v[k] = Value::Null;
-        }
-        v["error"] = reason.into();
-        v
+    let fail = |reason: String| rf::Logit {
+        n: Some(n as u64),
+        events: Some(events as u64),
+        predictor: Some("measure standardised within the group (per SD)".into()),
+        coef: None,
+        se: None,
+        ci_low: None,
+        ci_high: None,
+        p_value: None,
+        odds_ratio_per_sd: None,
+        intercept: None,
+        mean: None,
+        sd: None,
+        error: Some(reason),
     };
     if n < 3 {
         return fail(format!("only {n} images in the group"));
@@ -119,51 +121,68 @@ fn logit_json(values: &[f64], errors: &[u8]) -> Value {
     }
     let z: Vec<f64> = values.iter().map(|v| (v - mean) / sd).collect();
     match m::logistic_regression(&z, errors) {
-        Ok(f) => {
-            let mut v = base;
-            v["coef"] = num(f.coef);
-            v["se"] = num(f.se_coef);
-            v["ci_low"] = num(f.ci_low);
-            v["ci_high"] = num(f.ci_high);
-            v["p_value"] = num(f.p_value);
-            v["odds_ratio_per_sd"] = num(f.coef.exp());
-            v["intercept"] = num(f.intercept);
-            v["mean"] = num(mean);
-            v["sd"] = num(sd);
-            v
-        }
+        Ok(f) => rf::Logit {
+            coef: num(f.coef),
+            se: num(f.se_coef),
+            ci_low: num(f.ci_low),
+            ci_high: num(f.ci_high),
+            p_value: num(f.p_value),
+            odds_ratio_per_sd: num(f.coef.exp()),
+            intercept: num(f.intercept),
+            mean: num(mean),
+            sd: num(sd),
+            error: None,
+            ..fail(String::new())
+        },
         Err(e) => fail(e.to_string()),
     }
 }
 
-fn trend_json(events: &[u64], totals: &[u64]) -> Value {
-    match m::cochran_armitage(events, totals, None) {
-        Ok(t) => json!({
-            "test": "chi_square_trend",
-            "method": "Cochran-Armitage trend over quartiles 1-4 (scores 1..4); z > 0: rate rises with the measure",
-            "z": num(t.z),
-            "chi_square": num(t.chi_square),
-            "p_value": num(t.p_value),
-        }),
-        Err(e) => {
-            json!({"test": "chi_square_trend", "z": null, "chi_square": null, "p_value": null, "error": e.to_string()})
-        }
+/// A test that could not be computed, and why.
+fn untestable(test: &str, error: String) -> rf::AssociationTest {
+    rf::AssociationTest {
+        test: test.into(),
+        method: None,
+        p_value: None,
+        z: None,
+        chi_square: None,
+        odds_ratio: None,
+        table: None,
+        error: Some(error),
     }
 }
 
-fn fisher_json(bottom: (u64, u64), top: (u64, u64)) -> Value {
+const TREND: &str = "chi_square_trend";
+const FISHER: &str = "fisher_exact_bottom_vs_top_quartile";
+
+fn trend_test(events: &[u64], totals: &[u64]) -> rf::AssociationTest {
+    match m::cochran_armitage(events, totals, None) {
+        Ok(t) => rf::AssociationTest {
+            method: Some(
+                "Cochran-Armitage trend over quartiles 1-4 (scores 1..4); z > 0: rate rises with the measure".into(),
+            ),
+            p_value: num(t.p_value),
+            z: num(t.z),
+            chi_square: num(t.chi_square),
+            error: None,
+            ..untestable(TREND, String::new())
+        },
+        Err(e) => untestable(TREND, e.to_string()),
+    }
+}
+
+fn fisher_test(bottom: (u64, u64), top: (u64, u64)) -> rf::AssociationTest {
     // rows: bottom quartile, top quartile; columns: error, no error
     let table = [[bottom.0, bottom.1 - bottom.0], [top.0, top.1 - top.0]];
     match m::fisher_exact(table) {
-        Ok(f) => json!({
-            "test": "fisher_exact_bottom_vs_top_quartile",
-            "table": table,
-            "odds_ratio": f.odds_ratio.map(num).unwrap_or(Value::Null),
-            "p_value": num(f.p_value),
-        }),
-        Err(e) => {
-            json!({"test": "fisher_exact_bottom_vs_top_quartile", "p_value": null, "error": e.to_string()})
-        }
+        Ok(f) => rf::AssociationTest {
+            table: Some(table),
+            odds_ratio: f.odds_ratio.and_then(num),
+            p_value: num(f.p_value),
+            error: None,
+            ..untestable(FISHER, String::new())
+        },
+        Err(e) => untestable(FISHER, e.to_string()),
     }
 }
 
@@ -205,9 +224,9 @@ type Bucket = (u64, u64, f64, f64);
 struct Group {
     /// The quartile edges and the four buckets, if computable.
     quartiles: Option<([f64; 3], [Bucket; 4])>,
-    trend: Value,
-    fisher: Value,
-    logit: Value,
+    trend: rf::AssociationTest,
+    fisher: rf::AssociationTest,
+    logit: rf::Logit,
 }
 
 impl Group {
@@ -231,38 +250,42 @@ impl Group {
                 let events: Vec<u64> = q.iter().map(|b| b.1).collect();
                 let totals: Vec<u64> = q.iter().map(|b| b.0).collect();
                 (
-                    trend_json(&events, &totals),
-                    fisher_json((q[0].1, q[0].0), (q[3].1, q[3].0)),
+                    trend_test(&events, &totals),
+                    fisher_test((q[0].1, q[0].0), (q[3].1, q[3].0)),
                 )
             }
             None => (
-                json!({"test": "chi_square_trend", "z": null, "chi_square": null, "p_value": null, "error": "no images in this class"}),
-                json!({"test": "fisher_exact_bottom_vs_top_quartile", "p_value": null, "error": "no images in this class"}),
+                untestable(TREND, "no images in this class".into()),
+                untestable(FISHER, "no images in this class".into()),
             ),
         };
         Group {
             quartiles,
             trend,
             fisher,
-            logit: logit_json(values, errors),
+            logit: logit_fit(values, errors),
         }
     }
 
-    fn table(&self, errors_name: &str) -> Value {
-        match &self.quartiles {
-            Some((edges, q)) => json!({
-                "quartile_edges": edges.iter().map(|&e| num(e)).collect::<Vec<_>>(),
-                "quartiles": q.iter().enumerate().map(|(i, b)| json!({
-                    "q": i + 1,
-                    "lower": num(b.2),
-                    "upper": num(b.3),
-                    "n": b.0,
-                    errors_name: b.1,
-                    "rate": rate(b.1, b.0),
-                })).collect::<Vec<_>>(),
-            }),
-            None => Value::Null,
-        }
+    /// The within-class quartile table; `fp` says which error it counts.
+    fn table(&self, fp: bool) -> Option<rf::GroupTable> {
+        let (edges, q) = self.quartiles.as_ref()?;
+        Some(rf::GroupTable {
+            quartile_edges: edges.iter().map(|&e| num(e)).collect(),
+            quartiles: q
+                .iter()
+                .enumerate()
+                .map(|(i, b)| rf::GroupQuartile {
+                    q: i as u8 + 1,
+                    lower: num(b.2),
+                    upper: num(b.3),
+                    n: b.0,
+                    fp: fp.then_some(b.1),
+                    fn_: (!fp).then_some(b.1),
+                    rate: rate(b.1, b.0),
+                })
+                .collect(),
+        })
     }
 
     /// (errors, n) in the bottom and top within-class quartiles.
@@ -303,7 +326,7 @@ pub(crate) fn failure_modes(
     measures: &[Quality],
     threshold: f64,
     robustness: Option<&[RobustRow]>,
-) -> Value {
+) -> rf::FailureModes {
     let preds: Vec<u8> = probs.iter().map(|&p| u8::from(p >= threshold)).collect();
     let normals = labels.iter().filter(|&&l| l == 0).count();
     let pneumonia = labels.len() - normals;
@@ -337,40 +360,38 @@ pub(crate) fn failure_modes(
                 fn_y.push(e);
             }
         }
-        let quartiles: Vec<Value> = q
+        let quartiles: Vec<rf::Quartile> = q
             .iter()
             .enumerate()
-            .map(|(i, c)| {
-                json!({
-                    "q": i + 1,
-                    "lower": num(c.lower),
-                    "upper": num(c.upper),
-                    "normals": c.normals,
-                    "fp": c.fp,
-                    "fp_rate": rate(c.fp, c.normals),
-                    "pneumonia": c.pneumonia,
-                    "fn": c.fn_,
-                    "fn_rate": rate(c.fn_, c.pneumonia),
-                })
+            .map(|(i, c)| rf::Quartile {
+                q: i as u8 + 1,
+                lower: num(c.lower),
+                upper: num(c.upper),
+                normals: c.normals,
+                fp: c.fp,
+                fp_rate: rate(c.fp, c.normals),
+                pneumonia: c.pneumonia,
+                r#fn: c.fn_,
+                fn_rate: rate(c.fn_, c.pneumonia),
             })
             .collect();
         let fp = Group::new(&fp_x, &fp_y);
         let fn_ = Group::new(&fn_x, &fn_y);
         let class_auc = m::roc_auc(labels, &values).ok();
-        out_measures.push(json!({
-            "measure": name,
-            "class_auc": class_auc.map(num).unwrap_or(Value::Null),
-            "quartile_edges": edges.iter().map(|&e| num(e)).collect::<Vec<_>>(),
-            "quartiles": quartiles,
-            "fp_by_quartile": fp.table("fp"),
-            "fn_by_quartile": fn_.table("fn"),
-            "fp_test": fp.trend,
-            "fn_test": fn_.trend,
-            "fp_fisher": fp.fisher,
-            "fn_fisher": fn_.fisher,
-            "logit_fp": fp.logit,
-            "logit_fn": fn_.logit,
-        }));
+        out_measures.push(rf::MeasureModes {
+            measure: name.to_string(),
+            class_auc: class_auc.and_then(num),
+            quartile_edges: edges.iter().map(|&e| num(e)).collect(),
+            quartiles,
+            fp_by_quartile: fp.table(true),
+            fn_by_quartile: fn_.table(false),
+            fp_test: fp.trend.clone(),
+            fn_test: fn_.trend.clone(),
+            fp_fisher: Some(fp.fisher.clone()),
+            fn_fisher: Some(fn_.fisher.clone()),
+            logit_fp: fp.logit.clone(),
+            logit_fn: fn_.logit.clone(),
+        });
         results.push(MeasureResult {
             name,
             fp,
@@ -378,27 +399,34 @@ pub(crate) fn failure_modes(
             class_auc,
         });
     }
-    let hypotheses: Vec<Value> = HYPOTHESES
+    let hypotheses: Vec<rf::Hypothesis> = HYPOTHESES
         .iter()
         .map(|h| {
             let found = results.iter().find(|r| r.name == h.measure);
             verdict(h, found, threshold, normals, pneumonia, robustness)
         })
         .collect();
-    json!({
-        "threshold": threshold,
-        "n_test": labels.len(),
-        "normals": normals,
-        "pneumonia": pneumonia,
-        "false_positives": preds.iter().zip(labels).filter(|(p, l)| **p == 1 && **l == 0).count(),
-        "false_negatives": preds.iter().zip(labels).filter(|(p, l)| **p == 0 && **l == 1).count(),
-        "measures_note": "measures on the raw u8 test image scaled to [0,1]; sharpness = variance of the 3x3 Laplacian; entropy in bits over 256 bins. quartile_edges/quartiles: quartiles over ALL test images (descriptive; the classes differ in these measures, so class sizes per quartile are unequal). fp_by_quartile / fn_by_quartile: quartiles WITHIN normals / pneumonia images, on which fp_test/fn_test (Cochran-Armitage trend) and fp_fisher/fn_fisher (bottom vs top quartile) are computed. Quartile q holds edges[q-2] < x <= edges[q-1]. class_auc: the measure's AUC for pneumonia vs normal (0.5 = same distribution; far from 0.5 = the measure is itself a proxy for the label)",
-        "measures": out_measures,
-        "decision_rule": format!(
+    let count = |pred: u8, label: u8| {
+        preds
+            .iter()
+            .zip(labels)
+            .filter(|(p, l)| **p == pred && **l == label)
+            .count() as u64
+    };
+    rf::FailureModes {
+        threshold,
+        n_test: Some(labels.len() as u64),
+        normals: Some(normals as u64),
+        pneumonia: Some(pneumonia as u64),
+        false_positives: Some(count(1, 0)),
+        false_negatives: Some(count(0, 1)),
+        measures_note: Some("measures on the raw u8 test image scaled to [0,1]; sharpness = variance of the 3x3 Laplacian; entropy in bits over 256 bins. quartile_edges/quartiles: quartiles over ALL test images (descriptive; the classes differ in these measures, so class sizes per quartile are unequal). fp_by_quartile / fn_by_quartile: quartiles WITHIN normals / pneumonia images, on which fp_test/fn_test (Cochran-Armitage trend) and fp_fisher/fn_fisher (bottom vs top quartile) are computed. Quartile q holds edges[q-2] < x <= edges[q-1]. class_auc: the measure's AUC for pneumonia vs normal (0.5 = same distribution; far from 0.5 = the measure is itself a proxy for the label)".into()),
+        measures: out_measures,
+        decision_rule: Some(format!(
             "supported iff the logistic regression of the error on the measure standardised within its class has Wald p < {ALPHA} and its coefficient has the hypothesised sign (either sign for 'either direction'); the interventional check (the robustness sweep's corruption of the same measure) is reported beside it and does not change the verdict"
-        ),
-        "hypotheses": hypotheses,
-    })
+        )),
+        hypotheses,
+    }
 }
 
 fn fmt_rate(k: u64, n: u64) -> String {
@@ -424,9 +452,9 @@ fn intervention(
     h: &Hypothesis,
     coef: Option<f64>,
     robustness: Option<&[RobustRow]>,
-) -> (Value, String) {
+) -> (Option<Vec<rf::Intervention>>, String) {
     let Some(rows) = robustness else {
-        return (Value::Null, String::new());
+        return (None, String::new());
     };
     let error_rate = |r: &RobustRow| match h.outcome {
         Outcome::Fp => r.specificity.map(|s| 1.0 - s),
@@ -455,13 +483,13 @@ fn intervention(
         let consistent = coef
             .filter(|c| *c != 0.0 && change != 0.0)
             .map(|c| (effect * c).signum() == change.signum());
-        out.push(json!({
-            "corruption": corruption,
-            "moves_measure": if effect < 0.0 { "lower" } else { "higher" },
-            "error_rate": rates.iter().map(|r| r.map(num).unwrap_or(Value::Null)).collect::<Vec<_>>(),
-            "change": num(change),
-            "consistent_with_association": consistent,
-        }));
+        out.push(rf::Intervention {
+            corruption: corruption.to_string(),
+            moves_measure: if effect < 0.0 { "lower" } else { "higher" }.into(),
+            error_rate: rates.iter().map(|r| r.and_then(num)).collect(),
+            change: num(change),
+            consistent_with_association: consistent,
+        });
         text.push(format!(
             "{corruption} (severity 1-5) moves it from {:.1}% to {:.1}%",
             100.0 * first,
@@ -469,14 +497,14 @@ fn intervention(
         ));
     }
     if out.is_empty() {
-        return (Value::Null, String::new());
+        return (None, String::new());
     }
     let err = match h.outcome {
         Outcome::Fp => "FP rate among normals",
         Outcome::Fn => "FN rate among pneumonia images",
     };
     (
-        json!(out),
+        Some(out),
         format!(" Interventional check on the {err}: {}.", text.join("; ")),
     )
 }
@@ -488,28 +516,37 @@ fn verdict(
     normals: usize,
     pneumonia: usize,
     robustness: Option<&[RobustRow]>,
-) -> Value {
+) -> rf::Hypothesis {
     let (error_name, group, group_n) = match h.outcome {
         Outcome::Fp => ("false-positive", "normals", normals),
         Outcome::Fn => ("false-negative", "pneumonia images", pneumonia),
     };
-    let mut out = json!({
-        "id": h.id,
-        "statement": h.statement,
-        "measure": h.measure,
-        "outcome": match h.outcome { Outcome::Fp => "fp", Outcome::Fn => "fn" },
-        "direction": match (h.outcome, h.direction) {
+    let mut out = rf::Hypothesis {
+        id: h.id.into(),
+        statement: h.statement.into(),
+        measure: h.measure.into(),
+        outcome: Some(
+            match h.outcome {
+                Outcome::Fp => "fp",
+                Outcome::Fn => "fn",
+            }
+            .into(),
+        ),
+        direction: match (h.outcome, h.direction) {
             (Outcome::Fp, Direction::Lower) => "lower measure -> more FP",
             (Outcome::Fn, Direction::Lower) => "lower measure -> more FN",
             (Outcome::Fp, Direction::Either) => "either direction -> FP",
             (Outcome::Fn, Direction::Either) => "either direction -> FN",
-        },
-    });
+        }
+        .into(),
+        supported: false,
+        verdict: Some("not testable".into()),
+        summary: format!("Not testable: the measure {} was not computed.", h.measure),
+        evidence: None,
+        intervention: None,
+        class_auc: None,
+    };
     let Some(res) = found else {
-        out["supported"] = false.into();
-        out["verdict"] = "not testable".into();
-        out["summary"] =
-            format!("Not testable: the measure {} was not computed.", h.measure).into();
         return out;
     };
     let g = match h.outcome {
@@ -525,8 +562,9 @@ fn verdict(
         ),
         None => format!("there are no {group}"),
     };
-    let trend_txt = g.trend["p_value"]
-        .as_f64()
+    let trend_txt = g
+        .trend
+        .p_value
         .map(|p| format!("; trend test p = {}", fmt_p(p)))
         .unwrap_or_default();
     let caveat = res
@@ -539,18 +577,15 @@ fn verdict(
             )
         })
         .unwrap_or_default();
-    let (coef, p) = (g.logit["coef"].as_f64(), g.logit["p_value"].as_f64());
+    let (coef, p) = (g.logit.coef, g.logit.p_value);
     let (interv, interv_txt) = intervention(h, coef, robustness);
-    out["intervention"] = interv;
-    out["class_auc"] = res.class_auc.map(num).unwrap_or(Value::Null);
+    out.intervention = interv;
+    out.class_auc = res.class_auc.and_then(num);
     let (Some(coef), Some(p)) = (coef, p) else {
-        let why = g.logit["error"].as_str().unwrap_or("no fit").to_string();
-        out["supported"] = false.into();
-        out["verdict"] = "not testable".into();
-        out["summary"] = format!(
+        let why = g.logit.error.as_deref().unwrap_or("no fit");
+        out.summary = format!(
             "Not testable at threshold {threshold}: among {group_n} {group}, {rates}; the logistic regression could not be fitted ({why}){trend_txt}.{interv_txt}"
-        )
-        .into();
+        );
         return out;
     };
     let significant = p < ALPHA;
@@ -568,8 +603,8 @@ fn verdict(
     };
     let or = coef.exp();
     let (lo, hi) = (
-        g.logit["ci_low"].as_f64().unwrap_or(f64::NAN).exp(),
-        g.logit["ci_high"].as_f64().unwrap_or(f64::NAN).exp(),
+        g.logit.ci_low.unwrap_or(f64::NAN).exp(),
+        g.logit.ci_high.unwrap_or(f64::NAN).exp(),
     );
     let head = match verdict {
         "supported" if h.direction == Direction::Either => {
@@ -584,28 +619,27 @@ fn verdict(
         _ => "Not supported",
     };
     let extremes = g.extremes();
-    out["supported"] = supported.into();
-    out["verdict"] = verdict.into();
-    out["evidence"] = json!({
-        "coef": num(coef),
-        "odds_ratio_per_sd": num(or),
-        "ci_low": num(lo),
-        "ci_high": num(hi),
-        "p_value": num(p),
-        "trend_p_value": g.trend["p_value"].clone(),
-        "fisher_p_value": g.fisher["p_value"].clone(),
-        "rate_bottom_quartile": extremes.map(|((k, n), _)| rate(k, n)).unwrap_or(Value::Null),
-        "rate_top_quartile": extremes.map(|(_, (k, n))| rate(k, n)).unwrap_or(Value::Null),
+    out.supported = supported;
+    out.verdict = Some(verdict.into());
+    out.evidence = Some(rf::Evidence {
+        coef: num(coef),
+        odds_ratio_per_sd: num(or),
+        ci_low: num(lo),
+        ci_high: num(hi),
+        p_value: num(p),
+        trend_p_value: g.trend.p_value,
+        fisher_p_value: g.fisher.p_value,
+        rate_bottom_quartile: extremes.and_then(|((k, n), _)| rate(k, n)),
+        rate_top_quartile: extremes.and_then(|(_, (k, n))| rate(k, n)),
     });
-    out["summary"] = format!(
+    out.summary = format!(
         "{head}: among {group_n} {group} at threshold {threshold}, {rates}; odds ratio per SD of {} {:.2} (95% CI {:.2}-{:.2}), p = {}{trend_txt}.{interv_txt}{caveat}",
         h.measure,
         or,
         lo,
         hi,
         fmt_p(p)
-    )
-    .into();
+    );
     out
 }
 
@@ -645,7 +679,7 @@ mod tests {
             probs.push(if i % 5 == 0 { 0.3 } else { 0.9 });
             qs.push(q(i as f64 / 100.0, ((i * 53) % 100) as f64 / 100.0));
         }
-        let v = failure_modes(&labels, &probs, &qs, 0.5, None);
+        let v = serde_json::to_value(failure_modes(&labels, &probs, &qs, 0.5, None)).unwrap();
         assert_eq!(v["false_positives"], 25 + 15);
         let hyp = |id: &str| {
             v["hypotheses"]
@@ -721,7 +755,8 @@ mod tests {
             rows.push(row("gaussian_blur", s, 0.8 - 0.15 * s as f64));
             rows.push(row("motion_blur", s, 0.8 - 0.1 * s as f64));
         }
-        let v = failure_modes(&labels, &probs, &qs, 0.5, Some(&rows));
+        let v =
+            serde_json::to_value(failure_modes(&labels, &probs, &qs, 0.5, Some(&rows))).unwrap();
         let blur = v["hypotheses"]
             .as_array()
             .unwrap()
@@ -755,7 +790,7 @@ mod tests {
         let labels = vec![0, 0, 0, 1, 1, 1];
         let probs = vec![0.1, 0.2, 0.3, 0.7, 0.8, 0.9];
         let qs: Vec<Quality> = (0..6).map(|i| q(i as f64, i as f64)).collect();
-        let v = failure_modes(&labels, &probs, &qs, 0.5, None);
+        let v = serde_json::to_value(failure_modes(&labels, &probs, &qs, 0.5, None)).unwrap();
         for h in v["hypotheses"].as_array().unwrap() {
             assert_eq!(h["supported"], false);
             assert_eq!(h["verdict"], "not testable", "{h}");

@@ -261,20 +261,11 @@ pub fn audit_model(
         stage_seconds: stages.iter().cloned().collect(),
     };
     write_json(&dir.join(names::AUDIT_META), &meta)?;
-    let hypotheses = failure["hypotheses"]
-        .as_array()
-        .map(|hs| {
-            hs.iter()
-                .map(|h| {
-                    (
-                        h["id"].as_str().unwrap_or_default().to_string(),
-                        h["supported"].as_bool().unwrap_or(false),
-                        h["summary"].as_str().unwrap_or_default().to_string(),
-                    )
-                })
-                .collect()
-        })
-        .unwrap_or_default();
+    let hypotheses = failure
+        .hypotheses
+        .iter()
+        .map(|h| (h.id.clone(), h.supported, h.summary.clone()))
+        .collect();
     info!(
         seconds = format!("{seconds:.1}"),
         "audit written to {}",

@@ -5,6 +5,7 @@ use std::str::FromStr;
 
 use candle_core::{Device, Tensor, Var};
 use candle_nn::VarMap;
+#[cfg(feature = "hub")]
 use hf_hub::{HFClient, HFError};
 
 use crate::{ModelError, ResNet18, ResNetConfig, Result, TensorRole};
@@ -148,7 +149,9 @@ impl HubOptions {
 ///
 /// Errors: [`ModelError::HubUnavailable`] when the hub cannot be reached (or
 /// `hub.offline` is set) and the file is not cached; [`ModelError::Hub`] when the hub
-/// answers with an error (unknown repository or file, authentication, ...).
+/// answers with an error (unknown repository or file, authentication, ...), or when
+/// this build has no hub client (the default-on `hub` feature is off).
+#[cfg(feature = "hub")]
 pub fn fetch_hub_file(
     repo: &str,
     revision: Option<&str>,
@@ -184,7 +187,24 @@ pub fn fetch_hub_file(
         .map_err(|e| classify_hub_error(repo, &hub.cache_dir, e))
 }
 
+/// Without the `hub` feature: every hub source is an error that says so.
+#[cfg(not(feature = "hub"))]
+pub fn fetch_hub_file(
+    repo: &str,
+    _revision: Option<&str>,
+    _filename: &str,
+    _hub: &HubOptions,
+) -> Result<PathBuf> {
+    Err(ModelError::Hub {
+        repo: repo.to_string(),
+        reason: "this build has no hub client (cxr-models' `hub` feature is off); pass a \
+                 .safetensors file instead"
+            .into(),
+    })
+}
+
 /// Splits hub failures into "cannot reach it / not cached" and "it said no".
+#[cfg(feature = "hub")]
 fn classify_hub_error(repo: &str, cache: &Path, e: HFError) -> ModelError {
     let unavailable = match &e {
         HFError::LocalEntryNotFound { .. }

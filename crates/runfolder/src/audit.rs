@@ -49,16 +49,25 @@ pub struct QualityRow {
 /// optional `fp_fisher`, `fn_fisher`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct AssociationTest {
-    /// Which test (`fisher_exact_bottom_vs_top_quartile`, `chi_square_trend`).
+    /// Which test (`chi_square_trend`, `fisher_exact_bottom_vs_top_quartile`).
     pub test: String,
-    /// Its p-value (`null` when undefined).
+    /// How it was computed, in words, when recorded.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// p-value (`null` when the test could not be computed).
     pub p_value: Option<f64>,
     /// Trend statistic z (trend tests; z > 0: the rate rises with the measure).
     #[serde(default)]
     pub z: Option<f64>,
+    /// The trend test's χ², when computed.
+    #[serde(default)]
+    pub chi_square: Option<f64>,
     /// Odds ratio (Fisher's test).
     #[serde(default)]
     pub odds_ratio: Option<f64>,
+    /// Fisher's 2×2 table (rows bottom, top quartile; columns error, no error).
+    #[serde(default)]
+    pub table: Option<[[u64; 2]; 2]>,
     /// Why the test could not be computed.
     #[serde(default)]
     pub error: Option<String>,
@@ -67,20 +76,71 @@ pub struct AssociationTest {
 /// A logistic regression of an error on the standardised measure.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Logit {
-    /// Coefficient (log-odds per standard deviation).
+    /// Images in the group, when recorded.
+    #[serde(default)]
+    pub n: Option<u64>,
+    /// Errors in the group, when recorded.
+    #[serde(default)]
+    pub events: Option<u64>,
+    /// What the predictor is, in words, when recorded.
+    #[serde(default)]
+    pub predictor: Option<String>,
+    /// Coefficient per SD of the measure.
     pub coef: Option<f64>,
-    /// Lower end of its 95 % interval.
+    /// Its standard error, when recorded.
+    #[serde(default)]
+    pub se: Option<f64>,
+    /// Lower end of the coefficient's 95 % Wald interval.
     pub ci_low: Option<f64>,
-    /// Upper end of its 95 % interval.
+    /// Upper end of the coefficient's 95 % Wald interval.
     pub ci_high: Option<f64>,
     /// Wald p-value.
     pub p_value: Option<f64>,
-    /// exp(coef).
+    /// `exp(coef)`, when recorded.
     #[serde(default)]
     pub odds_ratio_per_sd: Option<f64>,
+    /// The intercept, when recorded.
+    #[serde(default)]
+    pub intercept: Option<f64>,
+    /// The measure's mean in the group (standardisation), when recorded.
+    #[serde(default)]
+    pub mean: Option<f64>,
+    /// The measure's SD in the group (standardisation), when recorded.
+    #[serde(default)]
+    pub sd: Option<f64>,
     /// Why the regression could not be fitted.
     #[serde(default)]
     pub error: Option<String>,
+}
+
+/// One quartile of a measure within one class: images and errors.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupQuartile {
+    /// Quartile, 1–4.
+    pub q: u8,
+    /// Lower edge.
+    pub lower: Option<f64>,
+    /// Upper edge.
+    pub upper: Option<f64>,
+    /// Images of the class in the quartile.
+    pub n: u64,
+    /// False positives among them (the normals' table).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fp: Option<u64>,
+    /// False negatives among them (the pneumonia images' table).
+    #[serde(rename = "fn", default, skip_serializing_if = "Option::is_none")]
+    pub fn_: Option<u64>,
+    /// Errors / images (`null` when empty).
+    pub rate: Option<f64>,
+}
+
+/// Quartiles of a measure within one class, on which the tests are computed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GroupTable {
+    /// The within-class quartile edges.
+    pub quartile_edges: Vec<Option<f64>>,
+    /// The four quartiles.
+    pub quartiles: Vec<GroupQuartile>,
 }
 
 /// Error rates in one quartile of a measure.
@@ -129,6 +189,15 @@ pub struct MeasureModes {
     pub logit_fp: Logit,
     /// Logistic regression of FN on the standardised measure among pneumonia.
     pub logit_fn: Logit,
+    /// The measure's own AUC for pneumonia vs normal, when recorded.
+    #[serde(default)]
+    pub class_auc: Option<f64>,
+    /// Quartiles within the normals with their false positives, when recorded.
+    #[serde(default)]
+    pub fp_by_quartile: Option<GroupTable>,
+    /// Quartiles within the pneumonia images with their false negatives, when recorded.
+    #[serde(default)]
+    pub fn_by_quartile: Option<GroupTable>,
 }
 
 /// One of the study's hypotheses and what the data says about it.
@@ -140,6 +209,9 @@ pub struct Hypothesis {
     pub statement: String,
     /// The measure it is tested with.
     pub measure: String,
+    /// The error it is about (`fp`, `fn`), when recorded.
+    #[serde(default)]
+    pub outcome: Option<String>,
     /// The expected direction.
     pub direction: String,
     /// Whether the data supports it.
@@ -150,6 +222,54 @@ pub struct Hypothesis {
     pub verdict: Option<String>,
     /// One sentence with the numbers.
     pub summary: String,
+    /// The numbers behind the verdict, when it could be tested.
+    #[serde(default)]
+    pub evidence: Option<Evidence>,
+    /// The robustness sweep's corruptions of the same measure, when run.
+    #[serde(default)]
+    pub intervention: Option<Vec<Intervention>>,
+    /// The measure's own AUC for pneumonia vs normal, when recorded.
+    #[serde(default)]
+    pub class_auc: Option<f64>,
+}
+
+/// `failure_modes.json` → `hypotheses[].evidence`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Evidence {
+    /// Logistic-regression coefficient per SD.
+    pub coef: Option<f64>,
+    /// `exp(coef)`.
+    pub odds_ratio_per_sd: Option<f64>,
+    /// Lower end of the odds ratio's 95 % interval.
+    pub ci_low: Option<f64>,
+    /// Upper end of the odds ratio's 95 % interval.
+    pub ci_high: Option<f64>,
+    /// Wald p-value.
+    pub p_value: Option<f64>,
+    /// The trend test's p-value.
+    pub trend_p_value: Option<f64>,
+    /// Fisher's p-value (bottom vs top quartile).
+    pub fisher_p_value: Option<f64>,
+    /// Error rate in the bottom within-class quartile.
+    pub rate_bottom_quartile: Option<f64>,
+    /// Error rate in the top within-class quartile.
+    pub rate_top_quartile: Option<f64>,
+}
+
+/// `failure_modes.json` → `hypotheses[].intervention[]`: a corruption that moves the
+/// measure, and the error rate it gives.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Intervention {
+    /// The corruption (`gaussian_blur`, …).
+    pub corruption: String,
+    /// `lower` or `higher`: how it moves the measure.
+    pub moves_measure: String,
+    /// Error rate clean and at severities 1–5.
+    pub error_rate: Vec<Option<f64>>,
+    /// Severity 5 minus clean.
+    pub change: Option<f64>,
+    /// Whether the change has the sign the association predicts.
+    pub consistent_with_association: Option<bool>,
 }
 
 impl Hypothesis {
@@ -184,6 +304,12 @@ pub struct FailureModes {
     /// False positives at the threshold, when recorded.
     #[serde(default)]
     pub false_positives: Option<u64>,
+    /// Normal test images, when recorded.
+    #[serde(default)]
+    pub normals: Option<u64>,
+    /// Pneumonia test images, when recorded.
+    #[serde(default)]
+    pub pneumonia: Option<u64>,
     /// False negatives at the threshold, when recorded.
     #[serde(default)]
     pub false_negatives: Option<u64>,

@@ -50,10 +50,10 @@ mod run;
 mod settings;
 
 pub use audit::{
-    AssociationTest, Audit, AuditMeta, AuditSettings, DataAudit, Duplicates, FailureModes,
-    GALLERY_HEADER, GalleryKind, GalleryRow, Hypothesis, Logit, MeasureModes, Overlay, PairCount,
-    PrevalenceShift, QUALITY_HEADER, QualityRow, Quartile, ROBUSTNESS_HEADER, RobustnessRow,
-    SplitBalance,
+    AssociationTest, Audit, AuditMeta, AuditSettings, DataAudit, Duplicates, Evidence,
+    FailureModes, GALLERY_HEADER, GalleryKind, GalleryRow, GroupQuartile, GroupTable, Hypothesis,
+    Intervention, Logit, MeasureModes, Overlay, PairCount, PrevalenceShift, QUALITY_HEADER,
+    QualityRow, Quartile, ROBUSTNESS_HEADER, RobustnessRow, SplitBalance,
 };
 pub use config::{
     DataRecord, ExcludedDuplicates, Provenance, RunConfig, RunStatus, SkippedFile, WeightsLoaded,

@@ -374,19 +374,9 @@ fn resnet18_is_audited_like_any_classifier() {
 /// test image, and the validation images that also occur in train found.
 #[test]
 fn real_data_audit_finds_the_train_val_duplicates() {
-    let dir = std::env::var_os("CXR_DATA_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    let file = dir.join("pneumoniamnist.npz");
-    if !file.is_file() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{} not found",
-            file.display()
-        );
-        eprintln!("skipped: no {}", file.display());
+    let Some(file) = cxr_testkit::pneumoniamnist() else {
         return;
-    }
+    };
     let data = cxr_data::load_npz(&file).unwrap();
     let out = tempfile::tempdir().unwrap();
     let cfg = TrainConfig {

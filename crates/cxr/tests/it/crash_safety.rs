@@ -3,7 +3,6 @@
 //! as an uninterrupted run; a diverging run leaves its checkpoint and a report saying
 //! what happened. Tiny synthetic data, one thread: a few seconds.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -14,51 +13,10 @@ const TEST_HANG_ENV: &str = "CXR_TEST_HANG_AT";
 /// ... after writing this marker into the run folder.
 const TEST_HANG_MARKER: &str = ".cxr-test-hang";
 
-/// A MedMNIST-layout npz (stored entries): 24 train, 8 val and 8 test 28×28 images,
-/// pseudo-random pixels with a class-dependent brightness, both classes in each split.
+/// A MedMNIST-layout npz: 24 train, 8 val and 8 test 28×28 images, both classes in
+/// each split.
 pub fn tiny_npz(path: &Path) {
-    let mut state = 0x2545_f491_4f6c_dd1du64;
-    let mut next = move || {
-        state ^= state << 13;
-        state ^= state >> 7;
-        state ^= state << 17;
-        state
-    };
-    let npy = |shape: &[usize], data: &[u8]| -> Vec<u8> {
-        let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-        let shape = if dims.len() == 1 {
-            format!("({},)", dims[0])
-        } else {
-            format!("({})", dims.join(", "))
-        };
-        let mut header = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': {shape}, }}");
-        while (10 + header.len() + 1) % 64 != 0 {
-            header.push(' ');
-        }
-        header.push('\n');
-        let mut out = b"\x93NUMPY\x01\x00".to_vec();
-        out.extend((header.len() as u16).to_le_bytes());
-        out.extend(header.as_bytes());
-        out.extend(data);
-        out
-    };
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-    let opts =
-        zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
-    for (split, n) in [("train", 24usize), ("val", 8), ("test", 8)] {
-        let labels: Vec<u8> = (0..n).map(|i| (i % 2) as u8).collect();
-        let mut images = Vec::with_capacity(n * 28 * 28);
-        for &l in &labels {
-            for _ in 0..28 * 28 {
-                images.push((next() % 160) as u8 + 60 * l);
-            }
-        }
-        zip.start_file(format!("{split}_images.npy"), opts).unwrap();
-        zip.write_all(&npy(&[n, 28, 28], &images)).unwrap();
-        zip.start_file(format!("{split}_labels.npy"), opts).unwrap();
-        zip.write_all(&npy(&[n, 1], &labels)).unwrap();
-    }
-    zip.finish().unwrap();
+    cxr_testkit::write_tiny_npz(path, &[("train", 24), ("val", 8), ("test", 8)]);
 }
 
 /// `cxr train` on `data` into `out` (3 epochs of 6 steps, seed 7, one thread).

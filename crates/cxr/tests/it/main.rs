@@ -16,15 +16,7 @@ fn cxr(args: &[&str]) -> Output {
         .unwrap()
 }
 
-/// Asserts the exit code and that stderr contains every needle.
-fn check(out: &Output, code: i32, needles: &[&str]) {
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert_eq!(out.status.code(), Some(code), "stderr: {stderr}");
-    for n in needles {
-        assert!(stderr.contains(n), "`{n}` not in stderr: {stderr}");
-    }
-    assert!(!stderr.contains("panicked"), "{stderr}");
-}
+use cxr_testkit::assert_exit as check;
 
 #[test]
 fn usage_errors_exit_2() {
@@ -65,20 +57,9 @@ fn report_on_a_folder_without_a_run_exits_1_naming_the_file() {
 #[test]
 fn audit_on_a_folder_without_a_run_exits_1_naming_the_file() {
     check(&cxr(&["audit"]), 2, &["--run"]);
-    let data = std::env::var_os("CXR_DATA_DIR")
-        .map(std::path::PathBuf::from)
-        .unwrap_or_else(|| {
-            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../shared/data")
-        });
-    if !data.join("pneumoniamnist.npz").is_file() {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "{} not found (set CXR_DATA_DIR)",
-            data.display()
-        );
-        eprintln!("skipped: no pneumoniamnist.npz in {}", data.display());
+    let Some(data) = cxr_testkit::pneumoniamnist() else {
         return;
-    }
+    };
     let dir = tempfile::tempdir().unwrap();
     let out = cxr(&[
         "audit",

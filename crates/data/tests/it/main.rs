@@ -7,7 +7,6 @@ mod folder;
 mod locate;
 mod npz_ok;
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use cxr_data::DataError;
@@ -27,45 +26,12 @@ pub struct Arr {
     pub data: Vec<u8>,
 }
 
-/// npy bytes (format 1.0, header padded to 64 bytes as numpy does) for `a`.
+/// npy bytes of `a` ([`cxr_testkit::npy`]).
 pub fn npy(a: &Arr) -> Vec<u8> {
-    let dims: Vec<String> = a.shape.iter().map(|d| d.to_string()).collect();
-    let shape = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header = format!(
-        "{{'descr': '{}', 'fortran_order': {}, 'shape': {shape}, }}",
-        a.descr,
-        if a.fortran { "True" } else { "False" }
-    );
-    while (10 + header.len() + 1) % 64 != 0 {
-        header.push(' ');
-    }
-    header.push('\n');
-    let mut out = b"\x93NUMPY\x01\x00".to_vec();
-    out.extend((header.len() as u16).to_le_bytes());
-    out.extend(header.as_bytes());
-    out.extend(&a.data);
-    out
+    cxr_testkit::npy(&a.descr, a.fortran, &a.shape, &a.data)
 }
 
-/// Writes an npz holding `entries` (name, bytes), deflated when `deflate`.
-pub fn write_zip(path: &Path, entries: &[(String, Vec<u8>)], deflate: bool) {
-    let mut zip = zip::ZipWriter::new(std::fs::File::create(path).unwrap());
-    let method = if deflate {
-        zip::CompressionMethod::Deflated
-    } else {
-        zip::CompressionMethod::Stored
-    };
-    let opts = zip::write::SimpleFileOptions::default().compression_method(method);
-    for (name, bytes) in entries {
-        zip.start_file(name.as_str(), opts).unwrap();
-        zip.write_all(bytes).unwrap();
-    }
-    zip.finish().unwrap();
-}
+pub use cxr_testkit::write_zip;
 
 /// Writes an npz with `arrays` as `<name>.npy` entries, deflated when `deflate`.
 pub fn write_npz(path: &Path, arrays: &[Arr], deflate: bool) {
@@ -122,22 +88,8 @@ pub fn check<T>(result: cxr_data::Result<T>, pred: impl Fn(&DataError) -> bool, 
     }
 }
 
-/// `pneumoniamnist.npz` from `CXR_DATA_DIR`, else `../../../shared/data` relative to
-/// this crate; `None` (with a printed note) when absent, a failure when `CI` is set.
+/// `pneumoniamnist.npz` from `CXR_DATA_DIR` or the shared folder; `None` (with a note)
+/// when absent, a failure when `CI` is set.
 pub fn real_npz() -> Option<PathBuf> {
-    let dir = std::env::var_os("CXR_DATA_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"));
-    let p = dir.join("pneumoniamnist.npz");
-    if p.is_file() {
-        Some(p)
-    } else if std::env::var_os("CI").is_some() {
-        panic!("{} not found (set CXR_DATA_DIR)", p.display());
-    } else {
-        eprintln!(
-            "note: skipped the real-data check: {} not found (set CXR_DATA_DIR)",
-            p.display()
-        );
-        None
-    }
+    cxr_testkit::pneumoniamnist()
 }

@@ -6,25 +6,10 @@ use candle_core::{DType, Device, Tensor};
 use candle_nn::{VarBuilder, VarMap};
 use cxr_models::{CnnConfig, SeedCnn};
 
-/// The fixture folder: `CXR_FIXTURES`, else `../shared/fixtures` beside the checkout.
-/// Returns `None` (test skipped with a note) only outside CI.
+/// The fixture folder (`CXR_FIXTURES` or the shared folder); `None` (test skipped)
+/// only outside CI.
 fn fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("CXR_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
-        });
-    if dir.join("cnn_step.safetensors").is_file() {
-        Some(dir)
-    } else if std::env::var_os("CI").is_some() {
-        panic!("fixtures not found at {} (set CXR_FIXTURES)", dir.display());
-    } else {
-        eprintln!(
-            "skipped: no fixtures at {} (set CXR_FIXTURES)",
-            dir.display()
-        );
-        None
-    }
+    cxr_testkit::fixture("cnn_step.safetensors").and_then(|f| f.parent().map(PathBuf::from))
 }
 
 /// Max |a − b| divided by max(1, max |b|): the tolerance is relative to the tensor's scale.

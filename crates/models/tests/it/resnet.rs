@@ -13,29 +13,12 @@ use cxr_models::{
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 
-/// The fixture folder holding the ResNet18 files: `CXR_FIXTURES`, else
-/// `../shared/fixtures` beside the checkout. `None` (test skipped) only outside CI.
+/// The fixture folder holding the ResNet18 files (`CXR_FIXTURES` or the shared
+/// folder); `None` (test skipped) only outside CI.
 fn resnet_fixtures() -> Option<PathBuf> {
-    let dir = std::env::var_os("CXR_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/fixtures")
-        });
-    let files = ["resnet18_random.safetensors", "resnet18_io.safetensors"];
-    if files.iter().all(|f| dir.join(f).is_file()) {
-        Some(dir)
-    } else if std::env::var_os("CI").is_some() {
-        panic!(
-            "ResNet18 fixtures not found at {} (set CXR_FIXTURES)",
-            dir.display()
-        );
-    } else {
-        eprintln!(
-            "skipped: no ResNet18 fixtures at {} (set CXR_FIXTURES)",
-            dir.display()
-        );
-        None
-    }
+    let random = cxr_testkit::fixture("resnet18_random.safetensors")?;
+    cxr_testkit::fixture("resnet18_io.safetensors")?;
+    random.parent().map(PathBuf::from)
 }
 
 fn max_abs_err(a: &Tensor, b: &Tensor) -> f32 {
@@ -412,6 +395,7 @@ fn fake_hub_cache(cache: &Path, repo: &str, commit: &str, file: &Path) -> PathBu
 /// Offline hub loading from a local cache in the hub's own layout; a repository that
 /// is not cached is `HubUnavailable` (the fallback case), never a network call.
 #[test]
+#[cfg(feature = "hub")]
 fn hub_weights_load_offline_from_local_cache() {
     let tmp = tempfile::tempdir().unwrap();
     let cfg = ResNetConfig::default();

@@ -11,31 +11,19 @@ use std::path::PathBuf;
 use candle_core::{Device, Tensor};
 use cxr_data::{Dataset, ImageSet};
 
-/// The fixture folder: `CXR_FIXTURES`, else `../shared/fixtures` beside the checkout.
-/// `None` (test skipped with a note) only outside CI; in CI a missing folder fails.
+/// The fixture folder (`CXR_FIXTURES` or the shared folder); `None` (test skipped)
+/// only outside CI.
 pub fn fixtures() -> Option<PathBuf> {
-    shared_path("CXR_FIXTURES", "fixtures", "cnn_step.safetensors")
+    folder_of(cxr_testkit::fixture("cnn_step.safetensors"))
 }
 
-/// The folder holding `pneumoniamnist.npz`: `CXR_DATA_DIR`, else `../shared/data`.
+/// The folder holding `pneumoniamnist.npz` (`CXR_DATA_DIR` or the shared folder).
 pub fn data_dir() -> Option<PathBuf> {
-    shared_path("CXR_DATA_DIR", "data", "pneumoniamnist.npz")
+    folder_of(cxr_testkit::pneumoniamnist())
 }
 
-fn shared_path(var: &str, sub: &str, file: &str) -> Option<PathBuf> {
-    let dir = std::env::var_os(var).map(PathBuf::from).unwrap_or_else(|| {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-            .join("../../../shared")
-            .join(sub)
-    });
-    if dir.join(file).is_file() {
-        Some(dir)
-    } else if std::env::var_os("CI").is_some() {
-        panic!("{} not found in {} (set {var})", file, dir.display());
-    } else {
-        eprintln!("skipped: no {file} in {} (set {var})", dir.display());
-        None
-    }
+fn folder_of(file: Option<PathBuf>) -> Option<PathBuf> {
+    file.and_then(|f| f.parent().map(PathBuf::from))
 }
 
 /// A synthetic 28×28 dataset (8 train, 6 val, 6 test images, both classes in each).
