@@ -147,8 +147,11 @@ fn adam_step_matches(t: &HashMap<String, Tensor>, dev: &Device, precision: Preci
     }
 }
 
+/// The values as f64, through the CPU (candle's Metal backend has no f64).
 fn vec_f64(t: &Tensor) -> Vec<f64> {
-    t.to_dtype(DType::F64)
+    t.to_device(&candle_core::Device::Cpu)
+        .unwrap()
+        .to_dtype(DType::F64)
         .unwrap()
         .flatten_all()
         .unwrap()
