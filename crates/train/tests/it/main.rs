@@ -4,6 +4,7 @@
 mod bad_inputs;
 mod parity;
 mod resnet;
+mod resnet_step;
 mod smoke;
 
 use std::path::PathBuf;
