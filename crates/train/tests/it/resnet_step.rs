@@ -1,8 +1,8 @@
 //! One ResNet18 training step (train-mode BatchNorm, one logit, BCE with logits) against
 //! PyTorch's float64 reference `resnet18_step.safetensors`: logits, loss, BatchNorm running
 //! statistics and every parameter's gradient, each within a tolerance relative to its
-//! tensor's scale. The CPU fast path is what runs here (the default); a perturbed gradient
-//! shows that the check can fail.
+//! tensor's scale — on the CPU fast path, and on candle's own ops (the path CUDA and Metal
+//! run); a perturbed gradient shows that the check can fail.
 
 use std::collections::HashMap;
 
@@ -140,10 +140,9 @@ fn fixture() -> Option<(std::path::PathBuf, HashMap<String, Tensor>)> {
     Some((file.parent().unwrap().to_path_buf(), fx))
 }
 
-#[test]
-fn resnet18_training_step_matches_pytorch_float64() {
-    let Some((dir, fx)) = fixture() else { return };
-    let step = run_step(&dir, &fx);
+/// Runs the step and checks everything but the gradients; returns the step.
+fn checked_step(dir: &std::path::Path, fx: &HashMap<String, Tensor>) -> Step {
+    let step = run_step(dir, fx);
     let e = rel(&step.logits, &values(&fx["logits"]));
     assert!(e <= FLOOR, "logits: relative error {e:.2e}");
     let want = scalar(&fx["loss"]);
@@ -162,8 +161,15 @@ fn resnet18_training_step_matches_pytorch_float64() {
         40,
         "20 BatchNorm layers, two buffers each"
     );
-    let failures = gradient_failures(&step, &fx);
+    let failures = gradient_failures(&step, fx);
     assert!(failures.is_empty(), "{}", failures.join("\n"));
+    step
+}
+
+#[test]
+fn resnet18_training_step_matches_pytorch_float64() {
+    let Some((dir, fx)) = fixture() else { return };
+    let step = checked_step(&dir, &fx);
 
     // The check can fail: one gradient 1 % off is caught.
     let mut perturbed = step;
@@ -175,4 +181,37 @@ fn resnet18_training_step_matches_pytorch_float64() {
         failures.len() == 1 && failures[0].starts_with("layer2.1.bn2.bias"),
         "{failures:?}"
     );
+}
+
+/// Set in the child process that runs the step on candle's ops.
+const CANDLE_OPS_CHILD: &str = "CXR_TEST_CANDLE_OPS_CHILD";
+
+/// The same step with the CPU fast path switched off. The switch is process-wide, so the
+/// check runs in a child process of this test binary (only this test), leaving the other
+/// tests' arithmetic alone.
+#[test]
+fn resnet18_training_step_on_candle_ops_matches_pytorch_float64() {
+    let Some((dir, fx)) = fixture() else { return };
+    if std::env::var_os(CANDLE_OPS_CHILD).is_some() {
+        cxr_kernels::set_cpu_fast_path(false);
+        assert!(!cxr_kernels::cpu_fast_path_enabled());
+        checked_step(&dir, &fx);
+        return;
+    }
+    let name = "resnet_step::resnet18_training_step_on_candle_ops_matches_pytorch_float64";
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", name, "--nocapture", "--test-threads=1"])
+        .env(CANDLE_OPS_CHILD, "1")
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert!(out.status.success(), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("1 passed"),
+        "the child ran no test: {stdout}"
+    );
+    eprintln!("{}", stderr.trim());
 }
