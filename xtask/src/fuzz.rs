@@ -20,16 +20,25 @@ pub enum FuzzTarget {
     /// The run-folder readers of `cargo xtask report` (metrics.json, predictions.csv,
     /// history.csv, config.json).
     RunFolder,
+    /// One DICOM file to 8-bit gray frames (`cxr_data::decode_dicom_bytes`), each
+    /// cropped and resized as the image-folder loader does.
+    Dicom,
 }
 
 impl FuzzTarget {
-    const ALL: [FuzzTarget; 3] = [FuzzTarget::Npz, FuzzTarget::Image, FuzzTarget::RunFolder];
+    const ALL: [FuzzTarget; 4] = [
+        FuzzTarget::Npz,
+        FuzzTarget::Image,
+        FuzzTarget::RunFolder,
+        FuzzTarget::Dicom,
+    ];
 
     fn name(self) -> &'static str {
         match self {
             FuzzTarget::Npz => "npz",
             FuzzTarget::Image => "image",
             FuzzTarget::RunFolder => "run_folder",
+            FuzzTarget::Dicom => "dicom",
         }
     }
 }

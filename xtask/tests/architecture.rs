@@ -87,6 +87,14 @@ fn the_crate_graph_fans_out() {
     // the steps (xtask runs it).
     assert!(!deps_of("cxr-train").contains("cxr-audit"));
     assert!(!deps_of("cxr-audit").contains("cxr-train"));
+    // Applying a model needs no trainer: a run folder's model.json and weights suffice.
+    assert!(!deps_of("cxr-predict").contains("cxr-train"));
+    for name in ["cxr-train", "cxr-audit"] {
+        assert!(
+            !deps_of(name).contains("cxr-predict"),
+            "{name} depends on cxr-predict"
+        );
+    }
     for (name, dir) in crates() {
         if name != "cxr" && name != "xtask" {
             assert!(!dependencies(&dir).contains("cxr"), "{name} depends on cxr");

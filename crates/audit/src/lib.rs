@@ -32,9 +32,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
-use candle_nn::VarBuilder;
 use cxr_data::{Corruption, Dataset, ImageSet, MAX_SEVERITY, Normalize, Quality, Split};
-use cxr_models::{Classifier, build_classifier, parse_device};
+use cxr_models::{Classifier, load_classifier, parse_device};
 use cxr_runfolder::{
     AuditMeta, AuditSettings, DataAudit, Duplicates, Overlay, PairCount, PrevalenceShift,
     RunConfig, RunLock, SplitBalance, TrainConfig, names, write_atomic, write_json,
@@ -46,7 +45,7 @@ use tracing_indicatif::span_ext::IndicatifSpanExt;
 pub use error::{AuditError, Result};
 pub use explain::{HeatMap, TargetClass, grad_cam, occlusion_map};
 pub use failure::ALPHA;
-pub use render::{OVERLAY_ALPHA, turbo};
+pub use render::{OVERLAY_ALPHA, turbo, write_gray_png, write_overlay_png};
 
 /// Settings of an audit.
 #[derive(Debug, Clone, PartialEq)]
@@ -139,14 +138,12 @@ pub fn audit_run(run_dir: &Path, data: &Dataset, opts: &AuditOptions) -> Result<
     let cfg = config.train;
     let device = parse_device(&cfg.device)?;
     let weights_path = run_dir.join(names::MODEL);
-    let bad_weights = |reason: String| AuditError::Run {
-        path: weights_path.clone(),
-        reason,
-    };
-    let tensors = candle_core::safetensors::load(&weights_path, &device)
-        .map_err(|e| bad_weights(e.to_string()))?;
-    let vb = VarBuilder::from_tensors(tensors, DType::F32, &device);
-    let model = build_classifier(cfg.model.as_str(), vb).map_err(|e| bad_weights(e.to_string()))?;
+    let model = load_classifier(cfg.model.as_str(), &weights_path, &device).map_err(|e| {
+        AuditError::Run {
+            path: weights_path.clone(),
+            reason: e.to_string(),
+        }
+    })?;
     audit_model(model.as_ref(), &cfg, &device, data, run_dir, opts)
 }
 

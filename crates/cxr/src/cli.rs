@@ -36,6 +36,10 @@ pub enum Command {
     /// Recompute a run folder's audit (audit/: failure modes, gallery with Grad-CAM,
     /// robustness sweep, data audit) from its model.safetensors (never trains).
     Audit(AuditArgs),
+    /// Apply a trained run's model to new chest X-rays (PNG, JPEG, BMP, TIFF, DICOM
+    /// files and folders of them): predictions.csv, summary.json with a label-free site
+    /// check, optional Grad-CAM / occlusion overlays, and report.html.
+    Predict(PredictArgs),
 }
 
 /// Where the data comes from.
@@ -210,12 +214,75 @@ pub struct PipelineArgs {
     /// Output folder (default `runs/<timestamp>/`).
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Train only shard K of N of the runs (run i goes to shard i mod N + 1), into
+    /// `--out` (required): one task of a Slurm job array or Kubernetes Indexed Job each;
+    /// `cxr report --run OUT` then writes the comparison over every run folder.
+    #[arg(long)]
+    pub shard: Option<cxr_predict::Shard>,
     /// Recipe settings (the ResNet-only ones do not apply to the CNN runs).
     #[command(flatten)]
     pub recipe: RecipeArgs,
     /// The data.
     #[command(flatten)]
     pub data: DataArgs,
+}
+
+/// `--dicom-window`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DicomWindowArg {
+    /// The file's VOI LUT, else its window centre/width, else the full range of the
+    /// stored bits (an 8-bit DICOM maps as the same PNG does).
+    Auto,
+    /// Each frame's own minimum to maximum.
+    Minmax,
+}
+
+/// `predict`.
+#[derive(Debug, Args)]
+pub struct PredictArgs {
+    /// The run folder whose model to apply (its model.json and model.safetensors).
+    #[arg(long)]
+    pub run: PathBuf,
+    /// Image files, DICOM files and folders (walked recursively), in any mix.
+    #[arg(required = true)]
+    pub inputs: Vec<PathBuf>,
+    /// The prediction folder [default: RUN/predictions/<UTC timestamp>].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Decision threshold: `youden` (the default, chosen on validation),
+    /// `sensitivity_0.95`, `default_0.5`, or a number in [0, 1].
+    #[arg(long)]
+    pub operating_point: Option<String>,
+    /// Fail (after writing the folder) when any input cannot be read.
+    #[arg(long)]
+    pub strict: bool,
+    /// Write Grad-CAM and occlusion overlays of the highest-probability images.
+    #[arg(long)]
+    pub explain: bool,
+    /// With --explain: how many images, by probability (0 = every image).
+    #[arg(long, default_value_t = 16)]
+    pub explain_top: usize,
+    /// Adapt probabilities and the threshold to the prevalence the site check
+    /// estimates (EM prior adjustment); off by default.
+    #[arg(long)]
+    pub adapt_prior: bool,
+    /// How DICOM pixel values map to 8-bit gray.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub dicom_window: DicomWindowArg,
+    /// Device: cpu, cuda[:N], metal or auto.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Inference batch size [default: the model card's].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    /// Seed of the site check's bootstrap.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// Predict only shard K of N of the input files (file i goes to shard i mod N + 1)
+    /// into `--out/shard-K-of-N/` (`--out` required); `cxr report --run OUT` merges the
+    /// shards.
+    #[arg(long)]
+    pub shard: Option<cxr_predict::Shard>,
 }
 
 /// `audit`.

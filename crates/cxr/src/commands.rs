@@ -10,7 +10,10 @@ use cxr_runfolder::{Provenance, RunConfig, SkippedFile, names};
 use cxr_train::{ModelKind, RunOptions, RunSummary, TrainConfig};
 use tracing::{info, warn};
 
-use crate::cli::{AuditArgs, Command, DataArgs, ModelArg, PipelineArgs, RecipeArgs, TrainArgs};
+use crate::cli::{
+    AuditArgs, Command, DataArgs, DicomWindowArg, ModelArg, PipelineArgs, PredictArgs, RecipeArgs,
+    TrainArgs,
+};
 use crate::error::Context as _;
 use crate::recipe::{self, train_config};
 use crate::{CxrError, Result};
@@ -39,6 +42,65 @@ pub fn run(command: Command) -> Result<()> {
             print_audit(&s);
             Ok(())
         }
+        Command::Predict(a) => predict(&a).map(|_| ()),
+    }
+}
+
+/// `predict`: applies a run's model to new images and writes the prediction folder
+/// and its report. The folder and report are written even when the command fails
+/// because inputs could not be read (`--strict`, or none readable).
+pub fn predict(a: &PredictArgs) -> Result<cxr_predict::PredictOutcome> {
+    let operating_point = match &a.operating_point {
+        Some(s) => s
+            .parse()
+            .map_err(|e: String| CxrError::Setting(format!("--operating-point: {e}")))?,
+        None => cxr_predict::OperatingPointChoice::Default,
+    };
+    let opts = cxr_predict::PredictOptions {
+        out: a.out.clone(),
+        operating_point,
+        strict: a.strict,
+        explain: a.explain,
+        explain_top: a.explain_top,
+        adapt_prior: a.adapt_prior,
+        dicom_window: match a.dicom_window {
+            DicomWindowArg::Auto => cxr_predict::DicomWindow::Auto,
+            DicomWindowArg::Minmax => cxr_predict::DicomWindow::MinMax,
+        },
+        device: a.device.clone(),
+        batch_size: a.batch_size,
+        seed: a.seed,
+        inputs_as_given: a.inputs.iter().map(|p| p.display().to_string()).collect(),
+        shard: a.shard,
+        ..cxr_predict::PredictOptions::default()
+    };
+    let what = || format!("predicting with the model of {}", a.run.display());
+    match cxr_predict::predict(&a.run, &a.inputs, &opts) {
+        Ok(outcome) => {
+            let files = cxr_report::write_predict_report(&outcome.dir)
+                .step(|| format!("building the report of {}", outcome.dir.display()))?;
+            let s = &outcome.summary;
+            println!(
+                "{} frames predicted ({} files unreadable), {} called pneumonia at {} = {:.4}",
+                s.predicted, s.unreadable, s.positives, s.operating_point, s.threshold
+            );
+            if let Some(c) = &s.site_check {
+                println!("site check: {}", c.verdict);
+            }
+            println!("{}", outcome.dir.join(names::PREDICTIONS).display());
+            println!("{}", files.html.display());
+            Ok(outcome)
+        }
+        Err(e @ cxr_predict::PredictError::Unreadable { .. }) => {
+            if let cxr_predict::PredictError::Unreadable { csv, .. } = &e
+                && let Some(dir) = csv.parent()
+                && let Ok(files) = cxr_report::write_predict_report(dir)
+            {
+                eprintln!("report: {}", files.html.display());
+            }
+            Err(CxrError::step(what(), e))
+        }
+        Err(e) => Err(CxrError::step(what(), e)),
     }
 }
 
@@ -285,7 +347,24 @@ pub fn pipeline(a: &PipelineArgs) -> Result<PathBuf> {
     } else {
         ("none".to_string(), None)
     };
-    let configs = configs(&weights);
+    let mut configs = configs(&weights);
+    if let Some(shard) = a.shard {
+        if a.out.is_none() {
+            return Err(CxrError::Setting(
+                "--shard needs --out: every shard writes into the same pipeline folder".into(),
+            ));
+        }
+        configs = configs
+            .into_iter()
+            .enumerate()
+            .filter(|(i, _)| shard.holds(*i))
+            .map(|(_, c)| c)
+            .collect();
+        if configs.is_empty() {
+            info!("shard {shard}: no run falls to this shard");
+            return Ok(a.out.clone().unwrap_or_default());
+        }
+    }
     let decode = configs.iter().map(|c| c.image_size).max().unwrap_or(28);
     let data = load_data(&a.data, decode)?;
     let out = a
@@ -316,7 +395,33 @@ pub fn pipeline(a: &PipelineArgs) -> Result<PathBuf> {
                 .step(|| format!("reading the run folder {}", dir.display()))?,
         );
     }
-    let rows = cxr_report::compare_runs(&runs);
+    if let Some(shard) = a.shard {
+        println!(
+            "shard {shard}: {} runs written to {} in {:.0} s; when every shard is done, \
+             `cxr report --run {}` writes the comparison",
+            runs.len(),
+            out.display(),
+            start.elapsed().as_secs_f64(),
+            out.display()
+        );
+        return Ok(out);
+    }
+    write_comparison(&out, &runs)?;
+    if let Some(reason) = &fallback {
+        println!("NOTE: resnet18 was not pretrained: {reason}");
+    }
+    println!(
+        "pipeline written to {} in {:.0} s",
+        out.display(),
+        start.elapsed().as_secs_f64()
+    );
+    Ok(out)
+}
+
+/// `summary.csv`, `summary.md` and the comparison report of the pipeline folder `out`
+/// over `runs`; prints the table and the report's path.
+fn write_comparison(out: &Path, runs: &[cxr_runfolder::RunFolder]) -> Result<()> {
+    let rows = cxr_report::compare_runs(runs);
     let csv = cxr_report::render_summary_csv(&rows);
     let md = cxr_report::render_summary_markdown(&rows);
     for (name, text) in [(names::SUMMARY_CSV, &csv), (names::SUMMARY_MD, &md)] {
@@ -324,19 +429,36 @@ pub fn pipeline(a: &PipelineArgs) -> Result<PathBuf> {
         cxr_runfolder::write_atomic(&path, text.as_bytes())
             .step(|| format!("writing {}", path.display()))?;
     }
-    let report = cxr_report::write_pipeline_report(&out, &runs)
+    let report = cxr_report::write_pipeline_report(out, runs)
         .step(|| format!("building the comparison report of {}", out.display()))?;
     println!("{md}");
-    if let Some(reason) = &fallback {
-        println!("NOTE: resnet18 was not pretrained: {reason}");
-    }
     println!("comparison report {}", report.html.display());
-    println!(
-        "pipeline written to {} in {:.0} s",
-        out.display(),
-        start.elapsed().as_secs_f64()
-    );
-    Ok(out)
+    Ok(())
+}
+
+/// The run folders directly under `dir` (those with a `metrics.json`), sorted by name.
+fn run_folders_under(dir: &Path) -> Vec<PathBuf> {
+    let mut found: Vec<PathBuf> = std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.join(names::METRICS).is_file())
+        .collect();
+    found.sort();
+    found
+}
+
+/// Whether `dir` holds the shard folders of a sharded prediction.
+fn has_predict_shards(dir: &Path) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .any(|e| {
+            e.file_name().to_string_lossy().starts_with("shard-")
+                && e.path().join(names::PREDICT_SUMMARY).is_file()
+        })
 }
 
 /// `audit`: recomputes a run folder's `audit/` from its `model.safetensors`, on the
@@ -405,6 +527,25 @@ fn is_pipeline(dir: &Path) -> bool {
 pub fn report(dir: &Path) -> Result<()> {
     let start = Instant::now();
     let built = |what: &Path| format!("building the report of {}", what.display());
+    // A pipeline trained in shards: the comparison over every run folder, once.
+    if !is_pipeline(dir) && !dir.join(names::METRICS).is_file() {
+        let found = run_folders_under(dir);
+        if !found.is_empty() {
+            let runs = found
+                .iter()
+                .map(|r| {
+                    cxr_runfolder::RunFolder::open(r)
+                        .step(|| format!("reading the run folder {}", r.display()))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            write_comparison(dir, &runs)?;
+        }
+    }
+    // A prediction made in shards: merged first.
+    if has_predict_shards(dir) {
+        cxr_predict::merge_shards(dir, 0, 1000)
+            .step(|| format!("merging the prediction shards in {}", dir.display()))?;
+    }
     if is_pipeline(dir) {
         let runs = cxr_report::open_pipeline(dir)
             .step(|| format!("reading the pipeline folder {}", dir.display()))?;
@@ -417,6 +558,11 @@ pub fn report(dir: &Path) -> Result<()> {
         let files = cxr_report::write_pipeline_report(dir, &runs)
             .step(|| format!("building the comparison report of {}", dir.display()))?;
         println!("{}", files.html.display());
+    } else if dir.join(names::PREDICT_SUMMARY).is_file() {
+        let files = cxr_report::write_predict_report(dir).step(|| built(dir))?;
+        println!("{}", files.markdown.display());
+        println!("{}", files.html.display());
+        println!("{}", files.parquet.display());
     } else if cxr_runfolder::is_diverged_run(dir) {
         let d = cxr_runfolder::Divergence::read(dir).step(|| built(dir))?;
         let files = cxr_report::write_divergence_report(dir).step(|| built(dir))?;

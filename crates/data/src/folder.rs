@@ -5,7 +5,7 @@ use std::path::{Component, Path, PathBuf};
 use rayon::prelude::*;
 use sha2::Digest as _;
 
-use crate::{DataError, Dataset, ImageSet, Result, Split};
+use crate::{DataError, Dataset, ImageSet, Result, Split, SplitFiles};
 
 /// Class folders and their labels.
 const CLASSES: [(&str, u8); 2] = [("NORMAL", 0), ("PNEUMONIA", 1)];
@@ -24,7 +24,6 @@ pub fn decode_image(path: &Path, size: usize) -> std::result::Result<Vec<u8>, St
 
 /// [`decode_image`] on the bytes of an image file held in memory.
 pub fn decode_image_bytes(bytes: &[u8], size: usize) -> std::result::Result<Vec<u8>, String> {
-    let side_out = u32::try_from(size).map_err(|_| format!("size {size} too large"))?;
     let mut img = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .map_err(|e| e.to_string())?;
@@ -33,7 +32,15 @@ pub fn decode_image_bytes(bytes: &[u8], size: usize) -> std::result::Result<Vec<
         return Err("not a recognised image format (PNG/JPEG/BMP/TIFF)".into());
     }
     let img = img.decode().map_err(decode_error)?;
-    let gray = img.to_luma8();
+    fit_square(img.to_luma8(), size)
+}
+
+/// Centre-crops an 8-bit gray image to a square of its shorter side and resizes that
+/// to `size × size` with the `image` crate's Triangle (bilinear, antialiased) filter
+/// (no resize when the side is already `size`): the geometry every image file and
+/// DICOM frame goes through.
+pub fn fit_square(gray: image::GrayImage, size: usize) -> std::result::Result<Vec<u8>, String> {
+    let side_out = u32::try_from(size).map_err(|_| format!("size {size} too large"))?;
     let (w, h) = gray.dimensions();
     if w == 0 || h == 0 {
         return Err("empty image (0 pixels)".into());
@@ -186,6 +193,7 @@ pub fn load_folder(
     let mut sets = Vec::with_capacity(3);
     let mut bad_all = Vec::new();
     let mut manifest = sha2::Sha256::new();
+    let mut split_files: Vec<Vec<PathBuf>> = Vec::with_capacity(3);
     for split in Split::ALL {
         let split_dir = require_dir(root_dir.join(split.as_str()), "split")?;
         let mut files = Vec::new();
@@ -209,11 +217,13 @@ pub fn load_folder(
             height: size,
             width: size,
         };
+        let mut used = Vec::with_capacity(files.len());
         for ((path, label), (result, sha)) in files.iter().zip(decoded) {
             match result {
                 Ok(pixels) => {
                     set.images.extend(pixels);
                     set.labels.push(*label);
+                    used.push(path.clone());
                     manifest.update(format!("{} {sha}\n", manifest_name(root, path)).as_bytes());
                 }
                 Err(e) => bad_all.push((path.clone(), e)),
@@ -226,6 +236,7 @@ pub fn load_folder(
             bad_all.len()
         );
         sets.push((split_dir, set));
+        split_files.push(used);
     }
     if !bad_all.is_empty() && !skip_bad {
         return Err(DataError::BadFiles {
@@ -254,6 +265,13 @@ pub fn load_folder(
         );
     }
     let sha256 = hex::encode(manifest.finalize());
+    let mut split_files = split_files.into_iter();
+    let mut next = || split_files.next().unwrap_or_default();
+    let files = SplitFiles {
+        train: next(),
+        val: next(),
+        test: next(),
+    };
     tracing::info!(
         root = %root.display(),
         sha256 = %sha256,
@@ -270,6 +288,7 @@ pub fn load_folder(
             test,
             source: root.to_path_buf(),
             sha256,
+            files,
         },
         bad_all,
     ))

@@ -189,6 +189,31 @@ pub struct Dataset {
     pub source: PathBuf,
     /// sha256 of the npz file, or of the folder's file list (see `load_folder`).
     pub sha256: String,
+    /// Each image's file, for data read from image files (empty for npz data).
+    pub files: SplitFiles,
+}
+
+/// The file each image of a split was read from, in the split's order; empty lists
+/// for data that did not come from image files.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SplitFiles {
+    /// Training split.
+    pub train: Vec<PathBuf>,
+    /// Validation split.
+    pub val: Vec<PathBuf>,
+    /// Test split.
+    pub test: Vec<PathBuf>,
+}
+
+impl SplitFiles {
+    /// The files of one split.
+    pub fn split(&self, split: Split) -> &[PathBuf] {
+        match split {
+            Split::Train => &self.train,
+            Split::Val => &self.val,
+            Split::Test => &self.test,
+        }
+    }
 }
 
 /// A split name.

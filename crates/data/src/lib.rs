@@ -8,9 +8,16 @@
 //! - [`load_folder`]: the Kaggle `ROOT/{train,val,test}/{NORMAL,PNEUMONIA}/*` image
 //!   folders, decoded in parallel to square 8-bit grayscale; unreadable files are
 //!   listed ([`DataError::BadFiles`]) or skipped.
+//! - [`decode_dicom`] / [`decode_dicom_bytes`]: DICOM files (native, deflated, RLE,
+//!   JPEG, JPEG 2000) to one 8-bit gray [`DicomFrame`] per frame, with rescale,
+//!   VOI LUT / window ([`DicomWindow`]) and `MONOCHROME1` applied; header sizes and
+//!   lengths checked before allocating.
+//! - [`collect_inputs`], [`read_input`]: new images to predict on — image files, DICOM
+//!   files and folders of them — as the square gray images a model was trained on.
 //! - [`DataLocator`]: `--data`, `CXR_DATA_DIR`, `data/`, then (feature `download`)
 //!   the official Zenodo file, md5-checked and written through a `.part` file.
-//! - [`ImageSet`], [`Dataset`], [`Split`]: u8 images in memory; [`ImageSet::resized`]
+//! - [`ImageSet`], [`Dataset`] (with [`SplitFiles`]: each image's file), [`Split`]: u8
+//!   images in memory; [`ImageSet::resized`]
 //!   (torch-style bilinear).
 //! - [`Augment`], [`Normalize`], [`Batcher`] / [`BatcherConfig`] / [`Batch`]: seeded,
 //!   optionally shuffled and augmented batches as candle tensors `[B, 1, H, W]`,
@@ -35,10 +42,12 @@
 mod augment;
 mod batch;
 mod corrupt;
+mod dicom;
 mod duplicates;
 mod error;
 mod folder;
 mod imageset;
+mod inputs;
 mod locate;
 mod npz;
 mod quality;
@@ -46,13 +55,15 @@ mod quality;
 pub use augment::{Augment, Normalize};
 pub use batch::{Batch, Batcher, BatcherConfig};
 pub use corrupt::{Corruption, MAX_SEVERITY};
+pub use dicom::{DicomFrame, DicomWindow, decode_dicom, decode_dicom_bytes, is_dicom};
 pub use duplicates::{
     DuplicateCount, DuplicateExclusion, DuplicateReport, NEAR_DUPLICATE_CORRELATION,
     NEAR_DUPLICATE_HAMMING, dhash, find_duplicates, pixel_hash, plan_duplicate_exclusion,
 };
 pub use error::{DataError, Result};
-pub use folder::{decode_image, decode_image_bytes, load_folder};
-pub use imageset::{Dataset, ImageSet, Split, resize_bilinear};
+pub use folder::{decode_image, decode_image_bytes, fit_square, load_folder};
+pub use imageset::{Dataset, ImageSet, Split, SplitFiles, resize_bilinear};
+pub use inputs::{collect_inputs, read_input, read_input_bytes};
 pub use locate::{
     DataLocator, PNEUMONIAMNIST_FILE, PNEUMONIAMNIST_MD5, PNEUMONIAMNIST_URL, md5_file, sha256_file,
 };

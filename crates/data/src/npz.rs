@@ -561,6 +561,7 @@ fn finish(
         test,
         source: path.to_path_buf(),
         sha256,
+        files: Default::default(),
     })
 }
 

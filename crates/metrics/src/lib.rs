@@ -12,19 +12,31 @@
 //!   `BinaryCalibrationError`), [`mce`], [`brier`], [`log_loss`],
 //!   [`reliability_bins`], with [`Binning`] (default 15 equal-width bins).
 //! - Temperature scaling: [`fit_temperature`], [`apply_temperature`],
-//!   [`temperature_nll`].
+//!   [`temperature_nll`]; bias-corrected temperature scaling
+//!   [`fit_bias_corrected_scaling`] / [`BiasCorrectedScaling`] (`σ(a·z + b)` by
+//!   maximum likelihood, Alexandari et al. 2020: the calibrated probabilities
+//!   average the fitted set's prevalence, as the label-shift EM needs).
 //! - Operating points: [`threshold_youden`], [`threshold_for_sensitivity`],
 //!   [`operating_point`] / [`OperatingPoint`].
 //! - Uncertainty: [`auc_ci_delong`] and [`delong_test`] (Sun & Xu's fast DeLong),
 //!   [`bootstrap_ci`] (stratified, seeded, parallel), [`mean_std`] for multi-seed
 //!   summaries.
+//! - Label shift (site check): [`em_prevalence`] (Saerens et al. 2002 EM
+//!   estimate of an unlabelled set's prevalence from calibrated probabilities),
+//!   [`estimate_prevalence`] / [`PrevalenceEstimate`] (with a seeded, parallel
+//!   bootstrap interval and whether the training prevalence lies outside it),
+//!   [`adapt_probability`] and [`adapt_threshold`] (Bayes' rule for a new prior),
+//!   [`label_shift_test`] / [`LabelShiftTest`] (is the new set's score
+//!   distribution a label-shifted mixture of the reference's? bootstrapped
+//!   Kolmogorov–Smirnov, [`mixture_ks_statistic`]).
 //! - Association (failure analysis): [`fisher_exact`] (two-sided, 2×2),
 //!   [`cochran_armitage`] (trend in proportions), [`logistic_regression`] (one
 //!   predictor, Wald CI and p-value), [`quantiles`] / [`quartile_edges`] /
 //!   [`bucket_of`] for quartile bucketing.
 //!
 //! What this crate does not do: touch tensors, files or models, apply a sigmoid to
-//! logits for you (except [`apply_temperature`]), or handle more than two classes
+//! logits for you (except [`apply_temperature`] and
+//! [`BiasCorrectedScaling::apply`]), or handle more than two classes
 //! or sample weights; it depends on no other cxr crate. Bad input — empty,
 //! mismatched lengths, labels outside {0, 1}, NaN/±∞, probabilities outside
 //! [0, 1], one class where two are needed — is a [`MetricsError`], never a NaN.
@@ -54,6 +66,9 @@ mod curves;
 mod delong;
 mod error;
 mod operating;
+mod prior;
+mod scaling;
+mod shift;
 mod temperature;
 mod threshold;
 
@@ -74,6 +89,12 @@ pub use error::{MetricsError, Result};
 pub use operating::{
     OperatingPoint, mean_std, operating_point, threshold_for_sensitivity, threshold_youden,
 };
+pub use prior::{
+    EM_MAX_ITERATIONS, EM_TOLERANCE, EmPrevalence, EmSettings, PrevalenceConfig,
+    PrevalenceEstimate, adapt_probability, adapt_threshold, em_prevalence, estimate_prevalence,
+};
+pub use scaling::{BiasCorrectedScaling, fit_bias_corrected_scaling};
+pub use shift::{LabelShiftTest, label_shift_test, mixture_ks_statistic};
 pub use temperature::{
     MAX_TEMPERATURE, MIN_TEMPERATURE, apply_temperature, fit_temperature, temperature_nll,
 };

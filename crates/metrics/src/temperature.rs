@@ -10,8 +10,8 @@ pub const MAX_TEMPERATURE: f64 = 20.0;
 /// bracketed refinement.
 const GOLDEN_WIDTH: f64 = 1e-3;
 
-/// Numerically stable logistic function.
-fn sigmoid(x: f64) -> f64 {
+/// Numerically stable logistic function (0 and 1 at ∓∞, NaN for NaN).
+pub(crate) fn sigmoid(x: f64) -> f64 {
     if x >= 0.0 {
         1.0 / (1.0 + (-x).exp())
     } else {

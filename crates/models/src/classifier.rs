@@ -1,7 +1,9 @@
 //! [`Classifier`]: what training, the audit and prediction need of a network, and
 //! [`build_classifier`], the one place that maps a model name to a network.
 
-use candle_core::Tensor;
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::{
@@ -117,6 +119,23 @@ pub fn build_classifier(model: &str, vb: VarBuilder<'_>) -> Result<Box<dyn Class
             known: CLASSIFIERS.join(", "),
         }),
     }
+}
+
+/// Loads the network `model` with the weights in the safetensors file `path` (a run
+/// folder's `model.safetensors`; tensors the network does not use, such as PyTorch's
+/// `num_batches_tracked`, are ignored) onto `device`. Errors name the file.
+pub fn load_classifier(model: &str, path: &Path, device: &Device) -> Result<Box<dyn Classifier>> {
+    let weights = |reason: String| ModelError::Weights {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let tensors =
+        candle_core::safetensors::load(path, device).map_err(|e| weights(e.to_string()))?;
+    let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+    build_classifier(model, vb).map_err(|e| match e {
+        e @ ModelError::UnknownModel { .. } => e,
+        e => weights(e.to_string()),
+    })
 }
 
 #[cfg(test)]

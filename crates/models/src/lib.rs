@@ -56,7 +56,7 @@ mod weights;
 
 pub use batchnorm::{BN_BUFFERS, BN_EPS, BN_MOMENTUM, BN_PARAMS, BatchNorm2d};
 
-pub use classifier::{CLASSIFIERS, Classifier, build_classifier};
+pub use classifier::{CLASSIFIERS, Classifier, build_classifier, load_classifier};
 pub use cnn::{CnnConfig, SeedCnn};
 pub use conv::Conv2d;
 /// The CPU kernels' switches, re-exported so that a program built on the networks

@@ -1111,3 +1111,47 @@ pub fn run_figures(run: &RunFolder) -> Result<Vec<Figure>> {
     }
     Ok(out)
 }
+
+/// Histogram of predicted probabilities (20 bins over [0, 1]) with the decision
+/// threshold marked: the distribution a prediction report shows.
+pub fn probability_histogram(probs: &[f64], threshold: f64) -> Result<Figure> {
+    const BINS: usize = 20;
+    let mut counts = [0usize; BINS];
+    for &p in probs {
+        let b = ((p.clamp(0.0, 1.0) * BINS as f64) as usize).min(BINS - 1);
+        counts[b] += 1;
+    }
+    let top = counts.iter().copied().max().unwrap_or(0).max(1) as f64 * 1.1;
+    let caption = format!(
+        "Predicted P(pneumonia) of {} images (20 bins); dashed line: the decision threshold {threshold:.3}",
+        probs.len()
+    );
+    render("probabilities", caption, (900, 420), |root| {
+        let mut c = ChartBuilder::on(root)
+            .margin(16)
+            .x_label_area_size(48)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0f64..1.0f64, 0.0f64..top)?;
+        c.configure_mesh()
+            .x_desc("P(pneumonia)")
+            .y_desc("images")
+            .label_style(font(14))
+            .axis_desc_style(font(16))
+            .light_line_style(WHITE)
+            .draw()?;
+        c.draw_series(counts.iter().enumerate().map(|(i, &n)| {
+            let x0 = i as f64 / BINS as f64;
+            Rectangle::new(
+                [(x0, 0.0), (x0 + 1.0 / BINS as f64, n as f64)],
+                PALETTE[0].mix(0.8).filled(),
+            )
+        }))?;
+        c.draw_series(DashedLineSeries::new(
+            vec![(threshold, 0.0), (threshold, top)],
+            6,
+            4,
+            line(BLACK, 2),
+        ))?;
+        Ok(())
+    })
+}

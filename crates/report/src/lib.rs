@@ -8,6 +8,9 @@
 //!   `divergence.json`, `config.json` and `history.csv`).
 //! - [`compare_runs`], [`write_pipeline_report`]: the pipeline's `summary.csv`,
 //!   `summary.md` and top-level `report.html` over several run folders.
+//! - [`write_predict_report`]: the report of a prediction folder (`cxr predict`):
+//!   inputs and unreadable files, the distribution of probabilities, the site check,
+//!   the highest-probability images with their overlays, and `predictions.parquet`.
 //! - [`check_embedded_images`], [`browser::check_in_chromium`]: offline and headless
 //!   Chromium checks of a written report.
 //!
@@ -30,6 +33,7 @@ mod html_check;
 mod markdown;
 mod parquet_io;
 mod partial;
+mod predict;
 mod summary;
 
 pub use doc::png_size;
@@ -39,6 +43,7 @@ pub use html_check::{EmbeddedImage, check_embedded_images};
 pub use markdown::{ReportFiles, render_markdown, write_report};
 pub use parquet_io::{read_predictions_parquet, write_predictions_parquet};
 pub use partial::{DivergenceReport, write_divergence_report};
+pub use predict::{PredictReportFiles, write_predict_parquet, write_predict_report};
 pub use summary::{
     PipelineReportFiles, SUMMARY_CSV_HEADER, SummaryRow, compare_runs, open_pipeline,
     render_summary_csv, render_summary_markdown, write_pipeline_report,

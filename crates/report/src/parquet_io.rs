@@ -2,8 +2,8 @@
 //! (one row group, uncompressed), written with the low-level `parquet` writer.
 //!
 //! Schema: `split` (UTF-8), `index` (INT64), `label` (INT32), `prob` (DOUBLE) and,
-//! when `predictions.csv` has them, `logit` and `prob_calibrated` (DOUBLE). All
-//! columns are required (no nulls).
+//! when `predictions.csv` has them, `logit` and `prob_calibrated` (DOUBLE), then `path`
+//! (UTF-8, empty for npz data). All columns are required (no nulls).
 
 use std::fs::File;
 use std::path::Path;
@@ -48,7 +48,8 @@ pub fn write_predictions_parquet(path: &Path, rows: &[PredictionRow]) -> Result<
             REQUIRED DOUBLE prob_calibrated;",
         );
     }
-    schema.push_str("\n}");
+    schema.push_str("\n            REQUIRED BYTE_ARRAY path (UTF8);\n}");
+    let path_col = if full { 6 } else { 4 };
     let schema = Arc::new(parse_message_type(&schema).map_err(|e| perr(path, e))?);
     let props = Arc::new(WriterProperties::builder().build());
 
@@ -60,6 +61,13 @@ pub fn write_predictions_parquet(path: &Path, rows: &[PredictionRow]) -> Result<
         let mut col = 0usize;
         while let Some(mut w) = group.next_column().map_err(|e| perr(path, e))? {
             let written = match col {
+                c if c == path_col => {
+                    let v: Vec<ByteArray> = rows
+                        .iter()
+                        .map(|r| ByteArray::from(r.path.as_deref().unwrap_or("")))
+                        .collect();
+                    w.typed::<ByteArrayType>().write_batch(&v, None, None)
+                }
                 0 => {
                     let v: Vec<ByteArray> = rows
                         .iter()
@@ -110,7 +118,10 @@ pub fn read_predictions_parquet(path: &Path) -> Result<Vec<PredictionRow>> {
     let reader = SerializedFileReader::new(file).map_err(|e| perr(path, e))?;
     let fields = reader.metadata().file_metadata().schema().get_fields();
     let names: Vec<&str> = fields.iter().map(|f| f.name()).collect();
-    let full = match names.as_slice() {
+    // Files written before the `path` column have no such column.
+    let has_path = names.last() == Some(&"path");
+    let cols = &names[..names.len() - usize::from(has_path)];
+    let full = match cols {
         ["split", "index", "label", "prob"] => false,
         [
             "split",
@@ -124,7 +135,7 @@ pub fn read_predictions_parquet(path: &Path) -> Result<Vec<PredictionRow>> {
             return Err(perr(
                 path,
                 format!(
-                    "unexpected columns {other:?} (expected split, index, label, prob[, logit, prob_calibrated])"
+                    "unexpected columns {other:?} (expected split, index, label, prob[, logit, prob_calibrated][, path])"
                 ),
             ));
         }
@@ -155,6 +166,11 @@ pub fn read_predictions_parquet(path: &Path) -> Result<Vec<PredictionRow>> {
             },
             prob_calibrated: if full {
                 Some(row.get_double(5).map_err(bad)?)
+            } else {
+                None
+            },
+            path: if has_path {
+                Some(row.get_string(cols.len()).map_err(bad)?.clone()).filter(|p| !p.is_empty())
             } else {
                 None
             },

@@ -6,7 +6,11 @@
 //! - [`names`]: each file's name in the folder (writers and readers use these).
 //! - `config.json`: [`RunConfig`] (settings [`TrainConfig`], data, device, status,
 //!   [`Provenance`]); `metrics.json`: [`Metrics`] ([`SplitMetrics`], [`Calibration`],
-//!   [`OperatingPoint`], [`BootstrapCi`]); `divergence.json`: [`Divergence`].
+//!   [`OperatingPoint`], [`BootstrapCi`]); `divergence.json`: [`Divergence`];
+//!   `model.json`: [`ModelCard`] (what applying the model needs: [`Preprocess`],
+//!   temperature, operating points chosen on validation).
+//! - A prediction folder (`cxr predict`): [`PredictRow`] rows of its `predictions.csv`
+//!   and [`PredictSummary`] (`summary.json`, with the [`SiteCheck`]).
 //! - CSV files: [`write_history`] / [`read_history`], [`write_predictions`], and the
 //!   headers every writer uses ([`PREDICTIONS_HEADER`], [`QUALITY_HEADER`], …).
 //! - The audit's files ([`Audit`]: [`FailureModes`], [`DataAudit`], [`AuditMeta`],
@@ -39,6 +43,7 @@
 #![forbid(unsafe_code)]
 
 mod audit;
+mod card;
 mod config;
 mod divergence;
 mod error;
@@ -46,6 +51,7 @@ mod io;
 mod lock;
 mod metrics;
 pub mod names;
+mod predict;
 mod run;
 mod settings;
 
@@ -54,6 +60,10 @@ pub use audit::{
     FailureModes, GALLERY_HEADER, GalleryKind, GalleryRow, GroupQuartile, GroupTable, Hypothesis,
     Intervention, Logit, MeasureModes, Overlay, PairCount, PrevalenceShift, QUALITY_HEADER,
     QualityRow, Quartile, ROBUSTNESS_HEADER, RobustnessRow, SplitBalance,
+};
+pub use card::{
+    CROP_RESIZE, CardData, CardOperatingPoint, CardScaling, MODEL_CARD_FORMAT, ModelCard,
+    Preprocess, RESIZE, ReferenceLogits,
 };
 pub use config::{
     DataRecord, ExcludedDuplicates, Provenance, RunConfig, RunStatus, SkippedFile, WeightsLoaded,
@@ -69,9 +79,14 @@ pub use metrics::{
     Bootstrap, BootstrapCi, Calibration, Interval, Metrics, OperatingPoint, Prevalence,
     SplitMetrics, Timing,
 };
+pub use predict::{
+    ErrorCount, Explained, LabelShiftCheck, PREDICT_HEADER, PredictRow, PredictSummary, SiteCheck,
+    read_predict_rows, write_predict_rows,
+};
 pub use run::{
     CurvePoint, EpochRecord, EpochRow, HISTORY_HEADER, LrFindRow, PREDICTIONS_HEADER,
-    PredictionRow, ReliabilityRow, RunFolder, read_history, write_history, write_predictions,
+    PredictionRow, ReliabilityRow, RunFolder, read_history, read_predictions, write_history,
+    write_predictions,
 };
 pub use settings::{
     AdamConfig, AugmentPreset, ModelKind, OptimizerKind, Precision, Schedule, TrainConfig,

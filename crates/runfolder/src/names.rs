@@ -11,6 +11,8 @@ pub const PREDICTIONS: &str = "predictions.csv";
 pub const HISTORY: &str = "history.csv";
 /// The best epoch's weights (safetensors, PyTorch's names).
 pub const MODEL: &str = "model.safetensors";
+/// The model card: what applying the model needs ([`crate::ModelCard`]).
+pub const MODEL_CARD: &str = "model.json";
 /// The best epoch's weights while training runs.
 pub const BEST: &str = "best.safetensors";
 /// Weights, optimizer state and history after the last completed epoch (for resume).
@@ -59,3 +61,10 @@ pub const AUDIT_META: &str = "audit.json";
 pub const SUMMARY_CSV: &str = "summary.csv";
 /// The pipeline's comparison table, Markdown.
 pub const SUMMARY_MD: &str = "summary.md";
+
+/// Prediction folders of `cxr predict`, inside the run folder by default.
+pub const PREDICT_DIR: &str = "predictions";
+/// A prediction folder's summary: [`crate::PredictSummary`].
+pub const PREDICT_SUMMARY: &str = "summary.json";
+/// A prediction folder's explanation overlays (a folder).
+pub const PREDICT_EXPLAIN_DIR: &str = "explain";

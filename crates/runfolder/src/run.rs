@@ -61,26 +61,110 @@ pub fn read_history(dir: &Path) -> Result<Vec<EpochRow>> {
 }
 
 /// The header of `predictions.csv`.
-pub const PREDICTIONS_HEADER: &str = "split,index,label,prob,logit,prob_calibrated";
+pub const PREDICTIONS_HEADER: &str = "split,index,label,prob,logit,prob_calibrated,path";
 
-/// Writes `predictions.csv` in `dir`, atomically: one row per image, `logit` and
-/// `prob_calibrated` empty where a row has none.
+/// Headers of `predictions.csv` written by earlier versions, still read.
+const OLD_PREDICTIONS_HEADERS: [&str; 2] = [
+    "split,index,label,prob,logit,prob_calibrated",
+    "split,index,label,prob",
+];
+
+/// Writes `predictions.csv` in `dir`, atomically: one row per image (CSV quoting where
+/// a path needs it), `logit`, `prob_calibrated` and `path` empty where a row has none.
 pub fn write_predictions(dir: &Path, rows: &[PredictionRow]) -> Result<()> {
-    let mut s = format!("{PREDICTIONS_HEADER}\n");
-    let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+    let path = dir.join(names::PREDICTIONS);
+    let io = |e: csv::Error| crate::RunFolderError::io(&path, std::io::Error::other(e));
+    let mut out = csv::Writer::from_writer(Vec::new());
+    out.write_record(PREDICTIONS_HEADER.split(','))
+        .map_err(io)?;
     for p in rows {
-        let _ = writeln!(
-            s,
-            "{},{},{},{},{},{}",
-            p.split,
-            p.index,
-            p.label,
-            p.prob,
+        let opt = |v: Option<f64>| v.map(|v| v.to_string()).unwrap_or_default();
+        out.write_record([
+            p.split.clone(),
+            p.index.to_string(),
+            p.label.to_string(),
+            p.prob.to_string(),
             opt(p.logit),
-            opt(p.prob_calibrated)
-        );
+            opt(p.prob_calibrated),
+            p.path.clone().unwrap_or_default(),
+        ])
+        .map_err(io)?;
     }
-    write_atomic(&dir.join(names::PREDICTIONS), s.as_bytes())
+    let bytes = out
+        .into_inner()
+        .map_err(|e| crate::RunFolderError::io(&path, std::io::Error::other(e.to_string())))?;
+    write_atomic(&path, &bytes)
+}
+
+/// Reads `predictions.csv` of `dir` (this version's header or an older one), checking
+/// every value; errors name the file, the line and the column.
+pub fn read_predictions(dir: &Path) -> Result<Vec<PredictionRow>> {
+    let ppath = dir.join(names::PREDICTIONS);
+    let ptext = read(&ppath)?;
+    let mut reader = csv::ReaderBuilder::new().from_reader(ptext.as_bytes());
+    let header = reader
+        .headers()
+        .map_err(|e| format_err(&ppath, e.to_string()))?
+        .iter()
+        .collect::<Vec<_>>()
+        .join(",");
+    let header = header
+        .strip_prefix('\u{feff}')
+        .unwrap_or(&header)
+        .to_string();
+    if header != PREDICTIONS_HEADER && !OLD_PREDICTIONS_HEADERS.contains(&header.as_str()) {
+        return Err(format_err(
+            &ppath,
+            format!(
+                "line 1: header is `{header}`, expected `{PREDICTIONS_HEADER}` (or an older `{}`)",
+                OLD_PREDICTIONS_HEADERS.join("` or `")
+            ),
+        ));
+    }
+    let names: Vec<&str> = header.split(',').collect();
+    let mut predictions = Vec::new();
+    for record in reader.records() {
+        let record = record.map_err(|e| format_err(&ppath, e.to_string()))?;
+        let line = record.position().map_or(0, |p| p.line() as usize);
+        let fields: Vec<&str> = record.iter().collect();
+        let csv = Csv {
+            path: &ppath,
+            header: names.clone(),
+            rows: Vec::new(),
+        };
+        let split = csv.text(&fields, "split")?;
+        if split != "val" && split != "test" {
+            return Err(format_err(
+                &ppath,
+                format!("line {line}: unknown split `{split}`"),
+            ));
+        }
+        let optional = |name: &str, unit: bool| -> Result<Option<f64>> {
+            if !names.contains(&name) || csv.text(&fields, name)?.is_empty() {
+                return Ok(None);
+            }
+            Ok(Some(if unit {
+                csv.unit(line, &fields, name)?
+            } else {
+                csv.float(line, &fields, name)?
+            }))
+        };
+        let path = if names.contains(&"path") {
+            Some(csv.text(&fields, "path")?).filter(|p| !p.is_empty())
+        } else {
+            None
+        };
+        predictions.push(PredictionRow {
+            split: split.to_string(),
+            index: csv.get(line, &fields, "index")?,
+            label: csv.label(line, &fields, "label")?,
+            prob: csv.unit(line, &fields, "prob")?,
+            logit: optional("logit", false)?,
+            prob_calibrated: optional("prob_calibrated", true)?,
+            path: path.map(str::to_string),
+        });
+    }
+    Ok(predictions)
 }
 
 /// One row of `history.csv`.
@@ -111,6 +195,8 @@ pub struct PredictionRow {
     pub logit: Option<f64>,
     /// P(pneumonia) after temperature scaling, when recorded.
     pub prob_calibrated: Option<f64>,
+    /// The image's file, for data read from image folders (`None` for npz data).
+    pub path: Option<String>,
 }
 
 impl PredictionRow {
@@ -243,40 +329,7 @@ impl RunFolder {
         let metrics = Metrics::read(&dir.join(names::METRICS))?;
         let history = read_history(dir)?;
 
-        let ppath = dir.join(names::PREDICTIONS);
-        let ptext = read(&ppath)?;
-        let p = Csv::parse(
-            &ppath,
-            &ptext,
-            &[PREDICTIONS_HEADER, "split,index,label,prob"],
-        )?;
-        let full = p.header.len() == 6;
-        let mut predictions = Vec::with_capacity(p.rows.len());
-        for (line, f) in &p.rows {
-            let split = p.text(f, "split")?;
-            if split != "val" && split != "test" {
-                return Err(format_err(
-                    &ppath,
-                    format!("line {line}: unknown split `{split}`"),
-                ));
-            }
-            let (logit, prob_calibrated) = if full {
-                (
-                    Some(p.float(*line, f, "logit")?),
-                    Some(p.unit(*line, f, "prob_calibrated")?),
-                )
-            } else {
-                (None, None)
-            };
-            predictions.push(PredictionRow {
-                split: split.to_string(),
-                index: p.get(*line, f, "index")?,
-                label: p.label(*line, f, "label")?,
-                prob: p.unit(*line, f, "prob")?,
-                logit,
-                prob_calibrated,
-            });
-        }
+        let predictions = read_predictions(dir)?;
 
         let config = RunConfig::read(&dir.join(names::CONFIG))?;
 

@@ -165,3 +165,88 @@ mod tests {
         assert_eq!((b.len() - 2) % 64, 0);
     }
 }
+
+/// A gray DICOM file (explicit VR little endian, secondary capture) with `frames`
+/// frames of `rows × cols` pixels of `bits` bits (8: `pixels` are bytes; 16: `pixels`
+/// are u16 values, little endian), `photometric` `MONOCHROME1` or `MONOCHROME2`, and
+/// the optional `(intercept, slope)` rescale and `(centre, width)` window.
+#[allow(clippy::too_many_arguments)]
+pub fn dicom_gray(
+    rows: u16,
+    cols: u16,
+    frames: u32,
+    bits: u16,
+    photometric: &str,
+    pixels: DicomPixels,
+    rescale: Option<(f64, f64)>,
+    window: Option<(f64, f64)>,
+) -> Vec<u8> {
+    use dicom_core::{DataElement, PrimitiveValue, Tag, VR};
+    use dicom_object::{FileMetaTableBuilder, InMemDicomObject};
+    const SC: &str = "1.2.840.10008.5.1.4.1.1.7";
+    let (vr, value) = match pixels {
+        DicomPixels::U8(p) => (VR::OB, PrimitiveValue::U8(p.into())),
+        DicomPixels::U16(p) => (VR::OW, PrimitiveValue::U16(p.into())),
+    };
+    let mut elements = vec![
+        DataElement::new(Tag(0x0008, 0x0016), VR::UI, SC),
+        DataElement::new(
+            Tag(0x0008, 0x0018),
+            VR::UI,
+            "1.2.826.0.1.3680043.10.1145.99",
+        ),
+        DataElement::new(Tag(0x0028, 0x0002), VR::US, PrimitiveValue::from(1u16)),
+        DataElement::new(Tag(0x0028, 0x0004), VR::CS, photometric),
+        DataElement::new(Tag(0x0028, 0x0008), VR::IS, frames.to_string()),
+        DataElement::new(Tag(0x0028, 0x0010), VR::US, PrimitiveValue::from(rows)),
+        DataElement::new(Tag(0x0028, 0x0011), VR::US, PrimitiveValue::from(cols)),
+        DataElement::new(Tag(0x0028, 0x0100), VR::US, PrimitiveValue::from(bits)),
+        DataElement::new(Tag(0x0028, 0x0101), VR::US, PrimitiveValue::from(bits)),
+        DataElement::new(Tag(0x0028, 0x0102), VR::US, PrimitiveValue::from(bits - 1)),
+        DataElement::new(Tag(0x0028, 0x0103), VR::US, PrimitiveValue::from(0u16)),
+    ];
+    if let Some((centre, width)) = window {
+        elements.push(DataElement::new(
+            Tag(0x0028, 0x1050),
+            VR::DS,
+            centre.to_string(),
+        ));
+        elements.push(DataElement::new(
+            Tag(0x0028, 0x1051),
+            VR::DS,
+            width.to_string(),
+        ));
+    }
+    if let Some((intercept, slope)) = rescale {
+        elements.push(DataElement::new(
+            Tag(0x0028, 0x1052),
+            VR::DS,
+            intercept.to_string(),
+        ));
+        elements.push(DataElement::new(
+            Tag(0x0028, 0x1053),
+            VR::DS,
+            slope.to_string(),
+        ));
+    }
+    elements.push(DataElement::new(Tag(0x7FE0, 0x0010), vr, value));
+    let obj = InMemDicomObject::from_element_iter(elements)
+        .with_meta(
+            FileMetaTableBuilder::new()
+                .transfer_syntax("1.2.840.10008.1.2.1")
+                .media_storage_sop_class_uid(SC),
+        )
+        .expect("a valid file meta table");
+    let mut out = Vec::new();
+    obj.write_all(&mut out).expect("DICOM written to memory");
+    out
+}
+
+/// Pixel values for [`dicom_gray`].
+#[derive(Debug, Clone)]
+pub enum DicomPixels {
+    /// 8-bit values.
+    U8(Vec<u8>),
+    /// 16-bit values.
+    U16(Vec<u16>),
+}

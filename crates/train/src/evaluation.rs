@@ -77,6 +77,9 @@ pub(crate) struct Evaluation {
     pub metrics: rf::Metrics,
     /// Fitted temperature.
     pub temperature: f64,
+    /// The operating points with their validation sensitivity and specificity (for
+    /// `model.json`).
+    pub val_points: Vec<rf::CardOperatingPoint>,
     /// `roc.csv`, `pr.csv`, `reliability.csv` contents.
     pub roc_csv: String,
     pub pr_csv: String,
@@ -118,11 +121,19 @@ pub(crate) fn evaluate(
     let sens =
         m::threshold_for_sensitivity(&val.labels, &val.probs, TARGET_SENSITIVITY).map_err(&ev)?;
     let mut points = Vec::new();
+    let mut val_points = Vec::new();
     for (name, t) in [
         ("youden".to_string(), youden),
         (format!("sensitivity_{TARGET_SENSITIVITY}"), sens),
         (format!("default_{threshold}"), threshold),
     ] {
+        let v = m::operating_point(&name, t, &val.labels, &val.probs).map_err(&ev)?;
+        val_points.push(rf::CardOperatingPoint {
+            name: name.clone(),
+            threshold: t,
+            val_sensitivity: Some(v.recall),
+            val_specificity: Some(v.specificity),
+        });
         let p = m::operating_point(&name, t, &test.labels, &test.probs).map_err(&et)?;
         points.push(rf::OperatingPoint {
             name: p.name,
@@ -233,6 +244,7 @@ pub(crate) fn evaluate(
     Ok(Evaluation {
         metrics,
         temperature,
+        val_points,
         roc_csv,
         pr_csv,
         reliability_csv: rel_csv,

@@ -9,15 +9,17 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
-use cxr_data::{Augment, Batcher, BatcherConfig, Dataset, ImageSet, Normalize};
+use cxr_data::{Augment, Batcher, BatcherConfig, Dataset, ImageSet, Normalize, Split};
 use cxr_metrics::BinaryReport;
 use cxr_models::{
     Classifier, HubOptions, ResNetConfig, WeightsSource, build_classifier, init_resnet18,
     init_seed_cnn, load_resnet18_weights,
 };
 use cxr_runfolder::{
-    DataRecord, EpochRecord, ExcludedDuplicates, Metrics, PredictionRow, Provenance, RunConfig,
-    RunLock, RunStatus, Timing, WeightsLoaded, names,
+    CROP_RESIZE, CardData, CardOperatingPoint, CardScaling, DataRecord, EpochRecord,
+    ExcludedDuplicates, MODEL_CARD_FORMAT, Metrics, ModelCard, PredictionRow, Preprocess,
+    Provenance, RESIZE, ReferenceLogits, RunConfig, RunLock, RunStatus, Timing, WeightsLoaded,
+    names,
 };
 use indicatif::ProgressStyle;
 use serde::Serialize;
@@ -196,6 +198,7 @@ pub fn train(
 /// A training run's state between its phases.
 struct Run<'a> {
     cfg: &'a TrainConfig,
+    data: &'a Dataset,
     data_sha256: &'a str,
     dir: &'a Path,
     _lock: RunLock,
@@ -343,6 +346,7 @@ impl<'a> Run<'a> {
         let opt = Adam::new(params.clone(), cfg.optimizer)?;
         Ok(Self {
             cfg,
+            data,
             data_sha256: &data.sha256,
             dir,
             _lock: lock,
@@ -608,6 +612,92 @@ impl<'a> Run<'a> {
         )
     }
 
+    /// Optimizer steps (training batches) per epoch.
+    fn train_batches_per_epoch(&self) -> usize {
+        let n = self
+            .cfg
+            .train_limit
+            .map_or(self.train_set.len(), |l| l.min(self.train_set.len()));
+        let bs = self.cfg.batch_size.max(1);
+        if self.cfg.model == ModelKind::Resnet18 {
+            n / bs
+        } else {
+            n.div_ceil(bs)
+        }
+    }
+
+    /// `model.json`: what applying the best epoch's weights to new images needs.
+    fn model_card(
+        &self,
+        metrics: &Metrics,
+        temperature: f64,
+        points: Vec<CardOperatingPoint>,
+        val: &SplitScores,
+    ) -> Result<ModelCard> {
+        let cfg = self.cfg;
+        // Bias-corrected temperature scaling for the site check of `cxr predict`; a
+        // validation split with one class has none (the card then says nothing).
+        let scaling = match cxr_metrics::fit_bias_corrected_scaling(&val.logits, &val.labels) {
+            Ok(s) => Some(CardScaling {
+                scale: s.scale,
+                bias: s.bias,
+                reference_prevalence: val.labels.iter().filter(|&&l| l == 1).count() as f64
+                    / val.labels.len() as f64,
+            }),
+            Err(e) => {
+                warn!("model.json without bias-corrected scaling: {e}");
+                None
+            }
+        };
+        let by_class = |class: u8| -> Vec<f32> {
+            val.labels
+                .iter()
+                .zip(&val.logits)
+                .filter(|(l, _)| **l == class)
+                .map(|(_, &z)| z as f32)
+                .collect()
+        };
+        let prevalence =
+            |s: &ImageSet| (!s.is_empty()).then(|| s.class_counts()[1] as f64 / s.len() as f64);
+        Ok(ModelCard {
+            format: MODEL_CARD_FORMAT,
+            network: cfg.model,
+            weights: names::MODEL.into(),
+            preprocess: Preprocess {
+                source_size: self.data.train.height,
+                input_size: cfg.image_size,
+                channels: 1,
+                normalize_mean: cfg.normalize_mean,
+                normalize_std: cfg.normalize_std,
+                crop_resize: CROP_RESIZE.into(),
+                resize: RESIZE.into(),
+            },
+            batch_size: cfg.eval_batch_size,
+            temperature,
+            scaling,
+            reference_logits: Some(ReferenceLogits {
+                split: "val".into(),
+                normal: by_class(0),
+                pneumonia: by_class(1),
+            }),
+            operating_points: points,
+            default_operating_point: "youden".into(),
+            data: CardData {
+                source: self.config.data.source.clone(),
+                sha256: self.config.data.sha256.clone(),
+                train: self.train_set.len(),
+                val: self.val_set.len(),
+                test: self.test_set.len(),
+                prevalence_train: prevalence(&self.train_set),
+                prevalence_val: prevalence(&self.val_set),
+            },
+            best_epoch: metrics.best_epoch,
+            val_auc: Some(metrics.val.auc),
+            cxr_version: env!("CARGO_PKG_VERSION").into(),
+            derived: None,
+        })
+    }
+
     /// Scores the best epoch's weights on validation and test and writes the result
     /// files: `predictions.csv`, `history.csv`, `model.safetensors`, the curves,
     /// `metrics.json`, and `config.json` with status `finished`.
@@ -637,25 +727,29 @@ impl<'a> Run<'a> {
 
         let mut preds = Vec::with_capacity(val_logits.len() + test_logits.len());
         for (split, set, logits) in [
-            ("val", &self.val_set, &val_logits),
-            ("test", &self.test_set, &test_logits),
+            (Split::Val, &self.val_set, &val_logits),
+            (Split::Test, &self.test_set, &test_logits),
         ] {
+            let files = self.data.files.split(split);
             for (i, (&label, &logit)) in set.labels.iter().zip(logits.iter()).enumerate() {
                 let z = logit as f64;
                 preds.push(PredictionRow {
-                    split: split.into(),
+                    split: split.as_str().into(),
                     index: i,
                     label,
                     prob: 1.0 / (1.0 + (-z).exp()),
                     logit: Some(z),
                     prob_calibrated: Some(1.0 / (1.0 + (-z / eval.temperature).exp())),
+                    path: files.get(i).map(|p| p.display().to_string()),
                 });
             }
         }
         let dir = self.dir;
         cxr_runfolder::write_predictions(dir, &preds)?;
         cxr_runfolder::write_history(dir, &self.history)?;
-        write_safetensors(&dir.join(names::MODEL), &best_weights)?;
+        let mut exported = best_weights.clone();
+        add_batches_tracked(&mut exported, best_epoch * self.train_batches_per_epoch())?;
+        write_safetensors(&dir.join(names::MODEL), &exported)?;
         cxr_runfolder::write_atomic(&dir.join(names::ROC), eval.roc_csv.as_bytes())?;
         cxr_runfolder::write_atomic(&dir.join(names::PR), eval.pr_csv.as_bytes())?;
         cxr_runfolder::write_atomic(
@@ -677,6 +771,8 @@ impl<'a> Run<'a> {
             ..eval.metrics
         };
         metrics.write(&dir.join(names::METRICS))?;
+        self.model_card(&metrics, eval.temperature, eval.val_points, &val_scores)?
+            .write(&dir.join(names::MODEL_CARD))?;
         self.config.status = RunStatus::Finished;
         self.config.write(&dir.join(names::CONFIG))?;
         info!(
@@ -736,6 +832,22 @@ struct LrFindRecord {
     suggested_lr_steepest: f64,
     lr_used: f64,
     seconds: f64,
+}
+
+/// PyTorch's `num_batches_tracked` buffer (an int64 scalar) beside every BatchNorm's
+/// running statistics, so that `model.safetensors` loads into the PyTorch module with
+/// `load_state_dict(strict=True)`. cxr's BatchNorm uses a fixed momentum and keeps no
+/// such count; the value written is the training batches up to the kept epoch.
+fn add_batches_tracked(tensors: &mut HashMap<String, Tensor>, batches: usize) -> Result<()> {
+    let prefixes: Vec<String> = tensors
+        .keys()
+        .filter_map(|k| k.strip_suffix(".running_mean").map(str::to_string))
+        .collect();
+    for p in prefixes {
+        let count = Tensor::new(batches as i64, &Device::Cpu)?;
+        tensors.insert(format!("{p}.num_batches_tracked"), count);
+    }
+    Ok(())
 }
 
 /// `tensors` as safetensors (sorted by name, on the CPU), written atomically.

@@ -234,6 +234,7 @@ fn audit_writes_the_contract_files() {
         test,
         source: "synthetic".into(),
         sha256: "1".repeat(64),
+        files: Default::default(),
     };
     let out = tempfile::tempdir().unwrap();
     let cfg = TrainConfig {
@@ -321,6 +322,7 @@ fn audit_writes_the_contract_files() {
     // other data is refused, naming config.json
     let other = Dataset {
         sha256: "2".repeat(64),
+        files: Default::default(),
         ..data
     };
     let err = audit_run(out.path(), &other, &AuditOptions::default()).unwrap_err();
@@ -345,6 +347,7 @@ fn resnet18_is_audited_like_any_classifier() {
         test: set(24, 23),
         source: "synthetic".into(),
         sha256: "3".repeat(64),
+        files: Default::default(),
     };
     let cfg = TrainConfig {
         image_size: 32,

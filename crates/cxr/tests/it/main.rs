@@ -195,3 +195,195 @@ fn resume_takes_the_recorded_settings_and_data() {
     let history = std::fs::read_to_string(run.join("history.csv")).unwrap();
     assert_eq!(history.lines().count(), 3, "{history}");
 }
+
+#[test]
+fn predict_writes_rows_and_a_report_and_exits_by_what_it_could_read() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let npz = d.join("tiny.npz");
+    cxr_testkit::write_tiny_npz(&npz, &[("train", 64), ("val", 32), ("test", 32)]);
+    let run = d.join("run");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let trained = cxr(&[
+        "train",
+        "--offline",
+        "--data",
+        &s(&npz),
+        "--epochs",
+        "1",
+        "--out",
+        &s(&run),
+    ]);
+    check(&trained, 0, &[]);
+    let good = d.join("a, b.png");
+    image::GrayImage::from_fn(40, 30, |x, y| image::Luma([(x * 6 + y) as u8]))
+        .save(&good)
+        .unwrap();
+    let junk = d.join("junk.dcm");
+    std::fs::write(&junk, b"junk").unwrap();
+
+    let out = d.join("pred");
+    let ok = cxr(&[
+        "predict",
+        "--run",
+        &s(&run),
+        &s(&good),
+        &s(&junk),
+        "--out",
+        &s(&out),
+        "--explain",
+    ]);
+    check(&ok, 0, &[]);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        stdout.contains("1 frames predicted (1 files unreadable)"),
+        "{stdout}"
+    );
+    let rows = cxr_runfolder::read_predict_rows(&out.join("predictions.csv")).unwrap();
+    assert_eq!(rows[0].path, s(&good));
+    assert!(
+        rows[1].error.contains("not a recognised image format"),
+        "{rows:?}"
+    );
+    let images = cxr_report::check_embedded_images(&out.join("report.html")).unwrap();
+    assert!(
+        images.len() >= 4,
+        "histogram and three overlays: {images:?}"
+    );
+    assert!(out.join("predictions.parquet").is_file());
+    // `report --run` rebuilds a prediction folder's report.
+    check(&cxr(&["report", "--run", &s(&out)]), 0, &[]);
+
+    let strict = cxr(&[
+        "predict",
+        "--run",
+        &s(&run),
+        &s(&good),
+        &s(&junk),
+        "--strict",
+        "--out",
+        &s(&d.join("p2")),
+    ]);
+    check(&strict, 1, &["--strict", "junk.dcm"]);
+    let none = cxr(&[
+        "predict",
+        "--run",
+        &s(&run),
+        &s(&junk),
+        "--out",
+        &s(&d.join("p3")),
+    ]);
+    check(&none, 1, &["none of the 1 input files", "junk.dcm"]);
+    let bad_point = cxr(&[
+        "predict",
+        "--run",
+        &s(&run),
+        &s(&good),
+        "--operating-point",
+        "1.5",
+    ]);
+    check(&bad_point, 1, &["--operating-point"]);
+    let no_run = cxr(&["predict", "--run", &s(&d.join("nothing")), &s(&good)]);
+    check(&no_run, 1, &["not a cxr run folder"]);
+}
+
+#[test]
+fn sharded_pipeline_and_prediction_merge_into_what_one_process_writes() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let npz = d.join("tiny.npz");
+    cxr_testkit::write_tiny_npz(&npz, &[("train", 64), ("val", 32), ("test", 32)]);
+    let out = d.join("pipe");
+    for shard in ["1/2", "2/2"] {
+        let args = [
+            "pipeline",
+            "--offline",
+            "--data",
+            &s(&npz),
+            "--models",
+            "cnn",
+            "--seeds",
+            "0,1,2",
+            "--epochs",
+            "1",
+            "--out",
+            &s(&out),
+            "--shard",
+            shard,
+        ];
+        check(&cxr(&args), 0, &[]);
+        assert!(
+            !out.join("summary.csv").exists(),
+            "a shard writes no comparison"
+        );
+    }
+    check(
+        &cxr(&["pipeline", "--models", "cnn", "--shard", "1/2"]),
+        1,
+        &["--out"],
+    );
+    check(&cxr(&["pipeline", "--shard", "3/2"]), 2, &["K ≤ N"]);
+    check(&cxr(&["report", "--run", &s(&out)]), 0, &[]);
+    let summary = std::fs::read_to_string(out.join("summary.csv")).unwrap();
+    assert_eq!(summary.lines().count(), 4, "{summary}");
+    for seed in 0..3 {
+        assert!(summary.contains(&format!("cnn-seed{seed}")), "{summary}");
+    }
+
+    // Prediction in 3 shards, merged by `report`, equals one process's rows.
+    let run = out.join("cnn-seed0");
+    let images = d.join("images");
+    std::fs::create_dir_all(&images).unwrap();
+    for i in 0..7u32 {
+        image::GrayImage::from_fn(28, 28, |x, y| image::Luma([((x * y + 9 * i) % 256) as u8]))
+            .save(images.join(format!("{i}.png")))
+            .unwrap();
+    }
+    std::fs::write(images.join("3b.png"), b"broken").unwrap();
+    let whole = d.join("whole");
+    check(
+        &cxr(&[
+            "predict",
+            "--run",
+            &s(&run),
+            &s(&images),
+            "--out",
+            &s(&whole),
+        ]),
+        0,
+        &[],
+    );
+    let sharded = d.join("sharded");
+    for shard in ["1/3", "2/3", "3/3"] {
+        let args = [
+            "predict",
+            "--run",
+            &s(&run),
+            &s(&images),
+            "--out",
+            &s(&sharded),
+            "--shard",
+            shard,
+        ];
+        check(&cxr(&args), 0, &[]);
+    }
+    check(
+        &cxr(&["predict", "--run", &s(&run), &s(&images), "--shard", "1/3"]),
+        1,
+        &["--out"],
+    );
+    check(&cxr(&["report", "--run", &s(&sharded)]), 0, &[]);
+    let a = cxr_runfolder::read_predict_rows(&whole.join("predictions.csv")).unwrap();
+    let b = cxr_runfolder::read_predict_rows(&sharded.join("predictions.csv")).unwrap();
+    assert_eq!(a.len(), 8);
+    assert_eq!(a, b, "merged shards differ from one process");
+    let sa = cxr_runfolder::PredictSummary::read(&whole.join("summary.json")).unwrap();
+    let sb = cxr_runfolder::PredictSummary::read(&sharded.join("summary.json")).unwrap();
+    assert_eq!((sa.predicted, sa.unreadable), (sb.predicted, sb.unreadable));
+    assert_eq!(
+        sa.site_check.map(|c| c.estimate),
+        sb.site_check.map(|c| c.estimate)
+    );
+    assert!(sharded.join("report.html").is_file());
+}

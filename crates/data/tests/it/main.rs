@@ -3,6 +3,7 @@
 //! message names the file (and the key).
 
 mod bad_inputs;
+mod dicom;
 mod folder;
 mod locate;
 mod npz_ok;

@@ -5,7 +5,10 @@
 
 mod association;
 mod edges;
+mod prior;
 mod properties;
+mod scaling;
+mod shift;
 
 use cxr_metrics as m;
 use serde_json::Value;

@@ -1,33 +1,44 @@
-//! The report renders in headless Chromium with every image loaded. Skips loudly
-//! (and passes) when no Chromium is installed: CI machines may not have one.
+//! The run, pipeline and prediction reports render in headless Chromium with every
+//! image loaded. Without Chromium the checks skip loudly (and pass) on a developer's
+//! machine, and fail under CI, whose `.ci/run` installs Debian's `chromium`.
+
+use std::path::{Path, PathBuf};
 
 use cxr_report::browser::{check_in_chromium, find_chromium};
-use cxr_report::{check_embedded_images, write_report};
+use cxr_report::{
+    check_embedded_images, compare_runs, open_pipeline, render_summary_csv, write_pipeline_report,
+    write_predict_report, write_report,
+};
+use cxr_runfolder::RunFolder;
 
-use crate::fixture::write_full_run;
+use crate::fixture::{write_full_run, write_predict_folder};
 
-#[test]
-fn report_renders_in_headless_chromium_with_every_image_loaded() {
-    let Some(chromium) = find_chromium() else {
+fn chromium() -> Option<PathBuf> {
+    let found = find_chromium();
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must check reports in a browser: no chromium found (.ci/run installs Debian's `chromium`)"
+        );
         eprintln!(
             "skipped: no chromium on PATH (apt-get install chromium, or set CXR_CHROMIUM) — the report was NOT checked in a browser"
         );
-        return;
-    };
-    let dir = tempfile::tempdir().unwrap();
-    write_full_run(dir.path(), "cnn", 0);
-    let files = write_report(dir.path()).unwrap();
-    let expected = check_embedded_images(&files.html).unwrap().len();
-    let shot = dir.path().join("screenshot.png");
+    }
+    found
+}
+
+fn check_report(chromium: &Path, html: &Path, scratch: &Path) {
+    let expected = check_embedded_images(html).unwrap().len();
+    let shot = scratch.join("screenshot.png");
     let check = check_in_chromium(
-        &chromium,
-        &files.html,
+        chromium,
+        html,
         &shot,
         (1200, 4000),
-        &dir.path().join("chromium"),
+        &scratch.join("chromium"),
     )
     .unwrap();
-    assert_eq!(check.images, expected);
+    assert_eq!(check.images, expected, "{}", html.display());
     assert!(check.broken.is_empty(), "broken images: {:?}", check.broken);
     assert_eq!(check.screenshot_size, (1200, 4000));
     assert!(
@@ -35,4 +46,49 @@ fn report_renders_in_headless_chromium_with_every_image_loaded() {
         "screenshot looks blank: ink {}",
         check.ink
     );
+}
+
+#[test]
+fn run_report_renders_in_headless_chromium_with_every_image_loaded() {
+    let Some(chromium) = chromium() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    write_full_run(&run, "cnn", 0);
+    let files = write_report(&run).unwrap();
+    check_report(&chromium, &files.html, dir.path());
+}
+
+#[test]
+fn pipeline_report_renders_in_headless_chromium_with_every_image_loaded() {
+    let Some(chromium) = chromium() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let runs: Vec<RunFolder> = [("cnn-seed0", "cnn", 0), ("resnet18-seed0", "resnet18", 1)]
+        .into_iter()
+        .map(|(name, model, seed)| {
+            let run = dir.path().join(name);
+            write_full_run(&run, model, seed);
+            write_report(&run).unwrap();
+            RunFolder::open(&run).unwrap()
+        })
+        .collect();
+    std::fs::write(
+        dir.path().join("summary.csv"),
+        render_summary_csv(&compare_runs(&runs)),
+    )
+    .unwrap();
+    let runs = open_pipeline(dir.path()).unwrap();
+    let files = write_pipeline_report(dir.path(), &runs).unwrap();
+    let scratch = dir.path().join("scratch");
+    std::fs::create_dir_all(&scratch).unwrap();
+    check_report(&chromium, &files.html, &scratch);
+}
+
+#[test]
+fn predict_report_renders_in_headless_chromium_with_every_image_loaded() {
+    let Some(chromium) = chromium() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let pred = dir.path().join("pred");
+    write_predict_folder(&pred);
+    let files = write_predict_report(&pred).unwrap();
+    check_report(&chromium, &files.html, dir.path());
 }

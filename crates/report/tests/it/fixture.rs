@@ -365,3 +365,114 @@ pub fn write_audit(dir: &Path) {
     )
     .unwrap();
 }
+
+/// A prediction folder as `cxr predict --explain` writes it: 40 rows (two unreadable),
+/// a site check, two explained images with their PNGs.
+pub fn write_predict_folder(dir: &Path) {
+    use cxr_runfolder::{
+        ErrorCount, Explained, LabelShiftCheck, PredictRow, PredictSummary, SiteCheck,
+        write_predict_rows,
+    };
+    std::fs::create_dir_all(dir.join("explain")).unwrap();
+    let mut s = Stream::new(7);
+    let mut rows = Vec::new();
+    for i in 0..40 {
+        let path = format!("/site/images/img_{i:03}.png");
+        if i % 17 == 5 {
+            rows.push(PredictRow {
+                path,
+                frame: 0,
+                logit: None,
+                prob: None,
+                prob_calibrated: None,
+                prob_adapted: None,
+                decision: None,
+                threshold: None,
+                operating_point: "youden".into(),
+                error: "not a recognised image format (PNG/JPEG/BMP/TIFF)".into(),
+            });
+            continue;
+        }
+        let p = sigmoid(6.0 * (s.next_f64() - 0.4));
+        rows.push(PredictRow {
+            path,
+            frame: 0,
+            logit: Some((p / (1.0 - p)).ln()),
+            prob: Some(p),
+            prob_calibrated: Some(sigmoid(0.8 * (p / (1.0 - p)).ln())),
+            prob_adapted: None,
+            decision: Some(if p >= 0.6 { "pneumonia" } else { "normal" }.into()),
+            threshold: Some(0.6),
+            operating_point: "youden".into(),
+            error: String::new(),
+        });
+    }
+    write_predict_rows(&dir.join("predictions.csv"), &rows).unwrap();
+    let mut explained = Vec::new();
+    for k in 1..=2 {
+        let stem = format!("explain/{k:03}");
+        write_png(&dir.join(format!("{stem}.png")), 64, false);
+        write_png(&dir.join(format!("{stem}_gradcam.png")), 64, true);
+        write_png(&dir.join(format!("{stem}_occlusion.png")), 64, true);
+        explained.push(Explained {
+            path: format!("/site/images/img_{k:03}.png"),
+            frame: 0,
+            prob: 0.9,
+            image: format!("{stem}.png"),
+            gradcam: format!("{stem}_gradcam.png"),
+            occlusion: format!("{stem}_occlusion.png"),
+        });
+    }
+    let predicted = rows.iter().filter(|r| r.is_ok()).count();
+    PredictSummary {
+        run: "/runs/resnet18-seed0".into(),
+        network: "resnet18".into(),
+        card_derived: false,
+        inputs: vec!["/site/images".into()],
+        shard: None,
+        files: 40,
+        rows: 40,
+        predicted,
+        unreadable: 40 - predicted,
+        errors: vec![ErrorCount {
+            reason: "not a recognised image format (PNG/JPEG/BMP/TIFF)".into(),
+            count: 40 - predicted,
+        }],
+        operating_point: "youden".into(),
+        threshold: 0.6,
+        threshold_source: "operating point `youden` chosen on the validation split".into(),
+        threshold_unadapted: 0.6,
+        positives: rows.iter().filter(|r| r.decision.as_deref() == Some("pneumonia")).count(),
+        positives_unadapted: 0,
+        adapt_prior: false,
+        site_check: Some(SiteCheck {
+            method: "EM".into(),
+            estimate: 0.41,
+            ci_low: 0.3,
+            ci_high: 0.52,
+            level: 0.95,
+            resamples: 100,
+            train_prevalence: 0.742,
+            reference_prevalence: 0.742,
+            calibration: "bias-corrected temperature scaling fitted on validation".into(),
+            label_shift_test: Some(LabelShiftCheck {
+                statistic: 0.12,
+                p_value: 0.2,
+                resamples: 100,
+                rejected: false,
+            }),
+            differs: true,
+            iterations: 12,
+            converged: true,
+            mean_probability: 0.45,
+            verdict: "The estimated pneumonia prevalence of these images differs from the training prevalence.".into(),
+        }),
+        explained,
+        seconds: 0.5,
+        images_per_second: 76.0,
+        device: "cpu".into(),
+        cxr_version: "0.1.0".into(),
+    }
+    .write(&dir.join("summary.json"))
+    .unwrap();
+}

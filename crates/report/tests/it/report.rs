@@ -340,3 +340,29 @@ fn demo_report_for_inspection() {
     let files = write_report(&dir).unwrap();
     eprintln!("demo report: {}", files.html.display());
 }
+
+#[test]
+fn predict_report_shows_inputs_site_check_and_overlays() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    crate::fixture::write_predict_folder(d);
+    let files = cxr_report::write_predict_report(d).unwrap();
+    let md = std::fs::read_to_string(&files.markdown).unwrap();
+    for needle in [
+        "files unreadable",
+        "not a recognised image format",
+        "Site check",
+        "0.410 (95% CI 0.300–0.520",
+        "label-shift test",
+        "/site/images/img_001.png",
+    ] {
+        assert!(md.contains(needle), "`{needle}` not in the report");
+    }
+    // The histogram plus an image and two overlays per explained image.
+    assert_eq!(check_embedded_images(&files.html).unwrap().len(), 1 + 2 * 3);
+    assert!(files.parquet.is_file());
+    // A missing overlay is an error naming the file.
+    std::fs::remove_file(d.join("explain/002_gradcam.png")).unwrap();
+    let e = cxr_report::write_predict_report(d).unwrap_err().to_string();
+    assert!(e.contains("002_gradcam.png"), "{e}");
+}

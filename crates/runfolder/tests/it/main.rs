@@ -3,7 +3,8 @@
 
 use cxr_runfolder::{
     Divergence, EpochRecord, LastGood, Metrics, PredictionRow, RunConfig, RunFolderError,
-    RunStatus, SplitMetrics, TrainConfig, names, read_history, write_history, write_predictions,
+    RunStatus, SplitMetrics, TrainConfig, names, read_history, read_predictions, write_history,
+    write_predictions,
 };
 
 fn split(auc: f64) -> SplitMetrics {
@@ -123,13 +124,38 @@ fn history_predictions_and_divergence_round_trip() {
             prob: 0.75,
             logit: Some(1.0986122886681098),
             prob_calibrated: None,
+            path: None,
         }],
     )
     .unwrap();
     let text = std::fs::read_to_string(dir.path().join(names::PREDICTIONS)).unwrap();
     assert_eq!(
         text,
-        "split,index,label,prob,logit,prob_calibrated\ntest,0,1,0.75,1.0986122886681098,\n"
+        "split,index,label,prob,logit,prob_calibrated,path\ntest,0,1,0.75,1.0986122886681098,,\n"
+    );
+    assert_eq!(read_predictions(dir.path()).unwrap()[0].path, None);
+    // A folder image's path, with a comma and a quote: quoted, and read back as it was.
+    let with_path = PredictionRow {
+        split: "val".into(),
+        index: 3,
+        label: 0,
+        prob: 0.5,
+        logit: Some(0.0),
+        prob_calibrated: Some(0.5),
+        path: Some("/x/val/NORMAL/a, \"b\".png".into()),
+    };
+    write_predictions(dir.path(), std::slice::from_ref(&with_path)).unwrap();
+    assert_eq!(read_predictions(dir.path()).unwrap(), vec![with_path]);
+    // An older file (no path column) still reads.
+    std::fs::write(
+        dir.path().join(names::PREDICTIONS),
+        "split,index,label,prob\ntest,0,1,0.75\n",
+    )
+    .unwrap();
+    let old = read_predictions(dir.path()).unwrap();
+    assert_eq!(
+        (old[0].prob, old[0].logit, old[0].path.clone()),
+        (0.75, None, None)
     );
 
     let d = Divergence {

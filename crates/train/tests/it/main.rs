@@ -2,6 +2,7 @@
 //! folder contract on real data, resume, bad inputs, and the audit.
 
 mod bad_inputs;
+mod interchange;
 mod parity;
 mod resnet;
 mod resnet_step;
@@ -41,6 +42,7 @@ pub fn tiny_dataset() -> Dataset {
         test: set(6),
         source: "tiny".into(),
         sha256: "0".repeat(64),
+        files: Default::default(),
     }
 }
 
@@ -67,16 +69,36 @@ pub fn gpu(kind: &str) -> Option<Device> {
     None
 }
 
-/// Asserts max |a − b| / max(1, max |b|) ≤ `tol`, naming `what` on failure.
-pub fn check(what: &str, a: &Tensor, b: &Tensor, tol: f32) {
-    assert_eq!(a.dims(), b.dims(), "{what}: shapes differ");
-    let a: Vec<f32> = a.flatten_all().unwrap().to_vec1().unwrap();
-    let b: Vec<f32> = b.flatten_all().unwrap().to_vec1().unwrap();
-    let scale = b.iter().fold(1.0f32, |m, v| m.max(v.abs()));
+/// max |a − b| / max |b|: the error relative to the reference tensor's own scale (so a
+/// gradient of size 1e-3 is not measured against 1). An all-zero reference is compared
+/// absolutely.
+pub fn scaled_error(a: &Tensor, b: &Tensor) -> f32 {
+    assert_eq!(a.dims(), b.dims(), "shapes differ");
+    let cpu = |t: &Tensor| -> Vec<f32> {
+        t.to_device(&candle_core::Device::Cpu)
+            .unwrap()
+            .to_dtype(candle_core::DType::F32)
+            .unwrap()
+            .flatten_all()
+            .unwrap()
+            .to_vec1()
+            .unwrap()
+    };
+    let (a, b) = (cpu(a), cpu(b));
+    let scale = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
     let err = a
         .iter()
         .zip(&b)
-        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
-        / scale;
-    assert!(err <= tol, "{what}: scaled max error {err:e} > {tol:e}");
+        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()));
+    if scale > 0.0 { err / scale } else { err }
+}
+
+/// Asserts [`scaled_error`] ≤ `tol`, naming `what` on failure.
+pub fn check(what: &str, a: &Tensor, b: &Tensor, tol: f32) {
+    assert_eq!(a.dims(), b.dims(), "{what}: shapes differ");
+    let err = scaled_error(a, b);
+    assert!(
+        err <= tol,
+        "{what}: max error {err:e} of the tensor's scale > {tol:e}"
+    );
 }

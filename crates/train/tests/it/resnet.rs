@@ -58,6 +58,7 @@ fn dataset(n_train: usize, n_eval: usize, copies: usize) -> Dataset {
         test,
         source: "synthetic".into(),
         sha256: "1".repeat(64),
+        files: Default::default(),
     }
 }
 

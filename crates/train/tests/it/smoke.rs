@@ -134,7 +134,7 @@ fn one_epoch_writes_the_run_folder_contract() {
     assert_eq!(header, "split,recall,precision,threshold");
 
     let (header, rows) = csv_rows(&out.path().join("predictions.csv"));
-    assert_eq!(header, "split,index,label,prob,logit,prob_calibrated");
+    assert_eq!(header, "split,index,label,prob,logit,prob_calibrated,path");
     assert_eq!(rows.len(), 524 + 624);
     assert_eq!(rows.iter().filter(|r| r[0] == "test").count(), 624);
     for r in &rows {
