@@ -246,7 +246,7 @@ pub struct PredictArgs {
     /// Image files, DICOM files and folders (walked recursively), in any mix.
     #[arg(required = true)]
     pub inputs: Vec<PathBuf>,
-    /// The prediction folder [default: RUN/predictions/<UTC timestamp>].
+    /// The prediction folder (default `RUN/predictions/<UTC timestamp>/`).
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Decision threshold: `youden` (the default, chosen on validation),
@@ -269,7 +269,7 @@ pub struct PredictArgs {
     /// How DICOM pixel values map to 8-bit gray.
     #[arg(long, value_enum, default_value = "auto")]
     pub dicom_window: DicomWindowArg,
-    /// Device: cpu, cuda[:N], metal or auto.
+    /// Device: `cpu`, `cuda[:N]`, `metal` or `auto`.
     #[arg(long, default_value = "cpu")]
     pub device: String,
     /// Inference batch size [default: the model card's].

@@ -387,3 +387,78 @@ fn sharded_pipeline_and_prediction_merge_into_what_one_process_writes() {
     );
     assert!(sharded.join("report.html").is_file());
 }
+
+#[test]
+fn folder_runs_trace_predictions_to_files_and_predict_reproduces_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let root = d.join("xray");
+    let mut state = 7u32;
+    for split in ["train", "val", "test"] {
+        for (class, bright) in [("NORMAL", 0u32), ("PNEUMONIA", 70)] {
+            let folder = root.join(split).join(class);
+            std::fs::create_dir_all(&folder).unwrap();
+            for i in 0..12 {
+                // Non-square, larger than the model input: cropped and resized on load.
+                let img = image::GrayImage::from_fn(48, 40, |_, _| {
+                    state = state.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                    image::Luma([((state >> 16) % 150 + bright) as u8])
+                });
+                img.save(folder.join(format!("person{i}_{class}.png")))
+                    .unwrap();
+            }
+        }
+    }
+    let run = d.join("run");
+    let args = [
+        "train",
+        "--offline",
+        "--data",
+        &s(&root),
+        "--epochs",
+        "1",
+        "--image-size",
+        "32",
+        "--out",
+        &s(&run),
+    ];
+    check(&cxr(&args), 0, &[]);
+    let preds = cxr_runfolder::read_predictions(&run).unwrap();
+    assert_eq!(preds.len(), 48);
+    for p in &preds {
+        let path = p
+            .path
+            .as_deref()
+            .expect("folder data records each image's file");
+        assert!(std::path::Path::new(path).is_file(), "{path}");
+        assert!(
+            path.contains(&format!("/{}/", p.split)),
+            "{path} is not in {}",
+            p.split
+        );
+        let class = if p.label == 1 { "PNEUMONIA" } else { "NORMAL" };
+        assert!(path.contains(class), "{path}: label {}", p.label);
+    }
+    // The run's model applied to its own test folder gives its own test probabilities.
+    let out = d.join("pred");
+    check(
+        &cxr(&[
+            "predict",
+            "--run",
+            &s(&run),
+            &s(&root.join("test")),
+            "--out",
+            &s(&out),
+        ]),
+        0,
+        &[],
+    );
+    let rows = cxr_runfolder::read_predict_rows(&out.join("predictions.csv")).unwrap();
+    assert_eq!(rows.len(), 24);
+    for p in preds.iter().filter(|p| p.split == "test") {
+        let path = p.path.as_deref().unwrap();
+        let r = rows.iter().find(|r| r.path == path).unwrap();
+        assert_eq!(r.prob.map(f64::to_bits), Some(p.prob.to_bits()), "{path}");
+    }
+}
