@@ -1,10 +1,10 @@
-//! The DICOM decoder (`decode_dicom_bytes`) on one file, then each frame through the
-//! geometry `decode_image` applies (centre square crop, Triangle resize to 28): any
-//! bytes give frames of `width × height` gray pixels or an error message, without a
-//! panic, a hang or an unbounded allocation.
+//! One file's bytes through `read_input_bytes`, the reader `cxr predict` uses: DICOM
+//! decoding (`decode_dicom_bytes`), then each frame through `fit_square` (centre square
+//! crop, Triangle resize to 28). Any bytes give 28 × 28 images or an error message,
+//! without a panic, a hang or an unbounded allocation.
 #![no_main]
 
-use cxr_data::{DicomWindow, decode_dicom_bytes};
+use cxr_data::{DicomWindow, read_input_bytes};
 use libfuzzer_sys::fuzz_target;
 
 /// Ceiling on live heap memory per fuzzing process: far above what any input of
@@ -14,7 +14,7 @@ use libfuzzer_sys::fuzz_target;
 static ALLOCATOR: cap::Cap<std::alloc::System> = cap::Cap::new(std::alloc::System, 768 << 20);
 
 /// The model's input side (PneumoniaMNIST's 28).
-const SIZE: u32 = 28;
+const SIZE: usize = 28;
 
 fuzz_target!(|data: &[u8]| {
     // both display mappings, picked by the input itself so the corpus covers each
@@ -23,22 +23,10 @@ fuzz_target!(|data: &[u8]| {
     } else {
         DicomWindow::MinMax
     };
-    let Ok(frames) = decode_dicom_bytes(data, window) else {
+    let Ok(frames) = read_input_bytes(data, SIZE, window) else {
         return;
     };
     for frame in frames {
-        assert_eq!(frame.pixels.len(), frame.width * frame.height);
-        assert!(frame.width >= 1 && frame.height >= 1);
-        // the same centre crop and resize as `decode_image`
-        let gray =
-            image::GrayImage::from_raw(frame.width as u32, frame.height as u32, frame.pixels)
-                .expect("frame buffer of width × height");
-        let (w, h) = gray.dimensions();
-        let side = w.min(h);
-        let square =
-            image::imageops::crop_imm(&gray, (w - side) / 2, (h - side) / 2, side, side).to_image();
-        let out =
-            image::imageops::resize(&square, SIZE, SIZE, image::imageops::FilterType::Triangle);
-        assert_eq!(out.len(), (SIZE * SIZE) as usize);
+        assert_eq!(frame.len(), SIZE * SIZE);
     }
 });

@@ -6,8 +6,9 @@
 //! - `bench`: training and inference throughput, with PyTorch ratios when a
 //!   `python3` with torch is available.
 //! - `ci`: the checks CI runs, cheapest first: fmt, clippy, docs, tests, actionlint.
-//! - `fuzz`: the cargo-fuzz targets of `fuzz/` (npz reader, image decoder, run-folder
-//!   readers), each for `--seconds`, with a summary of executions and crashes.
+//! - `fuzz`: the cargo-fuzz targets of `fuzz/` (npz reader, image decoder, DICOM
+//!   reader, run-folder readers), each for `--seconds`, with a summary of executions and
+//!   crashes.
 //! - `cuda-build`: a `--features cuda` build on a machine without a GPU or CUDA
 //!   install (nvcc and the CUDA libraries from PyPI).
 #![forbid(unsafe_code)]

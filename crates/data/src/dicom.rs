@@ -7,9 +7,14 @@
 //! untrusted files (its RLE and JPEG adapters index by the header's sizes and panic on
 //! a short segment or a JPEG larger than declared; jpeg-decoder and openjp2 allocate by
 //! the codestream's own header): RLE is decoded here, JPEG by `jpeg-decoder` directly
-//! after the frame header was checked against the DICOM header, JPEG 2000 by
-//! dicom-rs's openjp2 adapter after the same check of the codestream's SIZ marker,
-//! deflate by `flate2` with a ceiling on the inflated size.
+//! after the frame header was checked against the DICOM header, JPEG 2000 (with the
+//! `jpeg2000` feature only) by dicom-rs's openjp2 adapter after the same check of the
+//! codestream's SIZ marker, deflate by `flate2` with a ceiling on the inflated size.
+//!
+//! JPEG 2000 is off by default: openjp2 is a machine-translated port of OpenJPEG's C
+//! with `unsafe` throughout, and fuzzing this module reached undefined behaviour in it
+//! (a null pointer made into `NonNull` while freeing code blocks, caught by Rust's
+//! debug precondition checks; `fuzz/regressions/dicom/openjp2-null-nonnull-*.dcm`).
 //!
 //! Every length dicom-rs would allocate for is checked against the bytes present
 //! before it allocates ([`Guarded`] wraps its data-set decoder, [`check_meta_lengths`]
@@ -126,9 +131,10 @@ fn too_large_file(len: u64) -> String {
 /// Transfer syntaxes: implicit VR little endian, explicit VR little and big endian,
 /// deflated explicit VR little endian, RLE lossless, JPEG baseline and extended with
 /// 8-bit samples, JPEG lossless (processes 14 and 14 SV1, 2 to 16 bits; Huffman coding:
-/// jpeg-decoder refuses 12-bit lossy and arithmetic-coded JPEG, with an error), JPEG
-/// 2000 (lossless and lossy through dicom-rs's pure-Rust openjp2, which also gets the
-/// Part 2 and High-Throughput UIDs, untested here). Any other is an error naming it (e.g.
+/// jpeg-decoder refuses 12-bit lossy and arithmetic-coded JPEG, with an error), and with
+/// the `jpeg2000` feature JPEG 2000 (lossless and lossy through dicom-rs's pure-Rust
+/// openjp2, which also gets the Part 2 and High-Throughput UIDs, untested here; without
+/// the feature an error says how to get it). Any other is an error naming it (e.g.
 /// `unsupported transfer syntax 1.2.840.10008.1.2.4.80 (JPEG-LS Lossless Image
 /// Compression)`).
 ///
@@ -1386,9 +1392,19 @@ fn decode_j2k(obj: &Object, frame: usize, data: &[u8], h: &ImageHeader) -> Resul
     let ts = registry_entry(obj.meta().transfer_syntax())?;
     let Codec::EncapsulatedPixelData(Some(reader), _) = ts.codec() else {
         return Err(format!(
-            "unsupported transfer syntax {} ({}): no decoder",
+            "unsupported transfer syntax {} ({}): {}",
             ts.uid(),
-            ts.name()
+            ts.name(),
+            if cfg!(feature = "jpeg2000") {
+                "no decoder"
+            } else {
+                // Off by default: fuzzing reached undefined behaviour (a null pointer
+                // made into NonNull while freeing code blocks) in openjp2, a
+                // machine-translated port of OpenJPEG's C.
+                "this build does not decode JPEG 2000 (cxr's `jpeg2000` feature adds \
+                 the pure-Rust openjp2 decoder, which fuzzing showed to hit undefined \
+                 behaviour on some malformed files)"
+            }
         ));
     };
     let mut out = Vec::new();

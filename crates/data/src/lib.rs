@@ -9,9 +9,9 @@
 //!   folders, decoded in parallel to square 8-bit grayscale; unreadable files are
 //!   listed ([`DataError::BadFiles`]) or skipped.
 //! - [`decode_dicom`] / [`decode_dicom_bytes`]: DICOM files (native, deflated, RLE,
-//!   JPEG, JPEG 2000) to one 8-bit gray [`DicomFrame`] per frame, with rescale,
-//!   VOI LUT / window ([`DicomWindow`]) and `MONOCHROME1` applied; header sizes and
-//!   lengths checked before allocating.
+//!   JPEG; JPEG 2000 with the `jpeg2000` feature) to one 8-bit gray [`DicomFrame`] per
+//!   frame, with rescale, VOI LUT / window ([`DicomWindow`]) and `MONOCHROME1` applied;
+//!   header sizes and lengths checked before allocating.
 //! - [`collect_inputs`], [`read_input`]: new images to predict on — image files, DICOM
 //!   files and folders of them — as the square gray images a model was trained on.
 //! - [`DataLocator`]: `--data`, `CXR_DATA_DIR`, `data/`, then (feature `download`)
