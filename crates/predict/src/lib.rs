@@ -375,10 +375,6 @@ pub fn predict(
     };
 
     let predicted = rows.iter().filter(|r| r.is_ok()).count();
-    let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in rows.iter().filter(|r| !r.error.is_empty()) {
-        *by_reason.entry(r.error.as_str()).or_default() += 1;
-    }
     let unreadable = rows.iter().filter(|r| !r.error.is_empty()).count();
     let summary = PredictSummary {
         run: run_dir.display().to_string(),
@@ -390,13 +386,7 @@ pub fn predict(
         rows: rows.len(),
         predicted,
         unreadable,
-        errors: by_reason
-            .into_iter()
-            .map(|(reason, count)| ErrorCount {
-                reason: reason.to_string(),
-                count,
-            })
-            .collect(),
+        errors: error_counts(&rows),
         operating_point: op_name,
         threshold: applied,
         threshold_source: if adapted_prior.is_some() {
@@ -580,10 +570,6 @@ pub fn merge_shards(dir: &Path, seed: u64, resamples: usize) -> Result<PredictOu
             None
         }
     };
-    let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
-    for r in rows.iter().filter(|r| !r.error.is_empty()) {
-        *by_reason.entry(r.error.as_str()).or_default() += 1;
-    }
     let sum = |f: fn(&PredictSummary) -> usize| summaries.iter().map(|(_, s)| f(s)).sum::<usize>();
     let seconds: f64 = summaries.iter().map(|(_, s)| s.seconds).sum();
     let predicted = sum(|s| s.predicted);
@@ -597,13 +583,7 @@ pub fn merge_shards(dir: &Path, seed: u64, resamples: usize) -> Result<PredictOu
         rows: rows.len(),
         predicted,
         unreadable: sum(|s| s.unreadable),
-        errors: by_reason
-            .into_iter()
-            .map(|(reason, count)| ErrorCount {
-                reason: reason.to_string(),
-                count,
-            })
-            .collect(),
+        errors: error_counts(&rows),
         operating_point: first.operating_point.clone(),
         threshold: first.threshold,
         threshold_source: first.threshold_source.clone(),
@@ -645,6 +625,21 @@ pub fn merge_shards(dir: &Path, seed: u64, resamples: usize) -> Result<PredictOu
         summary,
         rows,
     })
+}
+
+/// The unreadable rows counted by reason, reasons sorted.
+fn error_counts(rows: &[PredictRow]) -> Vec<ErrorCount> {
+    let mut by_reason: BTreeMap<&str, usize> = BTreeMap::new();
+    for r in rows.iter().filter(|r| !r.error.is_empty()) {
+        *by_reason.entry(r.error.as_str()).or_default() += 1;
+    }
+    by_reason
+        .into_iter()
+        .map(|(reason, count)| ErrorCount {
+            reason: reason.to_string(),
+            count,
+        })
+        .collect()
 }
 
 fn row(path: &str, frame: usize, op: &str, error: String) -> PredictRow {
