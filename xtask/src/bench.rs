@@ -2,11 +2,16 @@
 //! same recipe in PyTorch (bench/torch_seed_cnn.py) when torch is installed, with
 //! ratios from the same run; then ResNet18's training step (forward + backward +
 //! AdamW) and eval throughput at `--resnet-sizes` against torchvision's
-//! (bench/torch_resnet18.py --time-only). Medians over `--repeats`; the seed-CNN repeats
-//! (training, then inference of a fresh model) of cxr and PyTorch alternate, and so do
-//! ResNet18's rounds (each the medians of `--repeats` steps), so that load on a shared
+//! (bench/torch_resnet18.py --time-only); and prediction throughput (read + decode +
+//! preprocess + inference) of the first repeat's seed CNN over folders of PNG and DICOM
+//! files, cxr's `cxr_predict::predict` against PyTorch + Pillow/pydicom
+//! (bench/torch_predict.py). Medians over `--repeats`; the seed-CNN repeats (training, then
+//! inference of a fresh model) of cxr and PyTorch alternate, and so do ResNet18's rounds
+//! (each the medians of `--repeats` steps) and the predict rounds, so that load on a shared
 //! machine hits both.
 
+use std::collections::HashMap;
+use std::path::Path;
 use std::process::Command as Process;
 use std::time::Instant;
 
@@ -52,6 +57,13 @@ pub struct BenchArgs {
     /// Batch size of the ResNet18 step benchmark.
     #[arg(long, default_value_t = 32)]
     pub resnet_batch: usize,
+    /// Skip the predict throughput benchmark (PNG and DICOM folders).
+    #[arg(long)]
+    pub no_predict: bool,
+    /// Copies of each test image (under different names) in the predict benchmark's
+    /// folders, so that per-call overhead weighs less.
+    #[arg(long, default_value_t = 4)]
+    pub predict_copies: usize,
     #[command(flatten)]
     pub data: DataArgs,
 }
@@ -92,8 +104,16 @@ fn peak_rss_mib() -> f64 {
 }
 
 pub fn bench(a: &BenchArgs) -> Result<()> {
-    if a.repeats == 0 || a.epochs == 0 || a.threads == 0 || a.resnet_batch < 2 {
-        bail!("--repeats, --epochs and --threads must be at least 1, --resnet-batch at least 2");
+    if a.repeats == 0
+        || a.epochs == 0
+        || a.threads == 0
+        || a.predict_copies == 0
+        || a.resnet_batch < 2
+    {
+        bail!(
+            "--repeats, --epochs, --threads and --predict-copies must be at least 1, \
+             --resnet-batch at least 2"
+        );
     }
     if let Some(s) = a.resnet_sizes.iter().find(|&&s| s < 28) {
         bail!("--resnet-sizes: {s} px is too small for ResNet18 (at least 28)");
@@ -161,8 +181,11 @@ pub fn bench(a: &BenchArgs) -> Result<()> {
         infer_batch1_ms: batch1,
         peak_rss_mib: peak_rss_mib(),
     };
-    let torch = torch.then(|| torch_summary(&torch_runs));
-    print_table(a, &cxr, torch.as_ref());
+    let torch_figures = torch.then(|| torch_summary(&torch_runs));
+    print_table(a, &cxr, torch_figures.as_ref());
+    if !a.no_predict {
+        predict_bench(a, &data.test, &scratch.join("cnn-0"), torch)?;
+    }
     if !a.no_resnet {
         for &size in &a.resnet_sizes {
             resnet_bench(a, size)?;
@@ -450,6 +473,309 @@ fn print_table(a: &BenchArgs, cxr: &Figures, torch: Option<&Figures>) {
             None => println!("{name:<34} {c:>12.2} {:>12} {:>14}", "–", "–"),
         }
     }
+}
+
+/// The two input folders of the predict benchmark: (label, folder).
+const PREDICT_KINDS: [(&str, &str); 2] = [("PNG", "png"), ("DICOM", "dicom")];
+
+/// Writes the test split `copies` times into `root/png/NNNN.png` (8-bit gray) and
+/// `root/dicom/NNNN.dcm` (8-bit MONOCHROME2, explicit VR little endian), file `k·n + i`
+/// holding image `i`; the folders are emptied first.
+fn write_predict_inputs(test: &cxr_data::ImageSet, root: &Path, copies: usize) -> Result<()> {
+    let (h, w) = (test.height, test.width);
+    let n = test.len();
+    if n == 0 || h * w == 0 {
+        bail!("the test split is empty: nothing to predict");
+    }
+    let rows = u16::try_from(h).with_context(|| format!("test images {h} px high: too tall"))?;
+    let cols = u16::try_from(w).with_context(|| format!("test images {w} px wide: too wide"))?;
+    let files = n
+        .checked_mul(copies)
+        .with_context(|| format!("--predict-copies {copies}: too many files"))?;
+    let digits = (files - 1).to_string().len().max(4);
+    for (_, folder) in PREDICT_KINDS {
+        let dir = root.join(folder);
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).with_context(|| format!("removing {}", dir.display()))?;
+        }
+        std::fs::create_dir_all(&dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    for k in 0..copies {
+        for (i, px) in test.images.chunks_exact(h * w).enumerate() {
+            let stem = format!("{:0digits$}", k * n + i);
+            let png = root.join("png").join(format!("{stem}.png"));
+            image::GrayImage::from_raw(w as u32, h as u32, px.to_vec())
+                .context("a test image with the wrong number of pixels")?
+                .save_with_format(&png, image::ImageFormat::Png)
+                .with_context(|| format!("writing {}", png.display()))?;
+            let dcm = root.join("dicom").join(format!("{stem}.dcm"));
+            let bytes = cxr_testkit::dicom_gray(
+                rows,
+                cols,
+                1,
+                8,
+                "MONOCHROME2",
+                cxr_testkit::DicomPixels::U8(px.to_vec()),
+                None,
+                None,
+            );
+            std::fs::write(&dcm, bytes).with_context(|| format!("writing {}", dcm.display()))?;
+        }
+    }
+    Ok(())
+}
+
+/// One predict round of one side: images/s over read → probabilities, and each file's
+/// probability by file name.
+struct PredictRound {
+    images_per_second: f64,
+    probs: HashMap<String, f64>,
+}
+
+/// cxr's `predict` on `dir` into a fresh `out`: its `summary.images_per_second`, the
+/// images/s of the whole call (site check and writing the folder included) and the
+/// probabilities.
+fn cxr_predict_round(run: &Path, dir: &Path, out: &Path) -> Result<(PredictRound, f64)> {
+    if out.exists() {
+        std::fs::remove_dir_all(out).with_context(|| format!("removing {}", out.display()))?;
+    }
+    let opts = cxr_predict::PredictOptions {
+        out: Some(out.to_path_buf()),
+        site_resamples: 2,
+        inputs_as_given: vec![dir.display().to_string()],
+        ..cxr_predict::PredictOptions::default()
+    };
+    let t0 = Instant::now();
+    let o = cxr_predict::predict(run, &[dir.to_path_buf()], &opts)
+        .with_context(|| format!("cxr predict with {} on {}", run.display(), dir.display()))?;
+    let whole = t0.elapsed().as_secs_f64();
+    if o.summary.unreadable > 0 {
+        let first = o.rows.iter().find(|r| !r.error.is_empty());
+        bail!(
+            "cxr predict could not read {} of the files in {} (first: {})",
+            o.summary.unreadable,
+            dir.display(),
+            first.map_or(String::new(), |r| format!("{}: {}", r.path, r.error))
+        );
+    }
+    let probs = o
+        .rows
+        .iter()
+        .filter_map(|r| {
+            let name = Path::new(&r.path)
+                .file_name()?
+                .to_string_lossy()
+                .into_owned();
+            Some((name, r.prob?))
+        })
+        .collect();
+    Ok((
+        PredictRound {
+            images_per_second: o.summary.images_per_second,
+            probs,
+        },
+        o.summary.predicted as f64 / whole,
+    ))
+}
+
+/// bench/torch_predict.py on `dir`, or `None` (said why) when the script fails.
+fn torch_predict_round(a: &BenchArgs, run: &Path, dir: &Path) -> Result<Option<PredictRound>> {
+    let script = project_root().join("bench").join("torch_predict.py");
+    let out = Process::new(&a.python)
+        .arg(&script)
+        .arg("--run")
+        .arg(run)
+        .arg("--images")
+        .arg(dir)
+        .args(["--threads", &a.threads.to_string(), "--json"])
+        .output()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !out.status.success() {
+        println!(
+            "PyTorch predict peer skipped: {} failed ({}); it needs torch, Pillow, pydicom and \
+             safetensors (see bench/README.md)",
+            script.display(),
+            stderr_tail(&out)
+        );
+        return Ok(None);
+    }
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let line = stdout.lines().last().unwrap_or("");
+    let v: serde_json::Value = serde_json::from_str(line)
+        .with_context(|| format!("parsing the last line of {}'s output", script.display()))?;
+    let bad = |what: &str| anyhow::anyhow!("{}'s output: no valid `{what}`", script.display());
+    let images_per_second = v["images_per_second"]
+        .as_f64()
+        .ok_or_else(|| bad("images_per_second"))?;
+    let names = v["names"].as_array().ok_or_else(|| bad("names"))?;
+    let probs = v["probabilities"]
+        .as_array()
+        .ok_or_else(|| bad("probabilities"))?;
+    if names.len() != probs.len() {
+        return Err(bad("names and probabilities of the same length"));
+    }
+    let probs = names
+        .iter()
+        .zip(probs)
+        .map(|(n, p)| Some((n.as_str()?.to_string(), p.as_f64()?)))
+        .collect::<Option<HashMap<_, _>>>()
+        .ok_or_else(|| bad("names (strings) and probabilities (numbers)"))?;
+    Ok(Some(PredictRound {
+        images_per_second,
+        probs,
+    }))
+}
+
+/// Largest |cxr − peer| over the files both predicted; an error when they predicted
+/// different files.
+fn max_prob_difference(cxr: &PredictRound, peer: &PredictRound, dir: &Path) -> Result<f64> {
+    if cxr.probs.len() != peer.probs.len() {
+        bail!(
+            "{}: cxr predicted {} files, the PyTorch peer {}",
+            dir.display(),
+            cxr.probs.len(),
+            peer.probs.len()
+        );
+    }
+    cxr.probs.iter().try_fold(0f64, |m, (name, p)| {
+        let q = peer.probs.get(name).with_context(|| {
+            format!(
+                "{}: the PyTorch peer has no probability for {name}",
+                dir.display()
+            )
+        })?;
+        Ok(m.max((p - q).abs()))
+    })
+}
+
+/// One input kind's figures over the predict rounds.
+#[derive(Debug, Default)]
+struct PredictFigures {
+    /// cxr's `summary.images_per_second`, each round.
+    cxr: Vec<f64>,
+    /// Images/s of cxr's whole `predict` call, each round.
+    cxr_whole: Vec<f64>,
+    /// The peer's images/s, each round.
+    torch: Vec<f64>,
+    /// cxr / peer, each round.
+    ratios: Vec<f64>,
+    /// Largest |cxr − peer| probability over all files and rounds.
+    max_diff: f64,
+}
+
+/// Predict throughput of the seed CNN in `run` (the first training repeat's) over
+/// folders of PNG and of DICOM files: `--repeats` rounds, each cxr then PyTorch on the
+/// PNG folder, then on the DICOM folder; medians, ratios, and the largest probability
+/// difference between the two.
+fn predict_bench(a: &BenchArgs, test: &cxr_data::ImageSet, run: &Path, torch: bool) -> Result<()> {
+    let root = project_root()
+        .join("target")
+        .join("bench-runs")
+        .join("predict");
+    write_predict_inputs(test, &root, a.predict_copies)?;
+    let files = test.len() * a.predict_copies;
+    info!(files, folder = %root.display(), "predict inputs written");
+    let mut torch_ok = torch;
+    let mut figures: Vec<PredictFigures> = PREDICT_KINDS
+        .iter()
+        .map(|_| PredictFigures::default())
+        .collect();
+    for round in 0..a.repeats {
+        for ((label, folder), f) in PREDICT_KINDS.iter().zip(figures.iter_mut()) {
+            let dir = root.join(folder);
+            let out = root.join(format!("out-{folder}-{round}"));
+            let (c, whole) = cxr_predict_round(run, &dir, &out)?;
+            info!(
+                round,
+                kind = label,
+                images_per_second = c.images_per_second,
+                "cxr predict round done"
+            );
+            if c.probs.len() != files {
+                bail!(
+                    "cxr predicted {} of the {files} files in {}",
+                    c.probs.len(),
+                    dir.display()
+                );
+            }
+            f.cxr.push(c.images_per_second);
+            f.cxr_whole.push(whole);
+            if torch_ok {
+                match torch_predict_round(a, run, &dir)? {
+                    Some(t) => {
+                        info!(
+                            round,
+                            kind = label,
+                            images_per_second = t.images_per_second,
+                            "PyTorch predict round done"
+                        );
+                        f.max_diff = f.max_diff.max(max_prob_difference(&c, &t, &dir)?);
+                        f.torch.push(t.images_per_second);
+                        f.ratios.push(c.images_per_second / t.images_per_second);
+                    }
+                    None => torch_ok = false,
+                }
+            }
+        }
+    }
+    println!(
+        "\npredict, seed CNN of {}, {} test images × {} copies = {files} files per folder, \
+         {} thread(s), {} rounds, alternating (medians)",
+        run.display(),
+        test.len(),
+        a.predict_copies,
+        a.threads,
+        a.repeats
+    );
+    println!(
+        "{:<34} {:>12} {:>12} {:>14}",
+        "figure", "cxr", "pytorch", "cxr/pytorch"
+    );
+    for ((label, _), f) in PREDICT_KINDS.iter().zip(&figures) {
+        let c = median(f.cxr.clone());
+        let name = format!("{label} images/s");
+        if torch_ok {
+            let t = median(f.torch.clone());
+            println!("{name:<34} {c:>12.1} {t:>12.1} {:>14.3}", c / t);
+        } else {
+            println!("{name:<34} {c:>12.1} {:>12} {:>14}", "–", "–");
+        }
+    }
+    for ((label, _), f) in PREDICT_KINDS.iter().zip(&figures) {
+        let name = format!("{label} images/s, whole call");
+        println!(
+            "{name:<34} {:>12.1} {:>12} {:>14}",
+            median(f.cxr_whole.clone()),
+            "–",
+            "–"
+        );
+    }
+    if torch_ok {
+        for ((label, _), f) in PREDICT_KINDS.iter().zip(&figures) {
+            let each: Vec<String> = f.ratios.iter().map(|r| format!("{r:.3}")).collect();
+            println!(
+                "{:<34} {}",
+                format!("{label} ratio, each round"),
+                each.join(" ")
+            );
+        }
+        let diffs: Vec<String> = PREDICT_KINDS
+            .iter()
+            .zip(&figures)
+            .map(|((label, _), f)| format!("{label} {:.2e}", f.max_diff))
+            .collect();
+        println!(
+            "correctness: max |prob cxr − prob pytorch| over all files and rounds: {}",
+            diffs.join(", ")
+        );
+    }
+    println!(
+        "images/s: read model.json + weights, list the folder, read + decode + preprocess \
+         every file, inference (cxr: summary.images_per_second; the peer: the same span); \
+         not the site check or writing the prediction folder. whole call: cxr's predict() \
+         timed around, with the site check (2 resamples) and the CSV + summary written."
+    );
+    Ok(())
 }
 
 /// The last line of a finished peer script's standard error (its exception message).

@@ -14,8 +14,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// The user commands (boxed: they hold every training and prediction flag).
     #[command(flatten)]
-    User(cxr::cli::Command),
+    User(Box<cxr::cli::Command>),
     /// Check a report.html in headless Chromium: screenshot, and every image loaded.
     /// Skips (exit 0, with a warning) when no Chromium is installed.
     ReportCheck(crate::report_check::ReportCheckArgs),

@@ -3,8 +3,8 @@
 //!
 //! - `report-check --run DIR`: render the report in headless Chromium and check that
 //!   every image loaded.
-//! - `bench`: training and inference throughput, with PyTorch ratios when a
-//!   `python3` with torch is available.
+//! - `bench`: training, inference and predict (PNG and DICOM folders) throughput, with
+//!   PyTorch ratios when a `python3` with torch (and pydicom) is available.
 //! - `ci`: the checks CI runs, cheapest first: fmt, clippy, docs, tests, actionlint.
 //! - `fuzz`: the cargo-fuzz targets of `fuzz/` (npz reader, image decoder, DICOM
 //!   reader, run-folder readers), each for `--seconds`, with a summary of executions and
@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     }
     cxr::logging::init_tracing(cli.verbose);
     let result = match cli.command {
-        Command::User(c) => cxr::run(c).map_err(anyhow::Error::from),
+        Command::User(c) => cxr::run(*c).map_err(anyhow::Error::from),
         Command::ReportCheck(a) => report_check::check(&a),
         Command::Bench(a) => bench::bench(&a),
         Command::Ci(a) => tasks::ci(&a),

@@ -1,8 +1,9 @@
 //! Test helpers shared by cxr's crates, written once: where the shared data and PyTorch
-//! fixtures are, npy/npz files made in a test, command-line exit checks and float
-//! comparisons with a stated relative tolerance.
+//! fixtures are, npy/npz and DICOM files made in a test, command-line exit checks and
+//! float comparisons with a stated relative tolerance.
 //!
-//! A dev-dependency only; nothing here is part of cxr's API. It depends on no cxr crate,
+//! A dev-dependency of the crates, and a dependency of xtask (the bench writes its
+//! DICOM files with [`dicom_gray`]); nothing here is part of cxr's API. It depends on no cxr crate,
 //! so every crate's tests can use it.
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
