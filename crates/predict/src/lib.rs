@@ -684,7 +684,7 @@ fn choose_threshold(
                     .join(", ")
             ),
         })?;
-        let mut source = format!("operating point `{name}` chosen on the validation split");
+        let mut source = format!("operating point {name} chosen on the validation split");
         if let (Some(se), Some(sp)) = (p.val_sensitivity, p.val_specificity) {
             source.push_str(&format!(
                 " (validation sensitivity {se:.3}, specificity {sp:.3})"

@@ -440,7 +440,7 @@ pub fn write_predict_folder(dir: &Path) {
         }],
         operating_point: "youden".into(),
         threshold: 0.6,
-        threshold_source: "operating point `youden` chosen on the validation split".into(),
+        threshold_source: "operating point youden chosen on the validation split".into(),
         threshold_unadapted: 0.6,
         positives: rows.iter().filter(|r| r.decision.as_deref() == Some("pneumonia")).count(),
         positives_unadapted: 0,
