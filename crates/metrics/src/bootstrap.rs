@@ -49,7 +49,7 @@ pub struct Interval {
 /// Stratified-bootstrap intervals of threshold metrics and the top-label ECE.
 ///
 /// Serialised as `resamples`, `seed`, `confidence`, `threshold`, `accuracy`,
-/// `sensitivity`, `specificity`, `f1`, `ece` (each figure an [`Interval`]:
+/// `sensitivity`, `specificity`, `f1`, `ppv`, `npv`, `ece` (each figure an [`Interval`]:
 /// `estimate`, `low`, `high`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 pub struct BootstrapCi {
@@ -69,6 +69,12 @@ pub struct BootstrapCi {
     pub specificity: Interval,
     /// F1 (0 in a resample where it is undefined).
     pub f1: Interval,
+    /// Positive predictive value (precision) at the data's own prevalence (the
+    /// resamples keep the class counts); 0 in a resample with no positive call.
+    pub ppv: Interval,
+    /// Negative predictive value at the data's own prevalence; 0 in a resample with no
+    /// negative call.
+    pub npv: Interval,
     /// Top-label ECE with [`Binning::default`](crate::Binning::default) (15 equal-width bins), as
     /// [`ece`](crate::ece).
     pub ece: Interval,
@@ -93,6 +99,8 @@ struct Stats {
     sensitivity: f64,
     specificity: f64,
     f1: f64,
+    ppv: f64,
+    npv: f64,
     ece: f64,
 }
 
@@ -123,6 +131,8 @@ fn finish(tp: f64, fp: f64, p: f64, n: f64, bins: &Bins) -> Stats {
         sensitivity: tp / p,
         specificity: tn / n,
         f1: if f1d > 0.0 { 2.0 * tp / f1d } else { 0.0 },
+        ppv: if tp + fp > 0.0 { tp / (tp + fp) } else { 0.0 },
+        npv: if tn + fn_ > 0.0 { tn / (tn + fn_) } else { 0.0 },
         ece,
     }
 }
@@ -147,7 +157,7 @@ fn percentile(sorted: &[f64], q: f64) -> f64 {
 }
 
 /// Stratified bootstrap percentile intervals for accuracy, sensitivity,
-/// specificity and F1 at `threshold` (positive iff `p >= threshold`) and for the
+/// specificity, F1, PPV and NPV at `threshold` (positive iff `p >= threshold`) and for the
 /// top-label ECE (15 equal-width bins).
 ///
 /// Each resample draws, with replacement, as many positives from the positives
@@ -261,6 +271,8 @@ pub fn bootstrap_ci(
         sensitivity: interval(full.sensitivity, |s| s.sensitivity),
         specificity: interval(full.specificity, |s| s.specificity),
         f1: interval(full.f1, |s| s.f1),
+        ppv: interval(full.ppv, |s| s.ppv),
+        npv: interval(full.npv, |s| s.npv),
         ece: interval(full.ece, |s| s.ece),
     })
 }
@@ -305,9 +317,19 @@ mod tests {
         assert_eq!(ci.sensitivity.estimate, c.recall());
         assert_eq!(ci.specificity.estimate, c.specificity());
         assert_eq!(ci.f1.estimate, c.f1());
+        assert_eq!(ci.ppv.estimate, c.precision());
+        assert_eq!(ci.npv.estimate, c.tn as f64 / (c.tn + c.fn_) as f64);
         let e = crate::ece(&labels, &probs, crate::Binning::default()).unwrap();
         assert!((ci.ece.estimate - e).abs() < 1e-15);
-        for i in [ci.accuracy, ci.sensitivity, ci.specificity, ci.f1, ci.ece] {
+        for i in [
+            ci.accuracy,
+            ci.sensitivity,
+            ci.specificity,
+            ci.f1,
+            ci.ppv,
+            ci.npv,
+            ci.ece,
+        ] {
             assert!(i.low <= i.estimate && i.estimate <= i.high, "{i:?}");
             assert!(i.high - i.low > 0.0, "{i:?}");
         }

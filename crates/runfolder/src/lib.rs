@@ -11,6 +11,9 @@
 //!   temperature, operating points chosen on validation).
 //! - A prediction folder (`cxr predict`): [`PredictRow`] rows of its `predictions.csv`
 //!   and [`PredictSummary`] (`summary.json`, with the [`SiteCheck`]).
+//! - An evaluation folder (`cxr evaluate`): [`Evaluation`] (`evaluation.json`: operating
+//!   points with intervals, calibration, prevalence shift, [`SubgroupTable`]s,
+//!   [`ModelComparison`]).
 //! - CSV files: [`write_history`] / [`read_history`], [`write_predictions`], and the
 //!   headers every writer uses ([`PREDICTIONS_HEADER`], [`QUALITY_HEADER`], …).
 //! - The audit's files ([`Audit`]: [`FailureModes`], [`DataAudit`], [`AuditMeta`],
@@ -47,6 +50,7 @@ mod card;
 mod config;
 mod divergence;
 mod error;
+mod evaluation;
 mod io;
 mod lock;
 mod metrics;
@@ -55,6 +59,11 @@ mod predict;
 mod run;
 mod settings;
 
+pub use evaluation::{
+    EstimateCi, EvaluatedCalibration, EvaluatedPoint, EvaluatedSet, Evaluation, HeterogeneityTest,
+    MetadataJoin, ModelComparison, ProportionEstimate, ReliabilityPoint, RocPoint,
+    SetPrevalence, SubgroupRow, SubgroupTable,
+};
 pub use audit::{
     AssociationTest, Audit, AuditMeta, AuditSettings, DataAudit, Duplicates, Evidence,
     FailureModes, GALLERY_HEADER, GalleryKind, GalleryRow, GroupQuartile, GroupTable, Hypothesis,

@@ -68,3 +68,15 @@ pub const PREDICT_DIR: &str = "predictions";
 pub const PREDICT_SUMMARY: &str = "summary.json";
 /// A prediction folder's explanation overlays (a folder).
 pub const PREDICT_EXPLAIN_DIR: &str = "explain";
+
+/// Evaluation folders of `cxr evaluate`, inside the run folder by default.
+pub const EVALUATE_DIR: &str = "evaluations";
+/// An evaluation folder's findings: [`crate::Evaluation`].
+pub const EVALUATION: &str = "evaluation.json";
+/// An evaluation folder's per-image rows (path or index, label, logit, probabilities,
+/// metadata columns), parquet.
+pub const EVALUATE_PREDICTIONS: &str = "predictions.parquet";
+/// An evaluation folder's subgroup tables, one row per column and group, CSV.
+pub const SUBGROUPS_CSV: &str = "subgroups.csv";
+/// The same, parquet.
+pub const SUBGROUPS_PARQUET: &str = "subgroups.parquet";
