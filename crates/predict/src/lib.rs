@@ -2,11 +2,16 @@
 //! folders of them.
 //!
 //! Key items: [`predict`] with [`PredictOptions`] ([`OperatingPointChoice`],
-//! [`DicomWindow`], [`Shard`]; [`merge_shards`] joins a sharded prediction) writes a prediction folder — `predictions.csv` (one row per frame,
+//! [`DicomWindow`], [`Shard`]; [`merge_shards`] joins a sharded prediction) writes a
+//! prediction folder — `predictions.csv` (one row per frame,
 //! a row with the reason for each input that could not be read), `summary.json` with
 //! the label-free site check (the set's pneumonia prevalence estimated by EM prior
 //! adjustment, against the training prevalence), and, with `explain`, Grad-CAM and
 //! occlusion overlays of the highest-probability images.
+//!
+//! The parts, for other tools (`cxr-evaluate` uses them): [`Scorer`] (a run's model,
+//! scoring images as the run did), [`choose_threshold`] ([`ChosenPoint`]),
+//! [`site_check`], [`adapted_threshold`].
 //!
 //! The model is taken from the run folder's `model.json` (the model card: network,
 //! preprocessing, temperature, operating points chosen on validation) and
@@ -21,19 +26,19 @@
 #![forbid(unsafe_code)]
 
 mod error;
+mod scorer;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::Tensor;
 use cxr_audit::{TargetClass, grad_cam, occlusion_map, write_gray_png, write_overlay_png};
-use cxr_data::{Batcher, BatcherConfig, ImageSet, Normalize};
+use cxr_data::ImageSet;
 use cxr_metrics::{
     BiasCorrectedScaling, PrevalenceConfig, adapt_probability, adapt_threshold,
     estimate_prevalence, label_shift_test,
 };
-use cxr_models::{Classifier, device_name, load_classifier, parse_device};
 use cxr_runfolder::{
     ErrorCount, Explained, LabelShiftCheck, ModelCard, PredictRow, PredictSummary, SiteCheck,
     names, write_predict_rows,
@@ -44,6 +49,7 @@ use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 pub use cxr_data::DicomWindow;
 pub use error::{PredictError, Result};
+pub use scorer::Scorer;
 
 /// Which decision threshold to apply.
 #[derive(Debug, Clone, PartialEq)]
@@ -226,14 +232,11 @@ pub fn predict(
     if let Some(why) = &card.derived {
         warn!("{}: {why}", run_dir.display());
     }
-    let (op_name, threshold, threshold_source) = choose_threshold(&card, &opts.operating_point)?;
-    let batch_size = opts.batch_size.unwrap_or(card.batch_size);
-    if batch_size == 0 {
-        return Err(PredictError::Setting {
-            field: "batch-size".into(),
-            reason: "must be at least 1".into(),
-        });
-    }
+    let ChosenPoint {
+        name: op_name,
+        threshold,
+        source: threshold_source,
+    } = choose_threshold(&card, &opts.operating_point)?;
     let out = match (&opts.out, opts.shard) {
         (Some(o), Some(shard)) => o.join(shard.folder()),
         (Some(o), None) => o.clone(),
@@ -255,9 +258,7 @@ pub fn predict(
             ),
         });
     }
-    let device = parse_device(&opts.device)?;
-    let weights = run_dir.join(&card.weights);
-    let model = load_classifier(card.network.as_str(), &weights, &device)?;
+    let scorer = Scorer::with_card(run_dir, card.clone(), &opts.device, opts.batch_size)?;
     info!(
         run = %run_dir.display(),
         network = card.network.as_str(),
@@ -276,10 +277,6 @@ pub fn predict(
             .collect();
     }
     let pre = card.preprocess.clone();
-    let normalize = Normalize {
-        mean: pre.normalize_mean,
-        std: pre.normalize_std,
-    };
     let mut rows: Vec<PredictRow> = Vec::new();
     // Logits of the predicted rows, in row order (the site check works on them).
     let mut row_logits: Vec<f64> = Vec::new();
@@ -311,12 +308,7 @@ pub fn predict(
             }
         }
         if !set.is_empty() {
-            let sized = if pre.input_size == pre.source_size {
-                set
-            } else {
-                set.resized(pre.input_size)?
-            };
-            let logits = logits(model.as_ref(), &sized, normalize, batch_size, &device)?;
+            let logits = scorer.logits(&set)?;
             let mut z = logits.into_iter();
             for r in chunk_rows.iter_mut().filter(|r| r.error.is_empty()) {
                 let logit = z.next().map(f64::from).unwrap_or(f64::NAN);
@@ -334,7 +326,7 @@ pub fn predict(
 
     // Site check, then the decisions.
     let calibration = SiteCalibration::of(&card);
-    let site_check = site_check(&card, &calibration, &row_logits, opts)?;
+    let site_check = site_check(&card, &row_logits, opts.site_resamples, opts.seed)?;
     let mut applied = threshold;
     let adapted_prior = match (&site_check, opts.adapt_prior) {
         (Some(s), true) => Some((s.reference_prevalence, s.estimate)),
@@ -349,8 +341,7 @@ pub fn predict(
     if let Some((reference, new)) = adapted_prior {
         // The threshold is on the uncalibrated probability: move it to the calibrated
         // scale, adapt it there, and move it back.
-        let cal = calibration.apply(logit_of(threshold));
-        applied = sigmoid(calibration.invert(adapt_threshold(cal, reference, new)));
+        applied = calibration.adapt_threshold(threshold, reference, new);
     }
     let mut positives = 0;
     let mut positives_unadapted = 0;
@@ -369,7 +360,7 @@ pub fn predict(
     }
 
     let explained = if opts.explain {
-        explain(model.as_ref(), &card, &rows, opts, normalize, &device, &out)?
+        explain(&scorer, &rows, opts, &out)?
     } else {
         Vec::new()
     };
@@ -406,7 +397,7 @@ pub fn predict(
         } else {
             0.0
         },
-        device: device_name(&device),
+        device: scorer.device_name(),
         cxr_version: env!("CARGO_PKG_VERSION").into(),
     };
     let csv = out.join(names::PREDICTIONS);
@@ -557,14 +548,7 @@ pub fn merge_shards(dir: &Path, seed: u64, resamples: usize) -> Result<PredictOu
         .collect();
     let run = PathBuf::from(&first.run);
     let site_check = match ModelCard::of_run(&run) {
-        Ok(card) => {
-            let opts = PredictOptions {
-                seed,
-                site_resamples: resamples,
-                ..PredictOptions::default()
-            };
-            site_check(&card, &SiteCalibration::of(&card), &logits, &opts)?
-        }
+        Ok(card) => site_check(&card, &logits, resamples, seed)?,
         Err(e) => {
             warn!("merged without a site check: the run's model card cannot be read: {e}");
             None
@@ -667,12 +651,21 @@ fn logit_of(p: f64) -> f64 {
     (p / (1.0 - p)).ln()
 }
 
-/// The operating point's name, its threshold and where it comes from, in words.
-fn choose_threshold(
-    card: &ModelCard,
-    choice: &OperatingPointChoice,
-) -> Result<(String, f64, String)> {
-    let named = |name: &str, default: bool| -> Result<(String, f64, String)> {
+/// A decision threshold picked from a model card.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ChosenPoint {
+    /// The operating point's name (`youden`, …, or `threshold_<t>` for a fixed one).
+    pub name: String,
+    /// Predict pneumonia iff P ≥ threshold.
+    pub threshold: f64,
+    /// Where the threshold comes from, in words.
+    pub source: String,
+}
+
+/// The threshold `choice` names on `card`; an unknown name is an error listing the
+/// card's points.
+pub fn choose_threshold(card: &ModelCard, choice: &OperatingPointChoice) -> Result<ChosenPoint> {
+    let named = |name: &str, default: bool| -> Result<ChosenPoint> {
         let p = card.operating_point(name).ok_or_else(|| PredictError::Setting {
             field: "operating-point".into(),
             reason: format!(
@@ -693,16 +686,20 @@ fn choose_threshold(
         if default {
             source.push_str(", the model's default");
         }
-        Ok((name.to_string(), p.threshold, source))
+        Ok(ChosenPoint {
+            name: name.to_string(),
+            threshold: p.threshold,
+            source,
+        })
     };
     match choice {
         OperatingPointChoice::Default => named(&card.default_operating_point, true),
         OperatingPointChoice::Named(n) => named(n, false),
-        OperatingPointChoice::Threshold(t) => Ok((
-            format!("threshold_{t}"),
-            *t,
-            format!("fixed threshold {t} given on the command line"),
-        )),
+        OperatingPointChoice::Threshold(t) => Ok(ChosenPoint {
+            name: format!("threshold_{t}"),
+            threshold: *t,
+            source: format!("fixed threshold {t} given on the command line"),
+        }),
     }
 }
 
@@ -744,6 +741,13 @@ impl SiteCalibration {
         (logit_of(p) - self.bias) / self.scale
     }
 
+    /// `threshold` on σ(logit) moved from prevalence `from` to `to` through the
+    /// calibrated scale (where Saerens et al.'s adjustment holds).
+    fn adapt_threshold(&self, threshold: f64, from: f64, to: f64) -> f64 {
+        let cal = self.apply(logit_of(threshold));
+        sigmoid(self.invert(adapt_threshold(cal, from, to)))
+    }
+
     fn scaling(&self) -> BiasCorrectedScaling {
         BiasCorrectedScaling {
             scale: self.scale,
@@ -752,19 +756,36 @@ impl SiteCalibration {
     }
 }
 
+/// `threshold` (on σ(logit), as the card's operating points) re-derived for a set
+/// whose pneumonia prevalence is `prevalence`: moved to the card's calibrated scale,
+/// adjusted from the prevalence that scale reflects to `prevalence` (Saerens,
+/// Latinne & Decaestecker 2002), and moved back. `None` when the card records no
+/// reference prevalence (older runs) or `prevalence` is not in (0, 1).
+pub fn adapted_threshold(card: &ModelCard, threshold: f64, prevalence: f64) -> Option<f64> {
+    let calibration = SiteCalibration::of(card);
+    let from = calibration.reference_prevalence?;
+    (0.0 < prevalence && prevalence < 1.0 && 0.0 < from && from < 1.0)
+        .then(|| calibration.adapt_threshold(threshold, from, prevalence))
+}
+
 /// Significance level at which the label-shift test rejects (the estimate is then
 /// called unreliable).
 const SHIFT_ALPHA: f64 = 0.01;
 /// Below this p-value (and above [`SHIFT_ALPHA`]) the verdict reports weak evidence.
 const WEAK_SHIFT_ALPHA: f64 = 0.05;
 
-/// The site check, when a reference prevalence is recorded and something was predicted.
-fn site_check(
+/// The label-free site check of `logits` (the model's logits on new images): the
+/// images' pneumonia prevalence estimated by EM prior adjustment on calibrated
+/// probabilities, with a percentile bootstrap interval (`resamples`, `seed`), and the
+/// test of EM's label-shift assumption. `None` when the card records no training
+/// prevalence or `logits` is empty.
+pub fn site_check(
     card: &ModelCard,
-    calibration: &SiteCalibration,
     logits: &[f64],
-    opts: &PredictOptions,
+    resamples: usize,
+    seed: u64,
 ) -> Result<Option<SiteCheck>> {
+    let calibration = &SiteCalibration::of(card);
     let (Some(reference), Some(train)) =
         (calibration.reference_prevalence, card.data.prevalence_train)
     else {
@@ -776,8 +797,8 @@ fn site_check(
     }
     let calibrated: Vec<f64> = logits.iter().map(|&z| calibration.apply(z)).collect();
     let cfg = PrevalenceConfig {
-        resamples: opts.site_resamples.max(2),
-        seed: opts.seed,
+        resamples: resamples.max(2),
+        seed,
         confidence: SITE_CONFIDENCE,
         ..PrevalenceConfig::default()
     };
@@ -868,48 +889,15 @@ fn site_check(
     }))
 }
 
-/// Logits of every image of `set`, in order, in batches of `batch_size`.
-fn logits(
-    model: &dyn Classifier,
-    set: &ImageSet,
-    normalize: Normalize,
-    batch_size: usize,
-    device: &Device,
-) -> Result<Vec<f32>> {
-    let batcher = Batcher::new(
-        set,
-        BatcherConfig {
-            batch_size,
-            shuffle: false,
-            seed: 0,
-            epoch: 0,
-            augment: None,
-            normalize,
-            limit: None,
-            drop_last: false,
-        },
-        device,
-    )?;
-    let mut out = Vec::with_capacity(set.len());
-    for batch in batcher {
-        let batch = batch?;
-        let z = model.logits(&batch.x)?.detach();
-        out.extend(z.to_dtype(DType::F32)?.to_vec1::<f32>()?);
-    }
-    Ok(out)
-}
-
 /// Grad-CAM and occlusion overlays (for the pneumonia class) of the highest-probability
 /// frames, written under `out/explain/`.
 fn explain(
-    model: &dyn Classifier,
-    card: &ModelCard,
+    scorer: &Scorer,
     rows: &[PredictRow],
     opts: &PredictOptions,
-    normalize: Normalize,
-    device: &Device,
     out: &Path,
 ) -> Result<Vec<Explained>> {
+    let (model, device, normalize) = (scorer.model.as_ref(), &scorer.device, scorer.normalize());
     let mut order: Vec<usize> = (0..rows.len()).filter(|&i| rows[i].is_ok()).collect();
     order.sort_by(|&a, &b| {
         let (pa, pb) = (rows[a].prob.unwrap_or(0.0), rows[b].prob.unwrap_or(0.0));
@@ -920,7 +908,7 @@ fn explain(
     }
     let dir = out.join(names::PREDICT_EXPLAIN_DIR);
     std::fs::create_dir_all(&dir).map_err(|e| PredictError::io(&dir, e))?;
-    let pre = &card.preprocess;
+    let pre = &scorer.card.preprocess;
     let size = pre.input_size;
     let patch = size.div_ceil(4).max(1);
     let stride = patch.div_ceil(2);
