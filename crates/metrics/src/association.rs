@@ -62,7 +62,7 @@ pub fn fisher_exact(table: [[u64; 2]; 2]) -> Result<FisherExact> {
     })
 }
 
-fn ln_choose(n: u64, k: u64) -> f64 {
+pub(crate) fn ln_choose(n: u64, k: u64) -> f64 {
     let (n, k) = (n as f64, k as f64);
     libm::lgamma(n + 1.0) - libm::lgamma(k + 1.0) - libm::lgamma(n - k + 1.0)
 }

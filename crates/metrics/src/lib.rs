@@ -33,6 +33,13 @@
 //!   [`cochran_armitage`] (trend in proportions), [`logistic_regression`] (one
 //!   predictor, Wald CI and p-value), [`quantiles`] / [`quartile_edges`] /
 //!   [`bucket_of`] for quartile bucketing.
+//! - External validation (`cxr evaluate`): [`wilson_interval`] /
+//!   [`ProportionCi`] (Wilson score interval for sensitivity, specificity,
+//!   accuracy), [`mcnemar`] / [`McNemar`] (two models on the same items),
+//!   [`auc_heterogeneity`] (Cochran's Q over subgroup AUCs with their DeLong
+//!   variances) and [`proportion_heterogeneity`] (Pearson chi-square over subgroup
+//!   proportions), both giving a [`Heterogeneity`]; [`chi2_sf`], the chi-square
+//!   upper tail they use.
 //!
 //! What this crate does not do: touch tensors, files or models, apply a sigmoid to
 //! logits for you (except [`apply_temperature`] and
@@ -65,10 +72,12 @@ mod calibration;
 mod curves;
 mod delong;
 mod error;
+mod evaluation;
 mod operating;
 mod prior;
 mod scaling;
 mod shift;
+mod special;
 mod temperature;
 mod threshold;
 
@@ -86,6 +95,10 @@ pub use curves::{
 };
 pub use delong::{AucCi, DelongTest, auc_ci_delong, delong_test, normal_cdf};
 pub use error::{MetricsError, Result};
+pub use evaluation::{
+    Heterogeneity, McNemar, ProportionCi, auc_heterogeneity, mcnemar, proportion_heterogeneity,
+    wilson_interval,
+};
 pub use operating::{
     OperatingPoint, mean_std, operating_point, threshold_for_sensitivity, threshold_youden,
 };
@@ -95,6 +108,7 @@ pub use prior::{
 };
 pub use scaling::{BiasCorrectedScaling, fit_bias_corrected_scaling};
 pub use shift::{LabelShiftTest, label_shift_test, mixture_ks_statistic};
+pub use special::chi2_sf;
 pub use temperature::{
     MAX_TEMPERATURE, MIN_TEMPERATURE, apply_temperature, fit_temperature, temperature_nll,
 };

@@ -5,6 +5,7 @@
 
 mod association;
 mod edges;
+mod evaluation;
 mod prior;
 mod properties;
 mod scaling;
