@@ -246,7 +246,7 @@ pub fn predict(
                 reason: "needs --out: every shard writes into the same folder".into(),
             });
         }
-        (None, None) => unique_dir(&run_dir.join(names::PREDICT_DIR).join(timestamp())),
+        (None, None) => new_output_dir(&run_dir.join(names::PREDICT_DIR)),
     };
     std::fs::create_dir_all(&out).map_err(|e| PredictError::io(&out, e))?;
     if out.join(names::PREDICT_SUMMARY).exists() {
@@ -994,6 +994,12 @@ fn progress_span(len: u64) -> tracing::Span {
     let span = tracing::info_span!("predict", indicatif.pb_show = tracing::field::Empty);
     span.pb_set_length(len);
     span
+}
+
+/// A folder under `parent` named by the UTC time, `YYYYMMDD-HHMMSS` (with `-2`, `-3`, …
+/// appended when taken); not created.
+pub fn new_output_dir(parent: &Path) -> PathBuf {
+    unique_dir(&parent.join(timestamp()))
 }
 
 /// `YYYYMMDD-HHMMSS` in UTC.

@@ -59,11 +59,6 @@ mod predict;
 mod run;
 mod settings;
 
-pub use evaluation::{
-    EstimateCi, EvaluatedCalibration, EvaluatedPoint, EvaluatedSet, Evaluation, HeterogeneityTest,
-    MetadataJoin, ModelComparison, ProportionEstimate, ReliabilityPoint, RocPoint,
-    SetPrevalence, SubgroupRow, SubgroupTable,
-};
 pub use audit::{
     AssociationTest, Audit, AuditMeta, AuditSettings, DataAudit, Duplicates, Evidence,
     FailureModes, GALLERY_HEADER, GalleryKind, GalleryRow, GroupQuartile, GroupTable, Hypothesis,
@@ -79,6 +74,11 @@ pub use config::{
 };
 pub use divergence::{Divergence, LastGood, is_diverged_run};
 pub use error::{Result, RunFolderError};
+pub use evaluation::{
+    EstimateCi, EvaluatedCalibration, EvaluatedPoint, EvaluatedSet, Evaluation, HeterogeneityTest,
+    MetadataJoin, ModelComparison, ProportionEstimate, ReliabilityPoint, RocPoint, SetPrevalence,
+    SubgroupRow, SubgroupTable,
+};
 pub use io::{
     AtomicWriter, Csv, ensure_writable_dir, json, parse, read, read_json, read_optional,
     write_atomic, write_json,
