@@ -44,6 +44,8 @@ pub(crate) enum Block {
     },
     /// Links (label, relative href).
     Links(Vec<(String, String)>),
+    /// A bulleted list of plain-text items.
+    List(Vec<String>),
 }
 
 /// A report: blocks plus the figures they refer to.
@@ -66,6 +68,9 @@ impl Doc {
             header: header.iter().map(|s| s.to_string()).collect(),
             rows,
         });
+    }
+    pub fn list(&mut self, items: Vec<String>) {
+        self.blocks.push(Block::List(items));
     }
     pub fn not_computed(&mut self, what: impl Into<String>) {
         self.blocks.push(Block::NotComputed(what.into()));
@@ -171,6 +176,12 @@ pub(crate) fn to_markdown(doc: &Doc) -> String {
             Block::Links(links) => {
                 for (label, href) in links {
                     let _ = writeln!(s, "- [{label}]({href})");
+                }
+                s.push('\n');
+            }
+            Block::List(items) => {
+                for item in items {
+                    let _ = writeln!(s, "- {}", item.replace('\n', " "));
                 }
                 s.push('\n');
             }
@@ -375,6 +386,13 @@ pub(crate) fn to_html(doc: &Doc, base: &Path, gallery_csv: &Path) -> Result<Stri
                 s.push_str("<ul>\n");
                 for (label, href) in links {
                     let _ = writeln!(s, "<li><a href=\"{}\">{}</a></li>", esc(href), esc(label));
+                }
+                s.push_str("</ul>\n");
+            }
+            Block::List(items) => {
+                s.push_str("<ul>\n");
+                for item in items {
+                    let _ = writeln!(s, "<li>{}</li>", inline_html(item));
                 }
                 s.push_str("</ul>\n");
             }

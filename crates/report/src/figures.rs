@@ -12,8 +12,8 @@ use plotters::style::text_anchor::{HPos, Pos, VPos};
 
 use crate::{ReportError, Result};
 use cxr_runfolder::{
-    CurvePoint, EpochRow, FailureModes, LrFindRow, OperatingPoint, ReliabilityRow, RobustnessRow,
-    RunFolder,
+    CurvePoint, EpochRow, FailureModes, LrFindRow, OperatingPoint, ReliabilityPoint,
+    ReliabilityRow, RobustnessRow, RunFolder,
 };
 
 /// DejaVu Sans 2.37 (Bitstream Vera licence, see `assets/fonts/LICENSE-DejaVu.txt`).
@@ -21,7 +21,7 @@ static FONT: &[u8] = include_bytes!("../assets/fonts/DejaVuSans.ttf");
 const FAMILY: &str = "sans-serif";
 
 /// Okabe–Ito colour-blind-safe palette.
-const PALETTE: [RGBColor; 7] = [
+pub(crate) const PALETTE: [RGBColor; 7] = [
     RGBColor(0, 114, 178),   // blue
     RGBColor(230, 159, 0),   // orange
     RGBColor(0, 158, 115),   // bluish green
@@ -283,14 +283,19 @@ fn trim(t: f64) -> String {
 
 /// A readable name for an operating point (`sensitivity_0.95` → `sensitivity ≥ 0.95`).
 pub fn pretty_point(p: &OperatingPoint) -> String {
-    if let Some(s) = p.name.strip_prefix("sensitivity_") {
+    pretty_point_name(&p.name)
+}
+
+/// [`pretty_point`] of a point's name.
+pub(crate) fn pretty_point_name(name: &str) -> String {
+    if let Some(s) = name.strip_prefix("sensitivity_") {
         format!("sensitivity ≥ {s}")
-    } else if let Some(s) = p.name.strip_prefix("default_") {
+    } else if let Some(s) = name.strip_prefix("default_") {
         format!("default {s}")
-    } else if p.name == "youden" {
+    } else if name == "youden" {
         "Youden J".to_string()
     } else {
-        p.name.replace('_', " ")
+        name.replace('_', " ")
     }
 }
 
@@ -418,21 +423,41 @@ where
     Ok(())
 }
 
-/// ROC curves (test solid, validation dashed) with the test AUC and its interval, and
-/// the operating points marked on the test curve.
-pub fn roc(run: &RunFolder, points: &[CurvePoint]) -> Result<Figure> {
-    let t = &run.test;
-    let ci = match (t.auc_ci_low, t.auc_ci_high) {
-        (Some(l), Some(h)) => format!(" [95% CI {l:.3}–{h:.3}]"),
-        _ => String::new(),
-    };
-    let caption = format!(
-        "ROC curve, test AUC {:.4}{ci}; markers: operating points chosen on validation, scored on test",
-        t.auc
-    );
-    render("roc", caption, (760, 680), |root| {
+/// One curve of a ROC figure.
+pub(crate) struct RocCurve {
+    /// Legend label.
+    pub label: String,
+    /// (false-positive rate, true-positive rate).
+    pub points: Vec<(f64, f64)>,
+    /// Colour.
+    pub colour: RGBColor,
+    /// Stroke width.
+    pub width: u32,
+    /// Dashed (a reference split) rather than solid.
+    pub dashed: bool,
+}
+
+/// An operating point marked on a ROC figure.
+pub(crate) struct RocMarker {
+    /// Legend label.
+    pub label: String,
+    /// (false-positive rate, true-positive rate).
+    pub at: (f64, f64),
+    /// Where the same threshold lay on another split (drawn hollow, joined to `at`).
+    pub from: Option<(f64, f64)>,
+}
+
+/// ROC axes with the chance diagonal, `curves` and the operating points `markers`.
+pub(crate) fn roc_figure(
+    name: &str,
+    caption: String,
+    title: &str,
+    curves: &[RocCurve],
+    markers: &[RocMarker],
+) -> Result<Figure> {
+    render(name, caption, (760, 680), |root| {
         let mut c = ChartBuilder::on(root)
-            .caption("ROC curve", font(24))
+            .caption(title, font(24))
             .margin(16)
             .x_label_area_size(55)
             .y_label_area_size(70)
@@ -452,32 +477,29 @@ pub fn roc(run: &RunFolder, points: &[CurvePoint]) -> Result<Figure> {
         ))?
         .label("chance (AUC 0.5)")
         .legend(legend_line(GREY, 1));
-        let val = split_points(points, "val");
-        if !val.is_empty() {
-            c.draw_series(DashedLineSeries::new(val, 8, 4, line(PALETTE[5], 2)))?
-                .label(format!("validation, AUC {:.4}", run.val.auc))
-                .legend(legend_line(PALETTE[5], 2));
+        for curve in curves.iter().filter(|c| !c.points.is_empty()) {
+            let style = line(curve.colour, curve.width);
+            let drawn = if curve.dashed {
+                c.draw_series(DashedLineSeries::new(curve.points.clone(), 8, 4, style))?
+            } else {
+                c.draw_series(LineSeries::new(curve.points.clone(), style))?
+            };
+            drawn
+                .label(curve.label.clone())
+                .legend(legend_line(curve.colour, curve.width));
         }
-        c.draw_series(LineSeries::new(
-            split_points(points, "test"),
-            line(PALETTE[0], 3),
-        ))?
-        .label(format!("test, AUC {:.4}{ci}", t.auc))
-        .legend(legend_line(PALETTE[0], 3));
-        for (i, p) in run.operating_points.iter().enumerate() {
-            let at = (1.0 - p.specificity, p.recall);
-            draw_marker(
-                &mut c,
-                i,
-                at,
-                format!(
-                    "{} t={:.3}: sens {:.3}, spec {:.3}",
-                    pretty_point(p),
-                    p.threshold,
-                    p.recall,
-                    p.specificity
-                ),
-            )?;
+        if markers.iter().any(|m| m.from.is_some()) {
+            c.draw_series(std::iter::empty::<Circle<(f64, f64), i32>>())?
+                .label("hollow: the same threshold on validation")
+                .legend(|(x, y)| Circle::new((x + 12, y), 5, GREY.stroke_width(2)));
+        }
+        for (i, m) in markers.iter().enumerate() {
+            if let Some(from) = m.from {
+                let col = MARKERS[i % MARKERS.len()];
+                c.draw_series(DashedLineSeries::new([from, m.at], 4, 3, line(col, 1)))?;
+                c.draw_series([Circle::new(from, 6, col.stroke_width(2))])?;
+            }
+            draw_marker(&mut c, i, m.at, m.label.clone())?;
         }
         c.configure_series_labels()
             .position(SeriesLabelPosition::LowerRight)
@@ -487,6 +509,52 @@ pub fn roc(run: &RunFolder, points: &[CurvePoint]) -> Result<Figure> {
             .draw()?;
         Ok(())
     })
+}
+
+/// ROC curves (test solid, validation dashed) with the test AUC and its interval, and
+/// the operating points marked on the test curve.
+pub fn roc(run: &RunFolder, points: &[CurvePoint]) -> Result<Figure> {
+    let t = &run.test;
+    let ci = match (t.auc_ci_low, t.auc_ci_high) {
+        (Some(l), Some(h)) => format!(" [95% CI {l:.3}–{h:.3}]"),
+        _ => String::new(),
+    };
+    let caption = format!(
+        "ROC curve, test AUC {:.4}{ci}; markers: operating points chosen on validation, scored on test",
+        t.auc
+    );
+    let curves = [
+        RocCurve {
+            label: format!("validation, AUC {:.4}", run.val.auc),
+            points: split_points(points, "val"),
+            colour: PALETTE[5],
+            width: 2,
+            dashed: true,
+        },
+        RocCurve {
+            label: format!("test, AUC {:.4}{ci}", t.auc),
+            points: split_points(points, "test"),
+            colour: PALETTE[0],
+            width: 3,
+            dashed: false,
+        },
+    ];
+    let markers: Vec<RocMarker> = run
+        .operating_points
+        .iter()
+        .map(|p| RocMarker {
+            label: format!(
+                "{} t={:.3}: sens {:.3}, spec {:.3}",
+                pretty_point(p),
+                p.threshold,
+                p.recall,
+                p.specificity
+            ),
+            at: (1.0 - p.specificity, p.recall),
+            from: None,
+        })
+        .collect();
+    roc_figure("roc", caption, "ROC curve", &curves, &markers)
 }
 
 /// Precision–recall curves with the average precision, the prevalence baseline and
@@ -563,21 +631,28 @@ pub fn pr(run: &RunFolder, points: &[CurvePoint]) -> Result<Figure> {
     })
 }
 
-/// Reliability diagram of the test split before and after temperature scaling, with
-/// the number of predictions per bin underneath.
-pub fn reliability(run: &RunFolder, rows: &[ReliabilityRow]) -> Result<Figure> {
-    let cal = run.calibration.as_ref();
-    let caption = match cal {
-        Some(c) => format!(
-            "Reliability diagram (test, 15 bins): before and after temperature scaling (T = {:.3}, fitted on validation); ECE {:.4} → {:.4}",
-            c.temperature, c.ece_before, c.ece_after
-        ),
-        None => "Reliability diagram (test, 15 bins)".to_string(),
-    };
-    render("reliability", caption, (760, 820), |root| {
+/// One series of a reliability diagram.
+pub(crate) struct ReliabilitySeries {
+    /// Legend label.
+    pub label: String,
+    /// Colour.
+    pub colour: RGBColor,
+    /// The bins (empty bins are skipped).
+    pub bins: Vec<ReliabilityPoint>,
+}
+
+/// Reliability diagram of `series` over the diagonal, with the images per bin of each
+/// series side by side underneath (log scale).
+pub(crate) fn reliability_figure(
+    name: &str,
+    caption: String,
+    title: &str,
+    series: &[ReliabilitySeries],
+) -> Result<Figure> {
+    render(name, caption, (760, 820), |root| {
         let (top, bottom) = root.split_vertically(600);
         let mut c = ChartBuilder::on(&top)
-            .caption("Reliability diagram (test)", font(24))
+            .caption(title, font(24))
             .margin(16)
             .x_label_area_size(40)
             .y_label_area_size(70)
@@ -596,39 +671,20 @@ pub fn reliability(run: &RunFolder, rows: &[ReliabilityRow]) -> Result<Figure> {
         ))?
         .label("perfect calibration")
         .legend(legend_line(GREY, 1));
-        let series = [
-            (
-                "test",
-                PALETTE[1],
-                match cal {
-                    Some(c) => format!("before scaling, ECE {:.4}", c.ece_before),
-                    None => "test".to_string(),
-                },
-            ),
-            (
-                "test_calibrated",
-                PALETTE[0],
-                match cal {
-                    Some(c) => format!(
-                        "after scaling (T = {:.3}), ECE {:.4}",
-                        c.temperature, c.ece_after
-                    ),
-                    None => "test, calibrated".to_string(),
-                },
-            ),
-        ];
-        for (split, col, label) in &series {
-            let pts: Vec<(f64, f64)> = rows
+        let filled = |s: &ReliabilitySeries| -> Vec<ReliabilityPoint> {
+            s.bins.iter().filter(|b| b.count > 0).copied().collect()
+        };
+        for s in series {
+            let pts: Vec<(f64, f64)> = filled(s)
                 .iter()
-                .filter(|r| r.split == *split && r.count > 0)
-                .map(|r| (r.confidence, r.accuracy))
+                .map(|b| (b.confidence, b.accuracy))
                 .collect();
             if pts.is_empty() {
                 continue;
             }
-            let col = *col;
+            let col = s.colour;
             c.draw_series(LineSeries::new(pts.clone(), line(col, 2)))?
-                .label(label.clone())
+                .label(s.label.clone())
                 .legend(legend_line(col, 2));
             c.draw_series(pts.iter().map(|&p| Circle::new(p, 4, col.filled())))?;
         }
@@ -639,9 +695,12 @@ pub fn reliability(run: &RunFolder, rows: &[ReliabilityRow]) -> Result<Figure> {
             .label_font(font(15))
             .draw()?;
 
-        // Counts per bin (before scaling) on a log scale.
-        let before: Vec<&ReliabilityRow> = rows.iter().filter(|r| r.split == "test").collect();
-        let max = before.iter().map(|r| r.count).max().unwrap_or(1).max(1) as f64;
+        let max = series
+            .iter()
+            .flat_map(|s| s.bins.iter().map(|b| b.count))
+            .max()
+            .unwrap_or(1)
+            .max(1) as f64;
         let mut h = ChartBuilder::on(&bottom)
             .margin_left(16)
             .margin_right(16)
@@ -658,24 +717,72 @@ pub fn reliability(run: &RunFolder, rows: &[ReliabilityRow]) -> Result<Figure> {
             .y_label_formatter(&|v| format!("{v:.0}"))
             .light_line_style(WHITE)
             .draw()?;
-        for (split, col, _) in &series {
-            let col = *col;
-            let off = if *split == "test" { 0.0 } else { 1.0 };
-            h.draw_series(
-                rows.iter()
-                    .filter(|r| r.split == *split && r.count > 0)
-                    .map(|r| {
-                        let w = (r.upper - r.lower) / 2.0;
-                        let x0 = r.lower + off * w;
-                        Rectangle::new(
-                            [(x0, 0.8), (x0 + w * 0.9, r.count as f64)],
-                            col.mix(0.8).filled(),
-                        )
-                    }),
-            )?;
+        let k = series.len().max(1) as f64;
+        for (i, s) in series.iter().enumerate() {
+            let col = s.colour;
+            h.draw_series(filled(s).into_iter().map(|b| {
+                let w = (b.upper - b.lower) / k;
+                let x0 = b.lower + i as f64 * w;
+                Rectangle::new(
+                    [(x0, 0.8), (x0 + w * 0.9, b.count as f64)],
+                    col.mix(0.8).filled(),
+                )
+            }))?;
         }
         Ok(())
     })
+}
+
+/// Reliability diagram of the test split before and after temperature scaling, with
+/// the number of predictions per bin underneath.
+pub fn reliability(run: &RunFolder, rows: &[ReliabilityRow]) -> Result<Figure> {
+    let cal = run.calibration.as_ref();
+    let caption = match cal {
+        Some(c) => format!(
+            "Reliability diagram (test, 15 bins): before and after temperature scaling (T = {:.3}, fitted on validation); ECE {:.4} → {:.4}",
+            c.temperature, c.ece_before, c.ece_after
+        ),
+        None => "Reliability diagram (test, 15 bins)".to_string(),
+    };
+    let bins = |split: &str| -> Vec<ReliabilityPoint> {
+        rows.iter()
+            .filter(|r| r.split == split)
+            .map(|r| ReliabilityPoint {
+                lower: r.lower,
+                upper: r.upper,
+                count: r.count as u64,
+                confidence: r.confidence,
+                accuracy: r.accuracy,
+            })
+            .collect()
+    };
+    let series = [
+        ReliabilitySeries {
+            label: match cal {
+                Some(c) => format!("before scaling, ECE {:.4}", c.ece_before),
+                None => "test".to_string(),
+            },
+            colour: PALETTE[1],
+            bins: bins("test"),
+        },
+        ReliabilitySeries {
+            label: match cal {
+                Some(c) => format!(
+                    "after scaling (T = {:.3}), ECE {:.4}",
+                    c.temperature, c.ece_after
+                ),
+                None => "test, calibrated".to_string(),
+            },
+            colour: PALETTE[0],
+            bins: bins("test_calibrated"),
+        },
+    ];
+    reliability_figure(
+        "reliability",
+        caption,
+        "Reliability diagram (test)",
+        &series,
+    )
 }
 
 /// The learning-rate finder's loss against the learning rate (log scale).
@@ -831,7 +938,7 @@ pub fn robustness(rows: &[RobustnessRow]) -> Result<Figure> {
     })
 }
 
-fn fmt_p(p: Option<f64>) -> String {
+pub(crate) fn fmt_p(p: Option<f64>) -> String {
     match p {
         None => "p n/a".into(),
         Some(p) if p < 0.001 => "p < 0.001".into(),
@@ -1152,6 +1259,119 @@ pub fn probability_histogram(probs: &[f64], threshold: f64) -> Result<Figure> {
             4,
             line(BLACK, 2),
         ))?;
+        Ok(())
+    })
+}
+
+/// One row of a forest plot.
+pub(crate) struct ForestRow {
+    /// The row's label (left of the axis).
+    pub label: String,
+    /// Estimate and its interval; `None` draws `missing` instead.
+    pub value: Option<(f64, Option<(f64, f64)>)>,
+    /// What to show when there is no value (e.g. `too small (n < 30)`).
+    pub missing: String,
+}
+
+/// A forest plot: one row per group with its estimate and interval, top to bottom,
+/// the values written at the right, and a dashed vertical line at `reference` (say
+/// what it is in the caption).
+pub(crate) fn forest(
+    name: &str,
+    caption: String,
+    title: &str,
+    x_desc: &str,
+    rows: &[ForestRow],
+    reference: Option<f64>,
+) -> Result<Figure> {
+    let n = rows.len().max(1);
+    let ends = rows
+        .iter()
+        .filter_map(|r| r.value)
+        .flat_map(|(e, ci)| {
+            let (l, h) = ci.unwrap_or((e, e));
+            [e, l, h]
+        })
+        .chain(reference)
+        .filter(|v| v.is_finite());
+    let (lo, hi) = ends.fold((f64::MAX, f64::MIN), |(a, b), v| (a.min(v), b.max(v)));
+    let (lo, hi) = if lo > hi {
+        (0.5, 1.0)
+    } else {
+        let (l, h) = pad_range(lo, hi, 0.08);
+        (
+            (l.max(0.0) * 20.0).floor() / 20.0,
+            (h.min(1.0) * 20.0).ceil() / 20.0,
+        )
+    };
+    let (lo, hi) = if hi - lo < 0.05 {
+        ((hi - 0.05).max(0.0), (lo + 0.05).min(1.0))
+    } else {
+        (lo, hi)
+    };
+    render(name, caption, (1000, 130 + 44 * n as u32), |root| {
+        let mut c = ChartBuilder::on(root)
+            .caption(title, font(22))
+            .margin(14)
+            .margin_right(200)
+            .x_label_area_size(50)
+            .y_label_area_size(230)
+            .build_cartesian_2d(lo..hi, -0.6f64..n as f64 - 0.4)?;
+        c.configure_mesh()
+            .disable_y_mesh()
+            .y_labels(0)
+            .x_desc(x_desc)
+            .label_style(font(14))
+            .axis_desc_style(font(16))
+            .x_label_formatter(&|x| format!("{x:.2}"))
+            .light_line_style(WHITE)
+            .draw()?;
+        if let Some(r) = reference.filter(|r| (lo..=hi).contains(r)) {
+            c.draw_series(DashedLineSeries::new(
+                [(r, -0.6), (r, n as f64 - 0.4)],
+                6,
+                4,
+                line(GREY, 2),
+            ))?;
+        }
+        let left = Pos::new(HPos::Left, VPos::Center);
+        for (i, r) in rows.iter().enumerate() {
+            let y = (n - 1 - i) as f64;
+            c.draw_series([EmptyElement::at((lo, y))
+                + Text::new(
+                    r.label.clone(),
+                    (-12, 0),
+                    font(15).pos(Pos::new(HPos::Right, VPos::Center)),
+                )])?;
+            let text = match r.value {
+                Some((e, ci)) => {
+                    let col = PALETTE[0];
+                    if let Some((l, h)) = ci {
+                        c.draw_series([PathElement::new(
+                            vec![(l.max(lo), y), (h.min(hi), y)],
+                            col.stroke_width(2),
+                        )])?;
+                        c.draw_series([l, h].into_iter().filter(|v| (lo..=hi).contains(v)).map(
+                            |v| {
+                                EmptyElement::at((v, y))
+                                    + PathElement::new(vec![(0, -7), (0, 7)], col.stroke_width(2))
+                            },
+                        ))?;
+                    }
+                    c.draw_series([
+                        EmptyElement::at((e, y)) + Rectangle::new([(-6, -6), (6, 6)], col.filled())
+                    ])?;
+                    match ci {
+                        Some((l, h)) => format!("{e:.3} [{l:.3}–{h:.3}]"),
+                        None => format!("{e:.3}"),
+                    }
+                }
+                None => r.missing.clone(),
+            };
+            c.draw_series([
+                EmptyElement::at((hi, y)) + Text::new(text, (14, 0), font(15).pos(left))
+            ])?;
+        }
         Ok(())
     })
 }

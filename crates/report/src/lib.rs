@@ -11,6 +11,11 @@
 //! - [`write_predict_report`]: the report of a prediction folder (`cxr predict`):
 //!   inputs and unreadable files, the distribution of probabilities, the site check,
 //!   the highest-probability images with their overlays, and `predictions.parquet`.
+//! - [`write_evaluate_report`]: the report of an evaluation folder (`cxr evaluate`), from
+//!   its `evaluation.json` alone: the model card's operating points scored on another
+//!   site's labelled set (Wilson and bootstrap intervals, validation figures beside
+//!   them), ROC and calibration figures, the prevalence shift, subgroup tables with
+//!   forest plots, and an optional paired comparison with a second model.
 //! - [`check_embedded_images`], [`browser::check_in_chromium`]: offline and headless
 //!   Chromium checks of a written report.
 //!
@@ -27,6 +32,7 @@
 pub mod browser;
 mod doc;
 mod error;
+mod evaluate;
 pub mod figures;
 mod files;
 mod html_check;
@@ -38,6 +44,7 @@ mod summary;
 
 pub use doc::png_size;
 pub use error::{ReportError, Result};
+pub use evaluate::{EvaluateReportFiles, write_evaluate_report};
 pub use figures::Figure;
 pub use html_check::{EmbeddedImage, check_embedded_images};
 pub use markdown::{ReportFiles, render_markdown, write_report};

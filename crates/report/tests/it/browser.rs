@@ -1,4 +1,4 @@
-//! The run, pipeline and prediction reports render in headless Chromium with every
+//! The run, pipeline, prediction and evaluation reports render in headless Chromium with every
 //! image loaded. Without Chromium the checks skip loudly (and pass) on a developer's
 //! machine, and fail under CI, whose `.ci/run` installs Debian's `chromium`.
 
@@ -6,11 +6,12 @@ use std::path::{Path, PathBuf};
 
 use cxr_report::browser::{check_in_chromium, find_chromium};
 use cxr_report::{
-    check_embedded_images, compare_runs, open_pipeline, render_summary_csv, write_pipeline_report,
-    write_predict_report, write_report,
+    check_embedded_images, compare_runs, open_pipeline, render_summary_csv, write_evaluate_report,
+    write_pipeline_report, write_predict_report, write_report,
 };
 use cxr_runfolder::RunFolder;
 
+use crate::evaluate::{full_evaluation, write_evaluation};
 use crate::fixture::{write_full_run, write_predict_folder};
 
 fn chromium() -> Option<PathBuf> {
@@ -90,5 +91,15 @@ fn predict_report_renders_in_headless_chromium_with_every_image_loaded() {
     let pred = dir.path().join("pred");
     write_predict_folder(&pred);
     let files = write_predict_report(&pred).unwrap();
+    check_report(&chromium, &files.html, dir.path());
+}
+
+#[test]
+fn evaluate_report_renders_in_headless_chromium_with_every_image_loaded() {
+    let Some(chromium) = chromium() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let eval = dir.path().join("eval");
+    write_evaluation(&eval, &full_evaluation());
+    let files = write_evaluate_report(&eval).unwrap();
     check_report(&chromium, &files.html, dir.path());
 }

@@ -2,6 +2,7 @@
 //! and the rendered report's content.
 
 mod browser;
+mod evaluate;
 mod fixture;
 mod partial;
 mod pipeline;
