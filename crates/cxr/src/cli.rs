@@ -40,6 +40,13 @@ pub enum Command {
     /// files and folders of them): predictions.csv, summary.json with a label-free site
     /// check, optional Grad-CAM / occlusion overlays, and report.html.
     Predict(PredictArgs),
+    /// Evaluate a trained run's model on a labelled set from elsewhere (an npz split,
+    /// a Kaggle-style folder, or NORMAL/ and PNEUMONIA/ folders of images or DICOM):
+    /// its validation operating points applied unchanged with 95% intervals, AUC,
+    /// calibration, the prevalence shift, subgroups from a metadata table, and a
+    /// paired comparison with a second run; evaluation.json, metrics.json, parquet
+    /// tables and report.html.
+    Evaluate(EvaluateArgs),
 }
 
 /// Where the data comes from.
@@ -283,6 +290,67 @@ pub struct PredictArgs {
     /// shards.
     #[arg(long)]
     pub shard: Option<cxr_predict::Shard>,
+}
+
+/// `evaluate`.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// The run folder whose model to evaluate.
+    #[arg(long)]
+    pub run: PathBuf,
+    /// The labelled set: an npz file, a folder with train/ val/ test/, or a folder
+    /// holding NORMAL/ and PNEUMONIA/.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The split of a set with splits: `train`, `val` or `test` [default: test].
+    #[arg(long)]
+    pub split: Option<String>,
+    /// The evaluation folder (default `RUN/evaluations/<UTC timestamp>/`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// A metadata table (.csv or .parquet) with one row per image.
+    #[arg(long)]
+    pub metadata: Option<PathBuf>,
+    /// The metadata column holding each image's key.
+    #[arg(long)]
+    pub join_on: Option<String>,
+    /// What the key is: `path` (relative to --data, `/`-separated), `file` (file name)
+    /// or `index` (position in the npz split) [default: index for npz, else path].
+    #[arg(long)]
+    pub join_key: Option<cxr_evaluate::JoinKey>,
+    /// Metadata columns to report subgroups of (comma-separated); numeric columns with
+    /// more than ten values are cut into quantile bins.
+    #[arg(long, value_delimiter = ',')]
+    pub group_by: Vec<String>,
+    /// Groups with fewer images are reported as too small.
+    #[arg(long, default_value_t = 30)]
+    pub min_group_size: usize,
+    /// Quantile bins of a numeric --group-by column.
+    #[arg(long, default_value_t = 4)]
+    pub bins: usize,
+    /// Operating point of the subgroup tables and the comparison: `youden` (the
+    /// default), `sensitivity_0.95`, `default_0.5`, or a number in [0, 1].
+    #[arg(long)]
+    pub operating_point: Option<String>,
+    /// A second run folder to compare with on the same images (paired DeLong test,
+    /// McNemar's test).
+    #[arg(long)]
+    pub compare: Option<PathBuf>,
+    /// Bootstrap resamples.
+    #[arg(long, default_value_t = 2000)]
+    pub resamples: usize,
+    /// Seed of the bootstrap.
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    /// How DICOM pixel values map to 8-bit gray.
+    #[arg(long, value_enum, default_value = "auto")]
+    pub dicom_window: DicomWindowArg,
+    /// Device: `cpu`, `cuda[:N]`, `metal` or `auto`.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    /// Inference batch size [default: the model card's].
+    #[arg(long)]
+    pub batch_size: Option<usize>,
 }
 
 /// `audit`.

@@ -1,4 +1,5 @@
-//! The user commands: train (then audit and report), pipeline, audit, report.
+//! The user commands: train (then audit and report), pipeline, audit, report, predict,
+//! evaluate.
 
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
@@ -11,8 +12,8 @@ use cxr_train::{ModelKind, RunOptions, RunSummary, TrainConfig};
 use tracing::{info, warn};
 
 use crate::cli::{
-    AuditArgs, Command, DataArgs, DicomWindowArg, ModelArg, PipelineArgs, PredictArgs, RecipeArgs,
-    TrainArgs,
+    AuditArgs, Command, DataArgs, DicomWindowArg, EvaluateArgs, ModelArg, PipelineArgs,
+    PredictArgs, RecipeArgs, TrainArgs,
 };
 use crate::error::Context as _;
 use crate::recipe::{self, train_config};
@@ -43,7 +44,102 @@ pub fn run(command: Command) -> Result<()> {
             Ok(())
         }
         Command::Predict(a) => predict(&a).map(|_| ()),
+        Command::Evaluate(a) => evaluate(&a).map(|_| ()),
     }
+}
+
+/// `evaluate`: scores a run's model on a labelled set and writes the evaluation folder
+/// and its report.
+pub fn evaluate(a: &EvaluateArgs) -> Result<cxr_evaluate::EvaluateOutcome> {
+    let operating_point = match &a.operating_point {
+        Some(s) => s
+            .parse()
+            .map_err(|e: String| CxrError::Setting(format!("--operating-point: {e}")))?,
+        None => cxr_predict::OperatingPointChoice::Default,
+    };
+    let split = match a.split.as_deref() {
+        None => None,
+        Some("train") => Some(cxr_data::Split::Train),
+        Some("val") => Some(cxr_data::Split::Val),
+        Some("test") => Some(cxr_data::Split::Test),
+        Some(other) => {
+            return Err(CxrError::Setting(format!(
+                "--split: `{other}`: expected train, val or test"
+            )));
+        }
+    };
+    let opts = cxr_evaluate::EvaluateOptions {
+        out: a.out.clone(),
+        split,
+        metadata: a.metadata.clone(),
+        join_on: a.join_on.clone(),
+        join_key: a.join_key,
+        group_by: a.group_by.clone(),
+        min_group_size: a.min_group_size,
+        bins: a.bins,
+        operating_point,
+        compare: a.compare.clone(),
+        resamples: a.resamples,
+        seed: a.seed,
+        device: a.device.clone(),
+        batch_size: a.batch_size,
+        dicom_window: match a.dicom_window {
+            DicomWindowArg::Auto => cxr_predict::DicomWindow::Auto,
+            DicomWindowArg::Minmax => cxr_predict::DicomWindow::MinMax,
+        },
+    };
+    let outcome = cxr_evaluate::evaluate(&a.run, &a.data, &opts).step(|| {
+        format!(
+            "evaluating the model of {} on {}",
+            a.run.display(),
+            a.data.display()
+        )
+    })?;
+    let files = cxr_report::write_evaluate_report(&outcome.dir)
+        .step(|| format!("building the report of {}", outcome.dir.display()))?;
+    let e = &outcome.evaluation;
+    match e.auc {
+        Some(auc) => println!(
+            "{} images ({} pneumonia): AUC {:.4} (95% CI {:.4}–{:.4})",
+            e.set.images, e.set.positives, auc.estimate, auc.low, auc.high
+        ),
+        None => println!(
+            "{} images ({} pneumonia): one class only, no AUC",
+            e.set.images, e.set.positives
+        ),
+    }
+    for p in &e.operating_points {
+        let fmt = |x: Option<cxr_runfolder::ProportionEstimate>| {
+            x.map_or("—".to_string(), |v| {
+                format!(
+                    "{:.3} [{:.3}–{:.3}]",
+                    v.estimate, v.wilson_low, v.wilson_high
+                )
+            })
+        };
+        println!(
+            "{} (threshold {:.4}): sensitivity {}, specificity {}",
+            p.name,
+            p.threshold,
+            fmt(p.sensitivity),
+            fmt(p.specificity)
+        );
+    }
+    if let Some(c) = &e.prevalence.site_check {
+        println!(
+            "prevalence {:.3}; label-free estimate {:.3} (95% CI {:.3}–{:.3})",
+            e.prevalence.true_prevalence, c.estimate, c.ci_low, c.ci_high
+        );
+    }
+    if let Some(c) = &e.comparison {
+        println!(
+            "vs {}: AUC {:.4} vs {:.4}, DeLong p = {:.4}; McNemar p = {:.4}",
+            c.run_b, c.auc_a, c.auc_b, c.delong_p, c.mcnemar_p
+        );
+    }
+    println!("{}", outcome.dir.join(names::EVALUATION).display());
+    println!("{}", files.html.display());
+    Ok(outcome)
 }
 
 /// `predict`: applies a run's model to new images and writes the prediction folder
@@ -546,7 +642,10 @@ pub fn report(dir: &Path) -> Result<()> {
         cxr_predict::merge_shards(dir, 0, 1000)
             .step(|| format!("merging the prediction shards in {}", dir.display()))?;
     }
-    if is_pipeline(dir) {
+    if dir.join(names::EVALUATION).is_file() {
+        let files = cxr_report::write_evaluate_report(dir).step(|| built(dir))?;
+        println!("{}", files.html.display());
+    } else if is_pipeline(dir) {
         let runs = cxr_report::open_pipeline(dir)
             .step(|| format!("reading the pipeline folder {}", dir.display()))?;
         for r in &runs {

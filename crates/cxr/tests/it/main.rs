@@ -462,3 +462,62 @@ fn folder_runs_trace_predictions_to_files_and_predict_reproduces_them() {
         assert_eq!(r.prob.map(f64::to_bits), Some(p.prob.to_bits()), "{path}");
     }
 }
+
+#[test]
+fn evaluate_writes_its_folder_and_report_and_names_bad_columns() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let npz = d.join("tiny.npz");
+    cxr_testkit::write_tiny_npz(&npz, &[("train", 64), ("val", 32), ("test", 32)]);
+    let run = d.join("run");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let trained = cxr(&[
+        "train",
+        "--offline",
+        "--data",
+        &s(&npz),
+        "--epochs",
+        "1",
+        "--out",
+        &s(&run),
+    ]);
+    check(&trained, 0, &[]);
+    let meta = d.join("meta.csv");
+    let rows: String = (0..32).map(|i| format!("{i},{}\n", i % 2)).collect();
+    std::fs::write(&meta, format!("idx,site\n{rows}")).unwrap();
+    let out = d.join("eval");
+    let base = [
+        "evaluate",
+        "--run",
+        &s(&run),
+        "--data",
+        &s(&npz),
+        "--metadata",
+        &s(&meta),
+        "--join-on",
+        "idx",
+        "--resamples",
+        "50",
+        "--min-group-size",
+        "5",
+    ];
+    let ok = cxr(&[&base[..], &["--group-by", "site", "--out", &s(&out)]].concat());
+    check(&ok, 0, &[]);
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(stdout.contains("32 images"), "{stdout}");
+    let e = cxr_runfolder::Evaluation::read(&out.join("evaluation.json")).unwrap();
+    assert_eq!(e.subgroups[0].groups.len(), 2);
+    assert!(out.join("report.html").is_file() && out.join("metrics.json").is_file());
+    // `report --run` rebuilds an evaluation folder's report.
+    std::fs::remove_file(out.join("report.html")).unwrap();
+    check(&cxr(&["report", "--run", &s(&out)]), 0, &[]);
+    assert!(out.join("report.html").is_file());
+    let bad = cxr(&[
+        &base[..],
+        &["--group-by", "age", "--out", &s(&d.join("e2"))],
+    ]
+    .concat());
+    check(&bad, 1, &["meta.csv", "no column `age`", "idx, site"]);
+    let split = cxr(&[&base[..], &["--split", "dev"]].concat());
+    check(&split, 1, &["--split", "dev"]);
+}
