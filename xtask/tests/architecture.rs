@@ -95,6 +95,16 @@ fn the_crate_graph_fans_out() {
             "{name} depends on cxr-predict"
         );
     }
+    // Evaluating needs no trainer either, and nothing but it needs polars (tables).
+    assert!(!deps_of("cxr-evaluate").contains("cxr-train"));
+    for (name, dir) in crates() {
+        if name != "cxr-evaluate" {
+            assert!(
+                !dependencies(&dir).contains("polars"),
+                "{name} depends on polars: only cxr-evaluate reads and writes tables with it"
+            );
+        }
+    }
     for (name, dir) in crates() {
         if name != "cxr" && name != "xtask" {
             assert!(!dependencies(&dir).contains("cxr"), "{name} depends on cxr");
