@@ -191,6 +191,10 @@ pub struct Dataset {
     pub sha256: String,
     /// Each image's file, for data read from image files (empty for npz data).
     pub files: SplitFiles,
+    /// Each image's patient, once given by
+    /// [`Dataset::assign_patients`](crate::Dataset::assign_patients) (`None` for npz
+    /// data: it has no patient ids).
+    pub patients: Option<crate::PatientIds>,
 }
 
 /// The file each image of a split was read from, in the split's order; empty lists
@@ -216,8 +220,8 @@ impl SplitFiles {
     }
 }
 
-/// A split name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// A split name (ordered train, val, test).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Split {
     /// Training split.
     Train,

@@ -26,6 +26,11 @@
 //!   of the Laplacian, brightness, entropy).
 //! - [`Corruption`] and [`ImageSet::corrupted`]: seeded, graded corruptions (blur,
 //!   motion blur, noise, contrast, brightness, JPEG) for robustness sweeps.
+//! - [`PatientPattern`] (default [`KAGGLE_PATIENT_PATTERN`]) or [`PatientTable`] →
+//!   [`Dataset::assign_patients`]: each folder image's patient ([`PatientIds`]);
+//!   [`PatientIds::overlap`]: patients in more than one split;
+//!   [`Dataset::val_from_train`]: a validation split drawn from train by patient,
+//!   stratified and seeded.
 //! - [`find_duplicates`], [`pixel_hash`], [`dhash`]: exact and near-duplicate images
 //!   within and across splits; [`plan_duplicate_exclusion`] picks the training images
 //!   to drop so that training shares no image with evaluation.
@@ -50,6 +55,7 @@ mod imageset;
 mod inputs;
 mod locate;
 mod npz;
+mod patients;
 mod quality;
 
 pub use augment::{Augment, Normalize};
@@ -68,6 +74,10 @@ pub use locate::{
     DataLocator, PNEUMONIAMNIST_FILE, PNEUMONIAMNIST_MD5, PNEUMONIAMNIST_URL, md5_file, sha256_file,
 };
 pub use npz::{load_npz, load_npz_bytes};
+pub use patients::{
+    KAGGLE_PATIENT_PATTERN, OWN_PATIENT_PREFIX, PatientAssignment, PatientIds, PatientOverlap,
+    PatientPattern, PatientSource, PatientTable, ValFromTrain,
+};
 pub use quality::Quality;
 
 /// The README's example, compiled and run as a doctest.
