@@ -350,7 +350,9 @@ fn run_data<'a>(
         rec.overlapping_patients = overlap.len() as u64;
         rec.overlap_allowed = cfg.allow_patient_overlap;
         if !overlap.is_empty() {
-            let err = cxr_data::DataError::PatientOverlap { overlap };
+            let err = cxr_data::DataError::PatientOverlap {
+                overlap: overlap.iter().map(ToString::to_string).collect(),
+            };
             if for_training && !cfg.allow_patient_overlap {
                 return Err(CxrError::step(
                     format!(

@@ -93,8 +93,9 @@ pub enum DataError {
     /// Patients present in more than one split.
     #[error("{} patient(s) have images in more than one split: {}", overlap.len(), overlap_list(overlap))]
     PatientOverlap {
-        /// Each such patient with its splits, sorted by patient id.
-        overlap: Vec<crate::PatientOverlap>,
+        /// Each such patient with its splits and image counts (`person7 (train 3,
+        /// test 1)`), sorted by patient id.
+        overlap: Vec<String>,
     },
     /// Building a tensor failed.
     #[error("tensor error: {0}")]
@@ -134,9 +135,9 @@ impl DataError {
 pub type Result<T> = std::result::Result<T, DataError>;
 
 /// The first few overlapping patients with their splits, for error messages.
-fn overlap_list(overlap: &[crate::PatientOverlap]) -> String {
+fn overlap_list(overlap: &[String]) -> String {
     const SHOWN: usize = 5;
-    let mut s: Vec<String> = overlap.iter().take(SHOWN).map(|o| o.to_string()).collect();
+    let mut s: Vec<String> = overlap.iter().take(SHOWN).cloned().collect();
     if overlap.len() > SHOWN {
         s.push(format!("and {} more", overlap.len() - SHOWN));
     }

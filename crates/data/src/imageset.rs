@@ -194,7 +194,7 @@ pub struct Dataset {
     /// Each image's patient, once given by
     /// [`Dataset::assign_patients`](crate::Dataset::assign_patients) (`None` for npz
     /// data: it has no patient ids).
-    pub patients: Option<crate::PatientIds>,
+    pub patients: Option<PatientIds>,
 }
 
 /// The file each image of a split was read from, in the split's order; empty lists
@@ -217,6 +217,42 @@ impl SplitFiles {
             Split::Val => &self.val,
             Split::Test => &self.test,
         }
+    }
+}
+
+/// Each image's patient id, per split in the split's order (see
+/// [`Dataset::assign_patients`](crate::Dataset::assign_patients)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PatientIds {
+    /// Training split.
+    pub train: Vec<String>,
+    /// Validation split.
+    pub val: Vec<String>,
+    /// Test split.
+    pub test: Vec<String>,
+    /// Where the ids came from (`pattern REGEX` or `table PATH`).
+    pub source: String,
+    /// Images that no pattern or table row matched, each its own patient (with an id
+    /// starting with [`OWN_PATIENT_PREFIX`](crate::OWN_PATIENT_PREFIX)).
+    pub unmatched: usize,
+}
+
+impl PatientIds {
+    /// The ids of one split.
+    pub fn split(&self, split: Split) -> &[String] {
+        match split {
+            Split::Train => &self.train,
+            Split::Val => &self.val,
+            Split::Test => &self.test,
+        }
+    }
+
+    /// Distinct patients of one split.
+    pub fn patients_in(&self, split: Split) -> usize {
+        let mut ids: Vec<&str> = self.split(split).iter().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
     }
 }
 

@@ -68,15 +68,15 @@ pub use duplicates::{
 };
 pub use error::{DataError, Result};
 pub use folder::{decode_image, decode_image_bytes, fit_square, load_folder};
-pub use imageset::{Dataset, ImageSet, Split, SplitFiles, resize_bilinear};
+pub use imageset::{Dataset, ImageSet, PatientIds, Split, SplitFiles, resize_bilinear};
 pub use inputs::{collect_inputs, read_input, read_input_bytes};
 pub use locate::{
     DataLocator, PNEUMONIAMNIST_FILE, PNEUMONIAMNIST_MD5, PNEUMONIAMNIST_URL, md5_file, sha256_file,
 };
 pub use npz::{load_npz, load_npz_bytes};
 pub use patients::{
-    KAGGLE_PATIENT_PATTERN, OWN_PATIENT_PREFIX, PatientAssignment, PatientIds, PatientOverlap,
-    PatientPattern, PatientSource, PatientTable, ValFromTrain,
+    KAGGLE_PATIENT_PATTERN, OWN_PATIENT_PREFIX, PatientAssignment, PatientOverlap, PatientPattern,
+    PatientSource, PatientTable, ValFromTrain,
 };
 pub use quality::Quality;
 

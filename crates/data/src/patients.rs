@@ -12,7 +12,7 @@ use rand_chacha::ChaCha8Rng;
 use sha2::Digest as _;
 
 use crate::folder::manifest_name;
-use crate::{DataError, Dataset, Result, Split, SplitFiles};
+use crate::{DataError, Dataset, PatientIds, Result, Split, SplitFiles};
 
 /// The default patient pattern, for the Kaggle `chest_xray` file names: the patient is
 /// `personN` in `personN_bacteria_M.jpeg` / `personN_virus_M.jpeg` (PNEUMONIA), and
@@ -211,41 +211,7 @@ impl fmt::Display for PatientSource {
     }
 }
 
-/// Each image's patient id, per split in the split's order (see
-/// [`Dataset::assign_patients`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct PatientIds {
-    /// Training split.
-    pub train: Vec<String>,
-    /// Validation split.
-    pub val: Vec<String>,
-    /// Test split.
-    pub test: Vec<String>,
-    /// Where the ids came from (`pattern REGEX` or `table PATH`).
-    pub source: String,
-    /// Images that no pattern or table row matched, each its own patient (with an id
-    /// starting with [`OWN_PATIENT_PREFIX`]).
-    pub unmatched: usize,
-}
-
 impl PatientIds {
-    /// The ids of one split.
-    pub fn split(&self, split: Split) -> &[String] {
-        match split {
-            Split::Train => &self.train,
-            Split::Val => &self.val,
-            Split::Test => &self.test,
-        }
-    }
-
-    /// Distinct patients of one split.
-    pub fn patients_in(&self, split: Split) -> usize {
-        let mut ids: Vec<&str> = self.split(split).iter().map(String::as_str).collect();
-        ids.sort_unstable();
-        ids.dedup();
-        ids.len()
-    }
-
     /// Patients with images in more than one split, sorted by id.
     pub fn overlap(&self) -> Vec<PatientOverlap> {
         let mut counts: BTreeMap<&str, [usize; 3]> = BTreeMap::new();
@@ -275,7 +241,9 @@ impl PatientIds {
         if overlap.is_empty() {
             Ok(())
         } else {
-            Err(DataError::PatientOverlap { overlap })
+            Err(DataError::PatientOverlap {
+                overlap: overlap.iter().map(ToString::to_string).collect(),
+            })
         }
     }
 }
