@@ -16,7 +16,8 @@
 //!   loss and the most confident correct images of each class, each with the image
 //!   upscaled, a Grad-CAM overlay and an occlusion-sensitivity overlay.
 //! - `robustness.csv`: `corruption,severity,auc,sensitivity,specificity,accuracy`.
-//! - `data_audit.json`: class balance per split and exact / near duplicates.
+//! - `data_audit.json`: class balance per split, exact / near duplicates and patients
+//!   with images in more than one split (folder data with patient ids).
 //! - `audit.json`: settings and the time each stage took.
 
 #![warn(missing_docs)]
@@ -35,8 +36,9 @@ use candle_core::{DType, Device, Tensor};
 use cxr_data::{Corruption, Dataset, ImageSet, MAX_SEVERITY, Normalize, Quality, Split};
 use cxr_models::{Classifier, load_classifier, parse_device};
 use cxr_runfolder::{
-    AuditMeta, AuditSettings, DataAudit, Duplicates, Overlay, PairCount, PrevalenceShift,
-    RunConfig, RunLock, SplitBalance, TrainConfig, names, write_atomic, write_json,
+    AuditMeta, AuditSettings, DataAudit, Duplicates, Overlay, PairCount, PatientAudit,
+    PatientOverlapRow, PrevalenceShift, RunConfig, RunLock, SplitBalance, TrainConfig, names,
+    write_atomic, write_json,
 };
 
 use tracing::info;
@@ -695,9 +697,51 @@ fn data_audit(
             duplicates,
             excluded: excluded_count as u64,
             excluded_note: Some(excluded_note),
+            patients: Some(patient_audit(data)),
         },
         exact_across,
     )
+}
+
+/// `data_audit.json` → `patients`: the patients with images in more than one split.
+fn patient_audit(data: &Dataset) -> PatientAudit {
+    let Some(ids) = &data.patients else {
+        return PatientAudit {
+            available: false,
+            note: "no patient ids (npz data has none, or the folder data was loaded without \
+                   them): nothing to check"
+                .into(),
+            ..PatientAudit::default()
+        };
+    };
+    let overlap: Vec<PatientOverlapRow> = ids
+        .overlap()
+        .into_iter()
+        .map(|o| PatientOverlapRow {
+            patient: o.patient,
+            images: o
+                .images
+                .into_iter()
+                .map(|(s, n)| (s.as_str().to_string(), n as u64))
+                .collect(),
+        })
+        .collect();
+    PatientAudit {
+        available: true,
+        source: Some(ids.source.clone()),
+        patients: Split::ALL
+            .iter()
+            .map(|&s| (s.as_str().to_string(), ids.patients_in(s) as u64))
+            .collect(),
+        unmatched_images: ids.unmatched as u64,
+        overlapping: overlap.len() as u64,
+        note: format!(
+            "patient ids from the {}; images matching none are each their own patient ({}); \
+             overlap: patients with images in more than one of the splits used",
+            ids.source, ids.unmatched
+        ),
+        overlap,
+    }
 }
 
 /// A span that asks for a progress bar (`indicatif.pb_show`, drawn where the program

@@ -63,6 +63,19 @@ pub struct DataArgs {
     /// For folder data: skip unreadable images (counted in config.json) instead of failing.
     #[arg(long)]
     pub skip_bad: bool,
+    /// For folder data: the patient id is this regular expression's one capture group,
+    /// matched against each file name. Default: the Kaggle names — `personN` of
+    /// `personN_bacteria_M.jpeg` / `personN_virus_M.jpeg`, `IM-XXXX` of
+    /// `IM-XXXX-YYYY.jpeg`, `NORMAL2-IM-XXXX` of `NORMAL2-IM-XXXX-YYYY.jpeg` (three
+    /// numbering series, kept apart). Files it does not match are each their own
+    /// patient (counted and logged).
+    #[arg(long, value_name = "REGEX", conflicts_with = "patients")]
+    pub group_pattern: Option<String>,
+    /// For folder data: patient ids from a CSV table with a header: `patient` and `path`
+    /// (relative to the data root, `/` separators) or `file` (a file name). Files it
+    /// does not list are each their own patient; rows naming no image are counted.
+    #[arg(long, value_name = "CSV")]
+    pub patients: Option<PathBuf>,
 }
 
 /// `--model`.
@@ -164,6 +177,15 @@ pub struct RecipeArgs {
     /// repeated copies within train (validation and test stay as they are).
     #[arg(long)]
     pub exclude_duplicates: bool,
+    /// For folder data: draw the validation split from train by patient — this fraction
+    /// of each class's training images, patients labelled "any pneumonia", seeded by the
+    /// run's seed — instead of using the given val split (Kaggle's has 16 images).
+    #[arg(long, value_name = "FRACTION", allow_negative_numbers = true)]
+    pub val_from_train: Option<f64>,
+    /// Train even when a patient has images in more than one split (listed in the log,
+    /// config.json and the data audit); without it such leakage stops training.
+    #[arg(long)]
+    pub allow_patient_overlap: bool,
     /// Use only this many training images per epoch (smoke runs).
     #[arg(long)]
     pub limit: Option<usize>,

@@ -1,13 +1,16 @@
 //! The user commands: train (then audit and report), pipeline, audit, report, predict,
 //! evaluate.
 
+use std::borrow::Cow;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 use std::time::Instant;
 
 use cxr_audit::{AuditOptions, AuditSummary};
-use cxr_data::{DataLocator, Dataset};
-use cxr_runfolder::{Provenance, RunConfig, SkippedFile, names};
+use cxr_data::{DataLocator, Dataset, PatientSource, Split};
+use cxr_runfolder::{
+    PatientIdsRecord, Provenance, RunConfig, SkippedFile, ValFromTrainRecord, names,
+};
 use cxr_train::{ModelKind, RunOptions, RunSummary, TrainConfig};
 use tracing::{info, warn};
 
@@ -305,8 +308,166 @@ pub fn run_options(resume: bool, data: &LoadedData, fallback: Option<&str>) -> R
                 })
                 .collect(),
             pretrained_fallback: fallback.map(str::to_string),
+            ..Provenance::default()
         },
     }
+}
+
+/// Validation splits smaller than this get a warning: choices made on them are noise.
+const SMALL_VAL: usize = 100;
+/// Most examples of unmatched files and unused table rows kept in `config.json`.
+const EXAMPLES: usize = 20;
+
+/// Gives folder data its patient ids from `source` and returns what they matched (the
+/// per-split counts are filled in by [`run_data`]). npz data has no patient ids: nothing
+/// to assign, and asking for them (`cfg`'s pattern, table or `--val-from-train`) is an
+/// error.
+fn assign_patients(
+    data: &mut LoadedData,
+    cfg: &TrainConfig,
+    source: &PatientSource,
+) -> Result<Option<PatientIdsRecord>> {
+    if data.dataset.files.train.is_empty() {
+        let asked: Vec<&str> = [
+            cfg.group_pattern.as_ref().map(|_| "--group-pattern"),
+            cfg.patients.as_ref().map(|_| "--patients"),
+            cfg.val_from_train.map(|_| "--val-from-train"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        if !asked.is_empty() {
+            return Err(CxrError::Setting(format!(
+                "{} need(s) image-folder data: {} is npz data, which has no patient ids",
+                asked.join(", "),
+                data.dataset.source.display()
+            )));
+        }
+        return Ok(None);
+    }
+    let root = data.dataset.source.clone();
+    let a = data
+        .dataset
+        .assign_patients(source)
+        .step(|| format!("giving the images under {} patient ids", root.display()))?;
+    let rel = |p: &PathBuf| {
+        p.strip_prefix(&root)
+            .unwrap_or(p)
+            .to_string_lossy()
+            .replace('\\', "/")
+    };
+    Ok(Some(PatientIdsRecord {
+        source: source.to_string(),
+        table_sha256: match source {
+            PatientSource::Table(t) => Some(t.sha256().to_string()),
+            PatientSource::Pattern(_) => None,
+        },
+        unmatched_images: a.unmatched.len() as u64,
+        unmatched_examples: a.unmatched.iter().take(EXAMPLES).map(rel).collect(),
+        unused_table_rows: a.unused_rows.len() as u64,
+        unused_examples: a.unused_rows.iter().take(EXAMPLES).cloned().collect(),
+        ..PatientIdsRecord::default()
+    }))
+}
+
+/// The data one run uses, and what `config.json` records about its patients.
+struct RunData<'a> {
+    dataset: Cow<'a, Dataset>,
+    patient_ids: Option<PatientIdsRecord>,
+    val_from_train: Option<ValFromTrainRecord>,
+}
+
+/// The splits a run with `cfg` uses: the given ones, or (`--val-from-train`) a
+/// validation split drawn from train by patient with the run's seed. A small given
+/// validation split gets a warning. Patients in more than one split stop training
+/// (`for_training`) unless `--allow-patient-overlap`; otherwise they are logged.
+fn run_data<'a>(
+    cfg: &TrainConfig,
+    data: &'a LoadedData,
+    ids: Option<&PatientIdsRecord>,
+    for_training: bool,
+) -> Result<RunData<'a>> {
+    let mut dataset = Cow::Borrowed(&data.dataset);
+    let mut val_from_train = None;
+    match cfg.val_from_train {
+        Some(fraction) => {
+            let (split, r) = data
+                .dataset
+                .val_from_train(fraction, cfg.seed)
+                .step(|| "--val-from-train: drawing the validation split from train".into())?;
+            let note = format!(
+                "validation drawn from train by patient ({} of {} patients, {} images, seed {}); \
+                 the given val split ({} images) is not used for any choice",
+                r.val_patients,
+                r.val_patients + r.train_patients,
+                r.val_images,
+                cfg.seed,
+                r.given_val_images
+            );
+            info!("--val-from-train {fraction}: {note}");
+            val_from_train = Some(ValFromTrainRecord {
+                fraction,
+                seed: cfg.seed,
+                patient_label: "any pneumonia: a patient is pneumonia when any of their \
+                                training images is"
+                    .into(),
+                given_val_images: r.given_val_images as u64,
+                train_patients: r.train_patients as u64,
+                train_images: r.train_images as u64,
+                val_patients: r.val_patients as u64,
+                val_images: r.val_images as u64,
+                val_normal: r.val_class_counts[0] as u64,
+                val_pneumonia: r.val_class_counts[1] as u64,
+                note,
+            });
+            dataset = Cow::Owned(split);
+        }
+        None if data.dataset.val.len() < SMALL_VAL => {
+            let hint = if data.dataset.patients.is_some() {
+                "; --val-from-train 0.1 draws a validation split from train by patient"
+            } else {
+                ""
+            };
+            warn!(
+                "the validation split has only {} images: the best epoch and the operating \
+                 points chosen on it are noise{hint}",
+                data.dataset.val.len()
+            );
+        }
+        None => {}
+    }
+    let mut patient_ids = ids.cloned();
+    if let (Some(rec), Some(p)) = (patient_ids.as_mut(), dataset.patients.as_ref()) {
+        let overlap = p.overlap();
+        rec.patients = Split::ALL
+            .iter()
+            .map(|&s| (s.as_str().to_string(), p.patients_in(s) as u64))
+            .collect();
+        rec.overlapping_patients = overlap.len() as u64;
+        rec.overlap_allowed = cfg.allow_patient_overlap;
+        if !overlap.is_empty() {
+            let err = cxr_data::DataError::PatientOverlap {
+                overlap: overlap.iter().map(ToString::to_string).collect(),
+            };
+            if for_training && !cfg.allow_patient_overlap {
+                return Err(CxrError::step(
+                    format!(
+                        "patients leak between splits under {} (patient ids from the {}); \
+                         pass --allow-patient-overlap to train anyway",
+                        data.dataset.source.display(),
+                        rec.source
+                    ),
+                    err,
+                ));
+            }
+            warn!("{err}");
+        }
+    }
+    Ok(RunData {
+        dataset,
+        patient_ids,
+        val_from_train,
+    })
 }
 
 /// The settings of `train`: the recorded ones on `--resume` (with `--epochs` applied;
@@ -321,7 +482,8 @@ fn train_settings(a: &TrainArgs) -> Result<(TrainConfig, Option<String>, Option<
         let path = out.join(names::CONFIG);
         let recorded =
             RunConfig::read(&path).step(|| format!("--resume: reading {}", path.display()))?;
-        let mut given = recipe::apply(recorded.train.clone(), &a.recipe);
+        let mut given =
+            recipe::apply_data(recipe::apply(recorded.train.clone(), &a.recipe), &a.data);
         if let Some(m) = a.model {
             given.model = recipe::model_kind(m);
         }
@@ -348,6 +510,19 @@ fn train_settings(a: &TrainArgs) -> Result<(TrainConfig, Option<String>, Option<
             )));
         }
         let data = (!recorded.data.source.is_empty()).then(|| PathBuf::from(&recorded.data.source));
+        // The re-split follows the patients table: it must be the one recorded.
+        if let (Some(rec), Some(table)) = (&recorded.provenance.patient_ids, &cfg.patients)
+            && let Some(sha) = &rec.table_sha256
+            && let PatientSource::Table(t) = recipe::patient_source(&cfg)?
+            && t.sha256() != sha
+        {
+            return Err(CxrError::Setting(format!(
+                "--resume: the patients table {table} changed since {} started (sha256 {sha}, \
+                 now {})",
+                out.display(),
+                t.sha256()
+            )));
+        }
         return Ok((cfg, recorded.provenance.pretrained_fallback, data));
     }
     let model = a.model.unwrap_or(ModelArg::Cnn);
@@ -359,7 +534,10 @@ fn train_settings(a: &TrainArgs) -> Result<(TrainConfig, Option<String>, Option<
             recipe::resnet_weights(a.recipe.weights.as_deref())?
         }
     };
-    let cfg = train_config(model, a.seed.unwrap_or(0), &a.recipe, &weights);
+    let cfg = recipe::apply_data(
+        train_config(model, a.seed.unwrap_or(0), &a.recipe, &weights),
+        &a.data,
+    );
     Ok((cfg, fallback, None))
 }
 
@@ -368,17 +546,22 @@ fn train_settings(a: &TrainArgs) -> Result<(TrainConfig, Option<String>, Option<
 pub fn train(a: &TrainArgs) -> Result<(RunSummary, PathBuf)> {
     let (cfg, fallback, recorded_data) = train_settings(a)?;
     recipe::validate(&cfg)?;
+    let source = recipe::patient_source(&cfg)?;
     let data_args = DataArgs {
         data: a.data.data.clone().or(recorded_data),
         ..a.data.clone()
     };
-    let data = load_data(&data_args, cfg.image_size)?;
+    let mut data = load_data(&data_args, cfg.image_size)?;
+    let ids = assign_patients(&mut data, &cfg, &source)?;
+    let run = run_data(&cfg, &data, ids.as_ref(), true)?;
     let out = a
         .out
         .clone()
         .unwrap_or_else(|| runs_dir().join(format!("{}-{}", timestamp(), cfg.model.as_str())));
-    let opts = run_options(a.resume, &data, fallback.as_deref());
-    let summary = train_audit_report(&cfg, &data, &out, &opts)?;
+    let mut opts = run_options(a.resume, &data, fallback.as_deref());
+    opts.provenance.patient_ids = run.patient_ids;
+    opts.provenance.val_from_train = run.val_from_train;
+    let summary = train_audit_report(&cfg, &run.dataset, &out, &opts)?;
     Ok((summary, out))
 }
 
@@ -432,6 +615,7 @@ pub fn pipeline(a: &PipelineArgs) -> Result<PathBuf> {
                 ModelArg::Resnet18 => train_config(model, seed, &a.recipe, weights),
                 ModelArg::Cnn => train_config(model, seed, &cnn_recipe, "none"),
             })
+            .map(|c| recipe::apply_data(c, &a.data))
             .collect()
     };
     // Check the cheap things before asking the hub or reading data.
@@ -461,8 +645,16 @@ pub fn pipeline(a: &PipelineArgs) -> Result<PathBuf> {
             return Ok(a.out.clone().unwrap_or_default());
         }
     }
+    // Every run shares the patient flags: one source, one assignment.
+    let first = configs.first().cloned().unwrap_or_default();
+    let source = recipe::patient_source(&first)?;
     let decode = configs.iter().map(|c| c.image_size).max().unwrap_or(28);
-    let data = load_data(&a.data, decode)?;
+    let mut data = load_data(&a.data, decode)?;
+    let ids = assign_patients(&mut data, &first, &source)?;
+    // Leakage stops the pipeline before its first run, not after some.
+    for cfg in &configs {
+        run_data(cfg, &data, ids.as_ref(), true)?;
+    }
     let out = a
         .out
         .clone()
@@ -484,8 +676,11 @@ pub fn pipeline(a: &PipelineArgs) -> Result<PathBuf> {
         let fallback = fallback
             .as_deref()
             .filter(|_| cfg.model == ModelKind::Resnet18);
-        let opts = run_options(false, &data, fallback);
-        train_audit_report(cfg, &data, &dir, &opts)?;
+        let run = run_data(cfg, &data, ids.as_ref(), true)?;
+        let mut opts = run_options(false, &data, fallback);
+        opts.provenance.patient_ids = run.patient_ids;
+        opts.provenance.val_from_train = run.val_from_train;
+        train_audit_report(cfg, &run.dataset, &dir, &opts)?;
         runs.push(
             cxr_runfolder::RunFolder::open(&dir)
                 .step(|| format!("reading the run folder {}", dir.display()))?,
@@ -567,6 +762,23 @@ pub fn audit(a: &AuditArgs) -> Result<AuditSummary> {
         None
     };
     let size = recorded.as_ref().map_or(28, |c| c.train.image_size);
+    let recorded_cfg = recorded
+        .as_ref()
+        .map(|c| c.train.clone())
+        .unwrap_or_default();
+    let cfg = recipe::apply_data(recorded_cfg.clone(), &a.data);
+    if recorded_cfg.val_from_train.is_some()
+        && (cfg.group_pattern != recorded_cfg.group_pattern
+            || cfg.patients != recorded_cfg.patients)
+    {
+        return Err(CxrError::Setting(format!(
+            "{} drew its validation split by the recorded patient ids; --group-pattern and \
+             --patients must agree with its config.json (or be left out)",
+            a.run.display()
+        )));
+    }
+    recipe::validate(&cfg)?;
+    let source = recipe::patient_source(&cfg)?;
     let data_args = DataArgs {
         data: a.data.data.clone().or_else(|| {
             recorded
@@ -576,14 +788,16 @@ pub fn audit(a: &AuditArgs) -> Result<AuditSummary> {
         }),
         ..a.data.clone()
     };
-    let data = load_data(&data_args, size)?;
+    let mut data = load_data(&data_args, size)?;
+    let ids = assign_patients(&mut data, &cfg, &source)?;
+    let run = run_data(&cfg, &data, ids.as_ref(), false)?;
     let opts = AuditOptions {
         gallery_k: a.gallery_k,
         robustness: !a.no_robustness,
         seed: a.seed,
         ..AuditOptions::default()
     };
-    cxr_audit::audit_run(&a.run, &data, &opts)
+    cxr_audit::audit_run(&a.run, &run.dataset, &opts)
         .step(|| format!("auditing the run in {}", a.run.display()))
 }
 

@@ -1,13 +1,18 @@
 //! The recipes: the settings of a run from the model's recipe (or a recorded run's
 //! settings) with the user's flags on top, and where a ResNet18 gets its weights.
 
+use std::path::Path;
+
+use cxr_data::{PatientPattern, PatientSource, PatientTable};
 use cxr_models::{HubOptions, WeightsSource};
 use cxr_train::{
     AdamConfig, AugmentPreset, ModelKind, OptimizerKind, Precision, Schedule, TrainConfig,
 };
 use tracing::warn;
 
-use crate::cli::{AugmentArg, ModelArg, OptimizerArg, PrecisionArg, RecipeArgs, ScheduleArg};
+use crate::cli::{
+    AugmentArg, DataArgs, ModelArg, OptimizerArg, PrecisionArg, RecipeArgs, ScheduleArg,
+};
 use crate::{CxrError, Result};
 
 /// The network a `--model` names.
@@ -69,6 +74,8 @@ pub fn apply(base: TrainConfig, r: &RecipeArgs) -> TrainConfig {
         lr_mult: r.lr_mult.unwrap_or(base.lr_mult),
         lr_find: r.lr_find || base.lr_find,
         exclude_duplicates: r.exclude_duplicates || base.exclude_duplicates,
+        val_from_train: r.val_from_train.or(base.val_from_train),
+        allow_patient_overlap: r.allow_patient_overlap || base.allow_patient_overlap,
         train_limit: r.limit.or(base.train_limit),
         device: r.device.clone().unwrap_or(base.device.clone()),
         precision: match r.precision {
@@ -81,10 +88,43 @@ pub fn apply(base: TrainConfig, r: &RecipeArgs) -> TrainConfig {
     }
 }
 
+/// `cfg` with the patient flags of `d` that are set applied on top (`--group-pattern`,
+/// `--patients`).
+pub fn apply_data(cfg: TrainConfig, d: &DataArgs) -> TrainConfig {
+    TrainConfig {
+        group_pattern: d.group_pattern.clone().or(cfg.group_pattern.clone()),
+        patients: d
+            .patients
+            .as_ref()
+            .map(|p| p.display().to_string())
+            .or(cfg.patients.clone()),
+        ..cfg
+    }
+}
+
+/// Where `cfg` takes patient ids from: its table (read and checked), its pattern
+/// (compiled), else the Kaggle names. Errors name the flag and the file or pattern.
+pub fn patient_source(cfg: &TrainConfig) -> Result<PatientSource> {
+    if let Some(path) = &cfg.patients {
+        let table = PatientTable::read(Path::new(path))
+            .map_err(|e| CxrError::step("--patients: reading the patients table", e))?;
+        return Ok(PatientSource::Table(table));
+    }
+    match &cfg.group_pattern {
+        Some(p) => PatientPattern::new(p)
+            .map(PatientSource::Pattern)
+            .map_err(|e| CxrError::Setting(format!("--group-pattern: {e}"))),
+        None => Ok(PatientSource::Pattern(PatientPattern::kaggle())),
+    }
+}
+
 /// Checks every setting (and the weights' syntax) before any data is touched.
 pub fn validate(cfg: &TrainConfig) -> Result<()> {
     cfg.validate()
         .map_err(|e| CxrError::Setting(e.to_string()))?;
+    if let Some(p) = &cfg.group_pattern {
+        PatientPattern::new(p).map_err(|e| CxrError::Setting(format!("--group-pattern: {e}")))?;
+    }
     cfg.weights
         .parse::<WeightsSource>()
         .map_err(|e| CxrError::Setting(format!("invalid setting `weights`: {e}")))?;
@@ -167,6 +207,8 @@ mod tests {
             lr_mult: None,
             lr_find: false,
             exclude_duplicates: false,
+            val_from_train: None,
+            allow_patient_overlap: false,
             limit: None,
             device: None,
             precision: None,
@@ -217,5 +259,26 @@ mod tests {
             ..TrainConfig::default()
         };
         assert!(validate(&c).unwrap_err().to_string().contains("`lr`"));
+        let c = TrainConfig {
+            group_pattern: Some("person\\d+_".into()),
+            ..TrainConfig::default()
+        };
+        let e = validate(&c).unwrap_err().to_string();
+        assert!(
+            e.contains("--group-pattern")
+                && e.contains("person\\d+_")
+                && e.contains("capture group"),
+            "{e}"
+        );
+        let c = TrainConfig {
+            val_from_train: Some(1.5),
+            ..TrainConfig::default()
+        };
+        assert!(
+            validate(&c)
+                .unwrap_err()
+                .to_string()
+                .contains("val-from-train")
+        );
     }
 }

@@ -74,6 +74,29 @@ pub enum DataError {
         /// Why it is rejected.
         reason: String,
     },
+    /// A patient pattern is not a regular expression with exactly one capture group.
+    #[error("patient pattern `{pattern}`: {reason}")]
+    Pattern {
+        /// The pattern as given.
+        pattern: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A patients table cannot be used (missing column, duplicate file, bad line).
+    #[error("{path}: {reason}")]
+    PatientTable {
+        /// The table.
+        path: PathBuf,
+        /// What is wrong, with the line where there is one.
+        reason: String,
+    },
+    /// Patients present in more than one split.
+    #[error("{} patient(s) have images in more than one split: {}", overlap.len(), overlap_list(overlap))]
+    PatientOverlap {
+        /// Each such patient with its splits and image counts (`person7 (train 3,
+        /// test 1)`), sorted by patient id.
+        overlap: Vec<String>,
+    },
     /// Building a tensor failed.
     #[error("tensor error: {0}")]
     Candle(#[from] candle_core::Error),
@@ -110,3 +133,13 @@ impl DataError {
 
 /// Result alias for this crate.
 pub type Result<T> = std::result::Result<T, DataError>;
+
+/// The first few overlapping patients with their splits, for error messages.
+fn overlap_list(overlap: &[String]) -> String {
+    const SHOWN: usize = 5;
+    let mut s: Vec<String> = overlap.iter().take(SHOWN).cloned().collect();
+    if overlap.len() > SHOWN {
+        s.push(format!("and {} more", overlap.len() - SHOWN));
+    }
+    s.join("; ")
+}

@@ -129,7 +129,7 @@ fn list_images(dir: &Path) -> Result<Vec<PathBuf>> {
 }
 
 /// `path` relative to `root` with `/` separators, for the manifest hash.
-fn manifest_name(root: &Path, path: &Path) -> String {
+pub(crate) fn manifest_name(root: &Path, path: &Path) -> String {
     let rel = path.strip_prefix(root).unwrap_or(path);
     rel.components()
         .filter_map(|c| match c {
@@ -289,6 +289,7 @@ pub fn load_folder(
             source: root.to_path_buf(),
             sha256,
             files,
+            patients: None,
         },
         bad_all,
     ))

@@ -191,6 +191,10 @@ pub struct Dataset {
     pub sha256: String,
     /// Each image's file, for data read from image files (empty for npz data).
     pub files: SplitFiles,
+    /// Each image's patient, once given by
+    /// [`Dataset::assign_patients`](crate::Dataset::assign_patients) (`None` for npz
+    /// data: it has no patient ids).
+    pub patients: Option<PatientIds>,
 }
 
 /// The file each image of a split was read from, in the split's order; empty lists
@@ -216,8 +220,44 @@ impl SplitFiles {
     }
 }
 
-/// A split name.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// Each image's patient id, per split in the split's order (see
+/// [`Dataset::assign_patients`](crate::Dataset::assign_patients)).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PatientIds {
+    /// Training split.
+    pub train: Vec<String>,
+    /// Validation split.
+    pub val: Vec<String>,
+    /// Test split.
+    pub test: Vec<String>,
+    /// Where the ids came from (`pattern REGEX` or `table PATH`).
+    pub source: String,
+    /// Images that no pattern or table row matched, each its own patient (with an id
+    /// starting with [`OWN_PATIENT_PREFIX`](crate::OWN_PATIENT_PREFIX)).
+    pub unmatched: usize,
+}
+
+impl PatientIds {
+    /// The ids of one split.
+    pub fn split(&self, split: Split) -> &[String] {
+        match split {
+            Split::Train => &self.train,
+            Split::Val => &self.val,
+            Split::Test => &self.test,
+        }
+    }
+
+    /// Distinct patients of one split.
+    pub fn patients_in(&self, split: Split) -> usize {
+        let mut ids: Vec<&str> = self.split(split).iter().map(String::as_str).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        ids.len()
+    }
+}
+
+/// A split name (ordered train, val, test).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Split {
     /// Training split.
     Train,

@@ -26,6 +26,11 @@
 //!   of the Laplacian, brightness, entropy).
 //! - [`Corruption`] and [`ImageSet::corrupted`]: seeded, graded corruptions (blur,
 //!   motion blur, noise, contrast, brightness, JPEG) for robustness sweeps.
+//! - [`PatientPattern`] (default [`KAGGLE_PATIENT_PATTERN`]) or [`PatientTable`] →
+//!   [`Dataset::assign_patients`]: each folder image's patient ([`PatientIds`]);
+//!   [`PatientIds::overlap`]: patients in more than one split;
+//!   [`Dataset::val_from_train`]: a validation split drawn from train by patient,
+//!   stratified and seeded.
 //! - [`find_duplicates`], [`pixel_hash`], [`dhash`]: exact and near-duplicate images
 //!   within and across splits; [`plan_duplicate_exclusion`] picks the training images
 //!   to drop so that training shares no image with evaluation.
@@ -50,6 +55,7 @@ mod imageset;
 mod inputs;
 mod locate;
 mod npz;
+mod patients;
 mod quality;
 
 pub use augment::{Augment, Normalize};
@@ -62,12 +68,16 @@ pub use duplicates::{
 };
 pub use error::{DataError, Result};
 pub use folder::{decode_image, decode_image_bytes, fit_square, load_folder};
-pub use imageset::{Dataset, ImageSet, Split, SplitFiles, resize_bilinear};
+pub use imageset::{Dataset, ImageSet, PatientIds, Split, SplitFiles, resize_bilinear};
 pub use inputs::{collect_inputs, read_input, read_input_bytes};
 pub use locate::{
     DataLocator, PNEUMONIAMNIST_FILE, PNEUMONIAMNIST_MD5, PNEUMONIAMNIST_URL, md5_file, sha256_file,
 };
 pub use npz::{load_npz, load_npz_bytes};
+pub use patients::{
+    KAGGLE_PATIENT_PATTERN, OWN_PATIENT_PREFIX, PatientAssignment, PatientOverlap, PatientPattern,
+    PatientSource, PatientTable, ValFromTrain,
+};
 pub use quality::Quality;
 
 /// The README's example, compiled and run as a doctest.

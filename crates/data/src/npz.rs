@@ -562,6 +562,7 @@ fn finish(
         source: path.to_path_buf(),
         sha256,
         files: Default::default(),
+        patients: None,
     })
 }
 

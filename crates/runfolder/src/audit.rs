@@ -569,6 +569,39 @@ pub struct DataAudit {
     /// What was excluded, in words.
     #[serde(default)]
     pub excluded_note: Option<String>,
+    /// Patients in more than one split, when recorded.
+    #[serde(default)]
+    pub patients: Option<PatientAudit>,
+}
+
+/// `audit/data_audit.json` → `patients`: patients with images in more than one split.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PatientAudit {
+    /// Whether the data has patient ids (npz data has none: nothing to check).
+    pub available: bool,
+    /// Where the ids came from (`pattern REGEX` or `table PATH`), when available.
+    pub source: Option<String>,
+    /// Distinct patients per split.
+    pub patients: BTreeMap<String, u64>,
+    /// Images no pattern or table row matched, each counted as its own patient.
+    pub unmatched_images: u64,
+    /// Patients with images in more than one split.
+    pub overlapping: u64,
+    /// Each of them, sorted by id.
+    pub overlap: Vec<PatientOverlapRow>,
+    /// What was checked, in words.
+    pub note: String,
+}
+
+/// One patient with images in more than one split.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PatientOverlapRow {
+    /// The patient id.
+    pub patient: String,
+    /// Images per split holding the patient (only those splits).
+    pub images: BTreeMap<String, u64>,
 }
 
 /// The `audit/` files present in a run folder.

@@ -102,6 +102,62 @@ pub struct Provenance {
     pub skipped_files: Vec<SkippedFile>,
     /// Why a run that asked for pretrained weights trains from scratch.
     pub pretrained_fallback: Option<String>,
+    /// The patient ids of folder data: where they came from and what they matched.
+    pub patient_ids: Option<PatientIdsRecord>,
+    /// The validation split drawn from train by patient (`--val-from-train`).
+    pub val_from_train: Option<ValFromTrainRecord>,
+}
+
+/// `config.json` → `patient_ids`: the patient ids of folder data.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PatientIdsRecord {
+    /// `pattern REGEX` or `table PATH`.
+    pub source: String,
+    /// sha256 of the patients table, when the ids came from one.
+    pub table_sha256: Option<String>,
+    /// Distinct patients per split used (`train`, `val`, `test`).
+    pub patients: BTreeMap<String, u64>,
+    /// Images no pattern or table row matched, each counted as its own patient.
+    pub unmatched_images: u64,
+    /// Up to 20 of them (relative to the data root).
+    pub unmatched_examples: Vec<String>,
+    /// Rows of the table that name no image of the data.
+    pub unused_table_rows: u64,
+    /// Up to 20 of them, as written.
+    pub unused_examples: Vec<String>,
+    /// Patients with images in more than one of the splits used.
+    pub overlapping_patients: u64,
+    /// Whether training went ahead despite them (`--allow-patient-overlap`).
+    pub overlap_allowed: bool,
+}
+
+/// `config.json` → `val_from_train`: the validation split drawn from train by patient.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ValFromTrainRecord {
+    /// Fraction of each class's training images aimed for in validation.
+    pub fraction: f64,
+    /// The seed of the draw (the run's).
+    pub seed: u64,
+    /// How a patient's label is decided for the stratification.
+    pub patient_label: String,
+    /// Images of the given validation split, not used for anything.
+    pub given_val_images: u64,
+    /// Patients left in training.
+    pub train_patients: u64,
+    /// Training images left.
+    pub train_images: u64,
+    /// Patients moved to validation.
+    pub val_patients: u64,
+    /// Validation images.
+    pub val_images: u64,
+    /// Validation images labelled normal.
+    pub val_normal: u64,
+    /// Validation images labelled pneumonia.
+    pub val_pneumonia: u64,
+    /// What happened, in words.
+    pub note: String,
 }
 
 /// `config.json`. Written when a run starts (status `running`), again once its model is

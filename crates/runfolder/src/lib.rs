@@ -62,15 +62,17 @@ mod settings;
 pub use audit::{
     AssociationTest, Audit, AuditMeta, AuditSettings, DataAudit, Duplicates, Evidence,
     FailureModes, GALLERY_HEADER, GalleryKind, GalleryRow, GroupQuartile, GroupTable, Hypothesis,
-    Intervention, Logit, MeasureModes, Overlay, PairCount, PrevalenceShift, QUALITY_HEADER,
-    QualityRow, Quartile, ROBUSTNESS_HEADER, RobustnessRow, SplitBalance,
+    Intervention, Logit, MeasureModes, Overlay, PairCount, PatientAudit, PatientOverlapRow,
+    PrevalenceShift, QUALITY_HEADER, QualityRow, Quartile, ROBUSTNESS_HEADER, RobustnessRow,
+    SplitBalance,
 };
 pub use card::{
     CROP_RESIZE, CardData, CardOperatingPoint, CardScaling, MODEL_CARD_FORMAT, ModelCard,
     Preprocess, RESIZE, ReferenceLogits,
 };
 pub use config::{
-    DataRecord, ExcludedDuplicates, Provenance, RunConfig, RunStatus, SkippedFile, WeightsLoaded,
+    DataRecord, ExcludedDuplicates, PatientIdsRecord, Provenance, RunConfig, RunStatus,
+    SkippedFile, ValFromTrainRecord, WeightsLoaded,
 };
 pub use divergence::{Divergence, LastGood, is_diverged_run};
 pub use error::{Result, RunFolderError};

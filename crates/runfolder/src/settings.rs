@@ -202,6 +202,23 @@ pub struct TrainConfig {
     /// image, and all but the first copy of duplicates within the training split.
     #[serde(default)]
     pub exclude_duplicates: bool,
+    /// Folder data: draw the validation split from the training split by patient, this
+    /// fraction of each class's training images (stratified, seeded by
+    /// [`TrainConfig::seed`]); the given validation split is then not used.
+    #[serde(default)]
+    pub val_from_train: Option<f64>,
+    /// Folder data: patient ids from this regular expression's one capture group,
+    /// matched against each file name; `None` (and no [`TrainConfig::patients`]) = the
+    /// Kaggle names (`cxr_data::KAGGLE_PATIENT_PATTERN`).
+    #[serde(default)]
+    pub group_pattern: Option<String>,
+    /// Folder data: patient ids from this CSV table (columns `path` or `file`, and
+    /// `patient`) instead of a pattern.
+    #[serde(default)]
+    pub patients: Option<String>,
+    /// Train even though a patient has images in more than one split.
+    #[serde(default)]
+    pub allow_patient_overlap: bool,
 }
 
 impl Default for TrainConfig {
@@ -229,6 +246,10 @@ impl Default for TrainConfig {
             schedule: Schedule::Constant,
             lr_find: false,
             exclude_duplicates: false,
+            val_from_train: None,
+            group_pattern: None,
+            patients: None,
+            allow_patient_overlap: false,
         }
     }
 }
@@ -317,6 +338,20 @@ impl TrainConfig {
             return bad(
                 "threshold",
                 format!("must lie in (0, 1), got {}", self.threshold),
+            );
+        }
+        if let Some(f) = self.val_from_train
+            && !(f > 0.0 && f < 1.0)
+        {
+            return bad(
+                "val-from-train",
+                format!("the fraction must lie in (0, 1), got {f}"),
+            );
+        }
+        if self.group_pattern.is_some() && self.patients.is_some() {
+            return bad(
+                "patients",
+                "patient ids come from a table or a pattern: give --patients or --group-pattern, not both".into(),
             );
         }
         let no_weights = self.weights.trim().eq_ignore_ascii_case("none");
@@ -429,6 +464,28 @@ mod tests {
                     ..Default::default()
                 },
                 "limit",
+            ),
+            (
+                TrainConfig {
+                    val_from_train: Some(1.0),
+                    ..Default::default()
+                },
+                "val-from-train",
+            ),
+            (
+                TrainConfig {
+                    val_from_train: Some(0.0),
+                    ..Default::default()
+                },
+                "val-from-train",
+            ),
+            (
+                TrainConfig {
+                    group_pattern: Some("(x)".into()),
+                    patients: Some("p.csv".into()),
+                    ..Default::default()
+                },
+                "patients",
             ),
         ];
         for (cfg, field) in cases {

@@ -235,6 +235,7 @@ fn audit_writes_the_contract_files() {
         source: "synthetic".into(),
         sha256: "1".repeat(64),
         files: Default::default(),
+        patients: None,
     };
     let out = tempfile::tempdir().unwrap();
     let cfg = TrainConfig {
@@ -306,6 +307,45 @@ fn audit_writes_the_contract_files() {
     assert_eq!(tv["pairs"], 1);
     assert_eq!(tv["examples"][0], serde_json::json!([5, 3]));
     assert_eq!(da["excluded"], 0);
+    assert_eq!(da["patients"]["available"], false);
+    assert!(da["patients"]["note"].as_str().unwrap().contains("npz"));
+
+    // With patient ids: a patient planted in train and test is listed with its splits.
+    let id = |split: &str, i: usize| format!("{split}{}", i / 2);
+    let mut ids = cxr_data::PatientIds {
+        train: (0..256).map(|i| id("train", i)).collect(),
+        val: (0..64).map(|i| id("val", i)).collect(),
+        test: (0..96).map(|i| id("test", i)).collect(),
+        source: "pattern ^(x)".into(),
+        unmatched: 0,
+    };
+    ids.test[95] = "train0".into();
+    let with_ids = Dataset {
+        patients: Some(ids),
+        ..data.clone()
+    };
+    let quick = AuditOptions {
+        gallery_k: 1,
+        robustness: false,
+        ..AuditOptions::default()
+    };
+    audit_run(out.path(), &with_ids, &quick).unwrap();
+    let da: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(a.join("data_audit.json")).unwrap()).unwrap();
+    let p = &da["patients"];
+    assert_eq!(p["available"], true);
+    assert_eq!(p["patients"]["train"], 128);
+    assert_eq!(p["patients"]["test"], 49);
+    assert_eq!(p["overlapping"], 1);
+    assert_eq!(
+        p["overlap"][0],
+        serde_json::json!({"patient": "train0", "images": {"train": 2, "test": 1}})
+    );
+    let typed = cxr_runfolder::Audit::open(out.path()).unwrap();
+    assert_eq!(
+        typed.data_audit.unwrap().patients.unwrap().overlap[0].patient,
+        "train0"
+    );
 
     // recomputing from model.safetensors gives the same numbers
     let before = std::fs::read(a.join("robustness.csv")).unwrap();
@@ -323,6 +363,7 @@ fn audit_writes_the_contract_files() {
     let other = Dataset {
         sha256: "2".repeat(64),
         files: Default::default(),
+        patients: None,
         ..data
     };
     let err = audit_run(out.path(), &other, &AuditOptions::default()).unwrap_err();
@@ -348,6 +389,7 @@ fn resnet18_is_audited_like_any_classifier() {
         source: "synthetic".into(),
         sha256: "3".repeat(64),
         files: Default::default(),
+        patients: None,
     };
     let cfg = TrainConfig {
         image_size: 32,

@@ -7,6 +7,7 @@ mod dicom;
 mod folder;
 mod locate;
 mod npz_ok;
+mod patients;
 
 use std::path::{Path, PathBuf};
 

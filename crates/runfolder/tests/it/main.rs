@@ -82,6 +82,51 @@ fn config_keeps_provenance_and_unknown_keys() {
     assert_eq!(c.other["from_the_future"], serde_json::json!([1, 2]));
     c.write(&path).unwrap();
     assert_eq!(RunConfig::read(&path).unwrap(), c);
+    // Written before patient ids existed: none recorded, the given splits used.
+    assert_eq!(c.provenance.patient_ids, None);
+    assert_eq!(c.train.val_from_train, None);
+    assert!(!c.train.allow_patient_overlap);
+}
+
+#[test]
+fn patient_records_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join(names::CONFIG);
+    let mut c = RunConfig::default();
+    c.train.val_from_train = Some(0.2);
+    c.train.group_pattern = Some("^(p\\d+)_".into());
+    c.provenance.patient_ids = Some(cxr_runfolder::PatientIdsRecord {
+        source: "pattern ^(p\\d+)_".into(),
+        patients: [("train".to_string(), 7u64), ("val".into(), 2)].into(),
+        unmatched_images: 1,
+        unmatched_examples: vec!["train/NORMAL/x.png".into()],
+        overlapping_patients: 1,
+        overlap_allowed: true,
+        ..Default::default()
+    });
+    c.provenance.val_from_train = Some(cxr_runfolder::ValFromTrainRecord {
+        fraction: 0.2,
+        seed: 3,
+        val_images: 5,
+        ..Default::default()
+    });
+    c.write(&path).unwrap();
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(text.contains("\"patient_ids\"") && text.contains("\"val_from_train\": 0.2"));
+    assert_eq!(RunConfig::read(&path).unwrap(), c);
+
+    let audit = cxr_runfolder::PatientAudit {
+        available: true,
+        overlapping: 1,
+        overlap: vec![cxr_runfolder::PatientOverlapRow {
+            patient: "p1".into(),
+            images: [("train".to_string(), 2u64), ("test".into(), 1)].into(),
+        }],
+        ..Default::default()
+    };
+    let json = serde_json::to_string(&audit).unwrap();
+    let back: cxr_runfolder::PatientAudit = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, audit);
 }
 
 #[test]

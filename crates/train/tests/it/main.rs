@@ -43,6 +43,7 @@ pub fn tiny_dataset() -> Dataset {
         source: "tiny".into(),
         sha256: "0".repeat(64),
         files: Default::default(),
+        patients: None,
     }
 }
 

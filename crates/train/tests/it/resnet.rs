@@ -59,6 +59,7 @@ fn dataset(n_train: usize, n_eval: usize, copies: usize) -> Dataset {
         source: "synthetic".into(),
         sha256: "1".repeat(64),
         files: Default::default(),
+        patients: None,
     }
 }
 
