@@ -19,6 +19,27 @@ fn cxr(args: &[&str]) -> Output {
 
 use cxr_testkit::assert_exit as check;
 
+/// A tiny npz (64/32/32 images) in `d` and a one-epoch CNN run trained on it by the
+/// binary: (npz, run folder).
+fn tiny_run(d: &std::path::Path) -> (std::path::PathBuf, std::path::PathBuf) {
+    let npz = d.join("tiny.npz");
+    cxr_testkit::write_tiny_npz(&npz, &[("train", 64), ("val", 32), ("test", 32)]);
+    let run = d.join("run");
+    let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
+    let trained = cxr(&[
+        "train",
+        "--offline",
+        "--data",
+        &s(&npz),
+        "--epochs",
+        "1",
+        "--out",
+        &s(&run),
+    ]);
+    check(&trained, 0, &[]);
+    (npz, run)
+}
+
 #[test]
 fn usage_errors_exit_2() {
     check(&cxr(&["train", "--no-such-flag"]), 2, &["--no-such-flag"]);
@@ -201,21 +222,8 @@ fn resume_takes_the_recorded_settings_and_data() {
 fn predict_writes_rows_and_a_report_and_exits_by_what_it_could_read() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let npz = d.join("tiny.npz");
-    cxr_testkit::write_tiny_npz(&npz, &[("train", 64), ("val", 32), ("test", 32)]);
-    let run = d.join("run");
+    let (_, run) = tiny_run(d);
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
-    let trained = cxr(&[
-        "train",
-        "--offline",
-        "--data",
-        &s(&npz),
-        "--epochs",
-        "1",
-        "--out",
-        &s(&run),
-    ]);
-    check(&trained, 0, &[]);
     let good = d.join("a, b.png");
     image::GrayImage::from_fn(40, 30, |x, y| image::Luma([(x * 6 + y) as u8]))
         .save(&good)
@@ -468,21 +476,8 @@ fn folder_runs_trace_predictions_to_files_and_predict_reproduces_them() {
 fn evaluate_writes_its_folder_and_report_and_names_bad_columns() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let npz = d.join("tiny.npz");
-    cxr_testkit::write_tiny_npz(&npz, &[("train", 64), ("val", 32), ("test", 32)]);
-    let run = d.join("run");
+    let (npz, run) = tiny_run(d);
     let s = |p: &std::path::Path| p.to_str().unwrap().to_string();
-    let trained = cxr(&[
-        "train",
-        "--offline",
-        "--data",
-        &s(&npz),
-        "--epochs",
-        "1",
-        "--out",
-        &s(&run),
-    ]);
-    check(&trained, 0, &[]);
     let meta = d.join("meta.csv");
     let rows: String = (0..32).map(|i| format!("{i},{}\n", i % 2)).collect();
     std::fs::write(&meta, format!("idx,site\n{rows}")).unwrap();
