@@ -177,9 +177,11 @@ impl Phase {
 /// `checkpoint.safetensors`, and at the end `metrics.json`, `predictions.csv`,
 /// `model.safetensors` and the curves). Does not audit or report: `cxr` chains those.
 ///
-/// How the steps run on the device (see [`StepLoop`]) follows the device, with the
-/// environment variables `CXR_SYNC_EVERY` and `CXR_PREFETCH` as overrides; neither
-/// changes the results.
+/// The host reads the steps' losses and divergence checks once per window of steps
+/// (every step on the CPU, every 16 on a GPU; `CXR_SYNC_EVERY=N` overrides) and at the
+/// end of each epoch, and a producer thread builds the next batches while a step runs
+/// (`CXR_PREFETCH=0` turns it off). Neither changes the results; an invalid value is a
+/// [`TrainError::Config`] naming the variable.
 pub fn train(
     cfg: &TrainConfig,
     data: &Dataset,
@@ -237,8 +239,13 @@ impl StepLoop {
     /// nothing there: the work is already done) and batches are built ahead; on a GPU
     /// every [`Self::GPU_SYNC_EVERY`] steps, with batches built ahead.
     fn for_device(device: &Device) -> Result<Self> {
+        Self::resolve(device, env_setting)
+    }
+
+    /// [`Self::for_device`] with the variables looked up by `var`.
+    fn resolve(device: &Device, var: impl Fn(&str) -> Result<Option<String>>) -> Result<Self> {
         let sync_every =
-            match env_setting("CXR_SYNC_EVERY")? {
+            match var("CXR_SYNC_EVERY")? {
                 Some(v) => v.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
                     TrainError::Config {
                         field: "CXR_SYNC_EVERY".into(),
@@ -248,7 +255,7 @@ impl StepLoop {
                 None if device.is_cpu() => 1,
                 None => Self::GPU_SYNC_EVERY,
             };
-        let prefetch = match env_setting("CXR_PREFETCH")?.as_deref() {
+        let prefetch = match var("CXR_PREFETCH")?.as_deref() {
             Some("1") => true,
             Some("0") => false,
             Some(v) => {
@@ -1450,6 +1457,38 @@ mod tests {
                 "{sl:?}: {err}"
             );
             assert!(!dir.path().join(names::CHECKPOINT).exists());
+        }
+    }
+
+    /// Defaults by device; the overrides are parsed, and a bad value is an error naming
+    /// the variable and the value.
+    #[test]
+    fn step_loop_defaults_and_overrides() {
+        let lookup = |pairs: Vec<(&'static str, &'static str)>| {
+            move |name: &str| {
+                Ok(pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string()))
+            }
+        };
+        let cpu = StepLoop::resolve(&Device::Cpu, lookup(vec![])).unwrap();
+        assert_eq!((cpu.sync_every, cpu.prefetch), (1, true));
+        let set = vec![("CXR_SYNC_EVERY", "8"), ("CXR_PREFETCH", "0")];
+        let s = StepLoop::resolve(&Device::Cpu, lookup(set)).unwrap();
+        assert_eq!((s.sync_every, s.prefetch), (8, false));
+        for (var, value) in [
+            ("CXR_SYNC_EVERY", "0"),
+            ("CXR_SYNC_EVERY", "-3"),
+            ("CXR_SYNC_EVERY", "many"),
+            ("CXR_PREFETCH", "yes"),
+        ] {
+            let err = StepLoop::resolve(&Device::Cpu, lookup(vec![(var, value)])).unwrap_err();
+            assert!(
+                matches!(&err, TrainError::Config { field, .. } if field == var),
+                "{var}={value}: {err}"
+            );
+            assert!(err.to_string().contains(value), "{err}");
         }
     }
 
