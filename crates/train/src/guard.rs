@@ -189,7 +189,9 @@ impl PendingChecks {
             step,
             images,
             grads: with_grad,
-            values: Tensor::cat(&parts, 0)?,
+            // Detached: a pending step must not keep its autograd graph (every
+            // activation of the step) alive until the read.
+            values: Tensor::cat(&parts, 0)?.detach(),
         });
         Ok(())
     }
@@ -291,6 +293,11 @@ mod tests {
         push(&mut checks, 2, 0.5, f32::NAN);
         push(&mut checks, 3, f32::NAN, f32::INFINITY);
         assert_eq!(checks.len(), 4);
+        // A step's record holds no autograd graph, even of a loss that has one.
+        let tracked = params[0].1.as_tensor().sum_all().unwrap();
+        checks.push(9, 1, &tracked, None, &params).unwrap();
+        assert!(!checks.steps[4].values.track_op());
+        checks.steps.pop();
         let mut good = Vec::new();
         let bad = checks.read(&params, |l, n| good.push((l, n))).unwrap();
         assert_eq!(good, vec![(0.7f32 as f64, 4), ((0.1f32 + 0.2) as f64, 4)]);
