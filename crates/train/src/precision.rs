@@ -146,13 +146,13 @@ impl LossScaler {
                 continue;
             };
             let g = (g.to_dtype(DType::F32)? * inv)?;
-            let total = g.abs()?.sum_all()?.to_scalar::<f32>()?;
-            if !total.is_finite() {
-                self.scale = (self.scale * 0.5).max(1.0);
-                self.good_steps = 0;
-                return Ok(false);
-            }
             unscaled.push((var.as_tensor().clone(), g));
+        }
+        // One device-to-host copy for all the gradients: the skip is decided on the host.
+        if !crate::guard::all_finite(unscaled.iter().map(|(_, g)| g))? {
+            self.scale = (self.scale * 0.5).max(1.0);
+            self.good_steps = 0;
+            return Ok(false);
         }
         for (t, g) in unscaled {
             grads.insert(&t, g);

@@ -28,7 +28,7 @@ use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 use crate::checkpoint::{CheckpointMeta, load_checkpoint, save_checkpoint};
 use crate::evaluation::{SplitScores, evaluate};
-use crate::guard::record_divergence;
+use crate::guard::{BadStep, PendingChecks, record_divergence};
 use crate::lr_find::{LrFindSettings, lr_range_test};
 use crate::schedule::{OneCycle, even_mults};
 use crate::{
@@ -176,13 +176,30 @@ impl Phase {
 /// first, then per epoch `history.csv`, `best.safetensors` and
 /// `checkpoint.safetensors`, and at the end `metrics.json`, `predictions.csv`,
 /// `model.safetensors` and the curves). Does not audit or report: `cxr` chains those.
+///
+/// The host reads the steps' losses and divergence checks once per window of steps
+/// (every step on the CPU, every 16 on a GPU; `CXR_SYNC_EVERY=N` overrides) and at the
+/// end of each epoch, and a producer thread builds the next batches while a step runs
+/// (`CXR_PREFETCH=0` turns it off). Neither changes the results; an invalid value is a
+/// [`TrainError::Config`] naming the variable.
 pub fn train(
     cfg: &TrainConfig,
     data: &Dataset,
     out_dir: &Path,
     opts: &RunOptions,
 ) -> Result<RunSummary> {
-    let mut run = Run::prepare(cfg, data, out_dir, opts)?;
+    train_with(cfg, data, out_dir, opts, None)
+}
+
+/// [`train`] with the step loop set explicitly (`None`: [`StepLoop::for_device`]).
+fn train_with(
+    cfg: &TrainConfig,
+    data: &Dataset,
+    out_dir: &Path,
+    opts: &RunOptions,
+    step_loop: Option<StepLoop>,
+) -> Result<RunSummary> {
+    let mut run = Run::prepare(cfg, data, out_dir, opts, step_loop)?;
     if opts.resume {
         run.resume()?;
     }
@@ -193,6 +210,180 @@ pub fn train(
         run.epoch(epoch)?;
     }
     run.finish()
+}
+
+/// How the training steps are driven; the results (weights, optimizer state, losses,
+/// the step a divergence is reported at) do not depend on it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct StepLoop {
+    /// Steps between the host's reads of the losses and divergence checks, which
+    /// otherwise stay on the device (see [`crate::guard`]); the last step of an epoch
+    /// is always read.
+    sync_every: usize,
+    /// Build (augment, upload) the next batches on a producer thread while the current
+    /// step runs.
+    prefetch: bool,
+    /// A NaN put into one step's loss or gradient (tests of the divergence guard).
+    #[cfg(test)]
+    poison: Poison,
+}
+
+impl StepLoop {
+    /// Steps per read on a GPU: a read waits for the device to finish the queued work,
+    /// so fewer reads keep the host ahead of the device; 16 keeps a window's wasted
+    /// work after a divergence small.
+    const GPU_SYNC_EVERY: usize = 16;
+
+    /// The defaults for `device`, overridden by `CXR_SYNC_EVERY` (a positive integer)
+    /// and `CXR_PREFETCH` (`0` or `1`). On the CPU every step is read (a read costs
+    /// nothing there: the work is already done) and batches are built ahead; on a GPU
+    /// every [`Self::GPU_SYNC_EVERY`] steps, with batches built ahead.
+    fn for_device(device: &Device) -> Result<Self> {
+        Self::resolve(device, env_setting)
+    }
+
+    /// [`Self::for_device`] with the variables looked up by `var`.
+    fn resolve(device: &Device, var: impl Fn(&str) -> Result<Option<String>>) -> Result<Self> {
+        let sync_every =
+            match var("CXR_SYNC_EVERY")? {
+                Some(v) => v.parse::<usize>().ok().filter(|&n| n > 0).ok_or_else(|| {
+                    TrainError::Config {
+                        field: "CXR_SYNC_EVERY".into(),
+                        reason: format!("{v:?}: must be a positive number of steps"),
+                    }
+                })?,
+                None if device.is_cpu() => 1,
+                None => Self::GPU_SYNC_EVERY,
+            };
+        let prefetch = match var("CXR_PREFETCH")?.as_deref() {
+            Some("1") => true,
+            Some("0") => false,
+            Some(v) => {
+                return Err(TrainError::Config {
+                    field: "CXR_PREFETCH".into(),
+                    reason: format!("{v:?}: must be 0 or 1"),
+                });
+            }
+            None => true,
+        };
+        Ok(Self {
+            sync_every,
+            prefetch,
+            #[cfg(test)]
+            poison: Poison::None,
+        })
+    }
+}
+
+/// A NaN multiplied into one step's loss or one parameter's gradient (0-based epoch
+/// and step), for the tests of the divergence guard.
+#[cfg(test)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Poison {
+    None,
+    Loss {
+        epoch: usize,
+        step: usize,
+    },
+    Gradient {
+        epoch: usize,
+        step: usize,
+        param: usize,
+    },
+}
+
+#[cfg(test)]
+impl Poison {
+    fn poison_loss(self, epoch: usize, step: usize, loss: Tensor) -> Result<Tensor> {
+        match self {
+            Self::Loss { epoch: e, step: s } if (e, s) == (epoch, step) => Ok((loss * f64::NAN)?),
+            _ => Ok(loss),
+        }
+    }
+
+    fn poison_gradient(
+        self,
+        epoch: usize,
+        step: usize,
+        grads: &mut candle_core::backprop::GradStore,
+        params: &[(String, Var)],
+    ) -> Result<()> {
+        if let Self::Gradient {
+            epoch: e,
+            step: s,
+            param,
+        } = self
+            && (e, s) == (epoch, step)
+        {
+            let p = params[param].1.as_tensor();
+            let g = grads.get(p).expect("the poisoned parameter has a gradient");
+            let bad = (g * f64::NAN)?;
+            grads.insert(p, bad);
+        }
+        Ok(())
+    }
+}
+
+/// The value of environment variable `name`, if set and not empty.
+fn env_setting(name: &str) -> Result<Option<String>> {
+    match std::env::var(name) {
+        Ok(v) if v.trim().is_empty() => Ok(None),
+        Ok(v) => Ok(Some(v.trim().to_string())),
+        Err(std::env::VarError::NotPresent) => Ok(None),
+        Err(std::env::VarError::NotUnicode(v)) => Err(TrainError::Config {
+            field: name.into(),
+            reason: format!("{v:?}: not valid text"),
+        }),
+    }
+}
+
+/// Batches a producer thread keeps ready beyond the one it is building.
+const PREFETCH_DEPTH: usize = 1;
+
+/// Runs `f` over `batches`. With `prefetch` a producer thread pulls them (for the
+/// [`Batcher`]: augmentation, tensor creation and upload) up to [`PREFETCH_DEPTH`] + 1
+/// ahead of `f`, through a bounded channel, and stops when `f` returns; the items are
+/// the same, in the same order. Without it, or when no thread can be started, `f` pulls
+/// them itself.
+fn prefetched<I, R>(
+    mut batches: I,
+    prefetch: bool,
+    f: impl FnOnce(&mut dyn Iterator<Item = I::Item>) -> R,
+) -> R
+where
+    I: Iterator + Send,
+    I::Item: Send,
+{
+    if !prefetch {
+        return f(&mut batches);
+    }
+    let ran = std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH_DEPTH);
+        let source = &mut batches;
+        let producer = std::thread::Builder::new()
+            .name("cxr-batches".into())
+            .spawn_scoped(s, move || {
+                for b in source {
+                    // The receiver is gone: `f` has returned.
+                    if tx.send(b).is_err() {
+                        break;
+                    }
+                }
+            });
+        match producer {
+            // The receiver is dropped before the scope joins the producer, which then
+            // stops at its next send.
+            Ok(_) => Ok(f(&mut rx.into_iter())),
+            Err(e) => Err((f, e)),
+        }
+    });
+    match ran {
+        Ok(r) => r,
+        Err((f, e)) => {
+            warn!("building batches on the training thread (no producer thread: {e})");
+            f(&mut batches)
+        }
+    }
 }
 
 /// A training run's state between its phases.
@@ -213,6 +404,7 @@ struct Run<'a> {
     autocast: Option<Autocast>,
     scaler: LossScaler,
     opt: Adam,
+    step_loop: StepLoop,
     history: Vec<EpochRecord>,
     /// Best epoch (1-based) and its validation AUC.
     best: Option<(usize, f64)>,
@@ -230,6 +422,7 @@ impl<'a> Run<'a> {
         data: &'a Dataset,
         dir: &'a Path,
         opts: &RunOptions,
+        step_loop: Option<StepLoop>,
     ) -> Result<Self> {
         cfg.validate()?;
         cfg.weights.parse::<WeightsSource>()?;
@@ -238,10 +431,16 @@ impl<'a> Run<'a> {
         lock.remove_stale_temps();
         let device = parse_device(&cfg.device)?;
         check_precision_device(cfg.precision, &device)?;
+        let step_loop = match step_loop {
+            Some(s) => s,
+            None => StepLoop::for_device(&device)?,
+        };
         info!(
             device = device_name(&device),
             requested = cfg.device.as_str(),
             precision = cfg.precision.as_str(),
+            sync_every = step_loop.sync_every,
+            prefetch = step_loop.prefetch,
             "device"
         );
 
@@ -361,6 +560,7 @@ impl<'a> Run<'a> {
             autocast,
             scaler,
             opt,
+            step_loop,
             history: Vec::new(),
             best: None,
             start_epoch: 0,
@@ -483,63 +683,85 @@ impl<'a> Run<'a> {
         let _shown = bar.enter();
         let mut loss_sum = 0.0f64;
         let mut seen = 0usize;
+        let mut checks = PendingChecks::default();
+        let sync_every = self.step_loop.sync_every;
+        #[cfg(test)]
+        let poison = self.step_loop.poison;
+        let (net, autocast, params) = (&self.net, self.autocast.as_ref(), &self.params);
+        let (opt, scaler) = (&mut self.opt, &mut self.scaler);
         // The batches borrow the training set alone: the steps update the other fields.
-        for (step, batch) in batcher.enumerate() {
-            crate::guard::test_hang(self.dir, || format!("step:{}:{}", epoch + 1, step + 1));
-            let batch = batch?;
-            phase.schedule(
-                &mut self.opt,
-                (epoch - phase.start) * per_epoch + step,
-                phase.epochs * per_epoch,
-                cfg.optimizer.beta1,
-            );
-            let logits = self.net.logits(&batch.x, self.autocast.as_ref(), true)?;
-            let loss = bce_with_logits(&logits, &batch.y)?;
-            let loss_value = loss.to_scalar::<f32>()? as f64;
-            if let Some(what) = crate::guard::bad_loss(loss_value) {
-                let err = TrainError::Diverged {
-                    epoch: epoch + 1,
-                    step: step + 1,
-                    what,
-                };
-                return Err(record_divergence(
-                    self.dir,
-                    &mut self.config,
-                    &self.history,
-                    err,
-                ));
+        let bad = prefetched(batcher, self.step_loop.prefetch, |batches| -> Result<_> {
+            // One read of the pending checks: losses summed in step order, the progress
+            // message updated, the first bad step returned.
+            let mut read = |checks: &mut PendingChecks| {
+                let bad = checks.read(params, |loss, n| {
+                    loss_sum += loss * n as f64;
+                    seen += n;
+                })?;
+                bar.pb_set_message(&format!("loss {:.4}", loss_sum / seen.max(1) as f64));
+                Ok::<_, TrainError>(bad)
+            };
+            for (step, batch) in batches.enumerate() {
+                crate::guard::test_hang(self.dir, || format!("step:{}:{}", epoch + 1, step + 1));
+                let stepped = (|| -> Result<Option<BadStep>> {
+                    let batch = batch?;
+                    phase.schedule(
+                        opt,
+                        (epoch - phase.start) * per_epoch + step,
+                        phase.epochs * per_epoch,
+                        cfg.optimizer.beta1,
+                    );
+                    let logits = net.logits(&batch.x, autocast, true)?;
+                    let loss = bce_with_logits(&logits, &batch.y)?;
+                    #[cfg(test)]
+                    let loss = poison.poison_loss(epoch, step, loss)?;
+                    let mut grads = scaler.scale_loss(&loss)?.backward()?;
+                    #[cfg(test)]
+                    poison.poison_gradient(epoch, step, &mut grads, params)?;
+                    // f16 checks its gradients itself (the loss scaler skips a step that
+                    // overflows).
+                    let checked = (cfg.precision != Precision::F16).then_some(&grads);
+                    checks.push(step, batch.indices.len(), &loss, checked, params)?;
+                    // Read before this step's update, so that a window found bad is
+                    // not followed by its last step's update.
+                    if (checks.len() >= sync_every || step + 1 == per_epoch)
+                        && let Some(bad) = read(&mut checks)?
+                    {
+                        return Ok(Some(bad));
+                    }
+                    if scaler.unscale(&mut grads, params)? {
+                        opt.step(&grads)?;
+                    } else {
+                        warn!(
+                            epoch = epoch + 1,
+                            step = step + 1,
+                            scale = scaler.scale(),
+                            "f16 gradient overflow: step skipped, loss scale halved"
+                        );
+                    }
+                    Ok(None)
+                })();
+                match stepped {
+                    Ok(None) => bar.pb_inc(1),
+                    Ok(Some(bad)) => return Ok(Some(bad)),
+                    // A bad step earlier in the window explains a failure better.
+                    Err(e) => return read(&mut checks).ok().flatten().map(Some).ok_or(e),
+                }
             }
-            let mut grads = self.scaler.scale_loss(&loss)?.backward()?;
-            if cfg.precision != Precision::F16
-                && let Some(name) = crate::guard::non_finite_gradient(&grads, &self.params)?
-            {
-                let err = TrainError::Diverged {
-                    epoch: epoch + 1,
-                    step: step + 1,
-                    what: format!("the gradient of `{name}` is not finite"),
-                };
-                return Err(record_divergence(
-                    self.dir,
-                    &mut self.config,
-                    &self.history,
-                    err,
-                ));
-            }
-            if self.scaler.unscale(&mut grads, &self.params)? {
-                self.opt.step(&grads)?;
-            } else {
-                warn!(
-                    epoch = epoch + 1,
-                    step = step + 1,
-                    scale = self.scaler.scale(),
-                    "f16 gradient overflow: step skipped, loss scale halved"
-                );
-            }
-            let n = batch.indices.len();
-            loss_sum += loss_value * n as f64;
-            seen += n;
-            bar.pb_inc(1);
-            bar.pb_set_message(&format!("loss {:.4}", loss_sum / seen as f64));
+            read(&mut checks)
+        })?;
+        if let Some((step, what)) = bad {
+            let err = TrainError::Diverged {
+                epoch: epoch + 1,
+                step,
+                what,
+            };
+            return Err(record_divergence(
+                self.dir,
+                &mut self.config,
+                &self.history,
+                err,
+            ));
         }
         drop(_shown);
         drop(bar);
@@ -903,18 +1125,8 @@ fn weights(varmap: &VarMap) -> Result<HashMap<String, Tensor>> {
 }
 
 fn weights_finite(varmap: &VarMap) -> Result<bool> {
-    for (_, v) in sorted_params(varmap)? {
-        let s = v
-            .as_tensor()
-            .abs()?
-            .sum_all()?
-            .to_dtype(DType::F32)?
-            .to_scalar::<f32>()?;
-        if !s.is_finite() {
-            return Ok(false);
-        }
-    }
-    Ok(true)
+    let params = sorted_params(varmap)?;
+    crate::guard::all_finite(params.iter().map(|(_, v)| v.as_tensor()))
 }
 
 /// Copies `tensors` into the model's variables; every variable must be present with
@@ -1059,6 +1271,245 @@ fn report(labels: &[u8], logits: &[f32], threshold: f64, split: &str) -> Result<
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A synthetic 28×28 dataset: 24 training images (6 steps of 4), 8 for validation
+    /// and test, both classes in each.
+    fn dataset() -> Dataset {
+        let set = |n: usize, salt: usize| ImageSet {
+            images: (0..n * 28 * 28)
+                .map(|i| ((i * 7 + i / 784 * 31 + salt) % 251) as u8)
+                .collect(),
+            labels: (0..n).map(|i| (i % 2) as u8).collect(),
+            height: 28,
+            width: 28,
+        };
+        Dataset {
+            train: set(24, 0),
+            val: set(8, 5),
+            test: set(8, 9),
+            source: "synthetic".into(),
+            sha256: "0".repeat(64),
+            files: Default::default(),
+        }
+    }
+
+    /// The seed CNN, 2 epochs of 6 steps, with augmentation (built on rayon, so the
+    /// producer thread's batches share the pool with the steps).
+    fn config() -> TrainConfig {
+        TrainConfig {
+            epochs: 2,
+            batch_size: 4,
+            eval_batch_size: 8,
+            augment: AugmentPreset::Light,
+            ..TrainConfig::default()
+        }
+    }
+
+    fn step_loop(sync_every: usize, prefetch: bool, poison: Poison) -> StepLoop {
+        StepLoop {
+            sync_every,
+            prefetch,
+            poison,
+        }
+    }
+
+    /// Weights and optimizer state of a run's checkpoint, as exact f64 values by name.
+    fn checkpoint_values(dir: &Path) -> (usize, Vec<(String, Vec<f64>)>) {
+        let ck = load_checkpoint(&dir.join(names::CHECKPOINT)).unwrap();
+        let mut all: Vec<(String, Vec<f64>)> = ck
+            .weights
+            .iter()
+            .map(|(k, v)| (format!("model.{k}"), v))
+            .chain(ck.opt_state.iter().map(|(k, v)| (format!("opt.{k}"), v)))
+            .map(|(k, v)| {
+                // f32 weights and moments, u32 step counts: all exact in f64
+                let v = v.flatten_all().unwrap().to_dtype(DType::F64).unwrap();
+                (k, v.to_vec1().unwrap())
+            })
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        (ck.meta.epoch, all)
+    }
+
+    fn read(dir: &Path, file: &str) -> Vec<u8> {
+        std::fs::read(dir.join(file)).unwrap()
+    }
+
+    /// Reading the checks every step or once per window (shorter than an epoch, or
+    /// longer), with batches built on the training thread or ahead of it, gives the same
+    /// run bit for bit: weights, optimizer state, losses, predictions.
+    #[test]
+    fn step_loop_settings_do_not_change_results() {
+        let data = dataset();
+        let mut runs = Vec::new();
+        for (sync_every, prefetch) in [(1, false), (4, true), (64, true), (1, true)] {
+            let dir = tempfile::tempdir().unwrap();
+            let sl = step_loop(sync_every, prefetch, Poison::None);
+            train_with(
+                &config(),
+                &data,
+                dir.path(),
+                &RunOptions::default(),
+                Some(sl),
+            )
+            .unwrap();
+            runs.push((sl, dir));
+        }
+        let (base, base_dir) = &runs[0];
+        let (epoch, values) = checkpoint_values(base_dir.path());
+        assert_eq!(epoch, 2);
+        for (sl, dir) in &runs[1..] {
+            assert!(
+                checkpoint_values(dir.path()) == (epoch, values.clone()),
+                "{sl:?}: checkpoint differs from {base:?}"
+            );
+            for file in [
+                names::HISTORY,
+                names::PREDICTIONS,
+                names::MODEL,
+                names::BEST,
+            ] {
+                assert!(
+                    read(dir.path(), file) == read(base_dir.path(), file),
+                    "{sl:?}: {file} differs from {base:?}"
+                );
+            }
+        }
+    }
+
+    /// A NaN in one gradient in the middle of epoch 2 stops the run at that step, naming
+    /// the parameter, with the epoch-1 checkpoint kept, whatever the window: one read per
+    /// step, a window that holds the bad step and the steps after it, a window of the
+    /// whole epoch. A NaN loss in epoch 1 is reported at its step, before any checkpoint.
+    #[test]
+    fn a_bad_step_inside_a_window_is_reported_as_the_first() {
+        let data = dataset();
+        let param = 3;
+        let gradient = Poison::Gradient {
+            epoch: 1,
+            step: 2,
+            param,
+        };
+        let mut kept = None;
+        for (sync_every, prefetch) in [(1, false), (2, true), (4, true), (64, true)] {
+            let dir = tempfile::tempdir().unwrap();
+            let sl = step_loop(sync_every, prefetch, gradient);
+            let err = train_with(
+                &config(),
+                &data,
+                dir.path(),
+                &RunOptions::default(),
+                Some(sl),
+            )
+            .unwrap_err();
+            let TrainError::Diverged { epoch, step, what } = &err else {
+                panic!("{sl:?}: {err}");
+            };
+            assert_eq!((*epoch, *step), (2, 3), "{sl:?}: {err}");
+            let names: Vec<String> = {
+                let varmap = VarMap::new();
+                init_seed_cnn(&varmap, &Default::default(), 0, &Device::Cpu).unwrap();
+                sorted_params(&varmap)
+                    .unwrap()
+                    .into_iter()
+                    .map(|p| p.0)
+                    .collect()
+            };
+            assert_eq!(
+                what,
+                &format!("the gradient of `{}` is not finite", names[param]),
+                "{sl:?}"
+            );
+            let record = cxr_runfolder::Divergence::read(dir.path()).unwrap();
+            assert_eq!((record.epoch, record.step), (2, 3));
+            assert_eq!(record.last_good_checkpoint.map(|c| c.epoch), Some(1));
+            assert_eq!(record.history.len(), 1);
+            assert!(!dir.path().join(names::MODEL).exists());
+            // The checkpoint is epoch 1's, the same for every window.
+            let (ck_epoch, values) = checkpoint_values(dir.path());
+            assert_eq!(ck_epoch, 1, "{sl:?}");
+            assert!(values.iter().all(|(_, v)| v.iter().all(|x| x.is_finite())));
+            let best = read(dir.path(), names::BEST);
+            match &kept {
+                None => kept = Some((values, best)),
+                Some((v, b)) => {
+                    assert!(*v == values, "{sl:?}: the kept checkpoint differs");
+                    assert!(*b == best, "{sl:?}: best.safetensors differs");
+                }
+            }
+        }
+
+        let loss = Poison::Loss { epoch: 0, step: 1 };
+        for (sync_every, prefetch) in [(1, false), (64, true)] {
+            let dir = tempfile::tempdir().unwrap();
+            let sl = step_loop(sync_every, prefetch, loss);
+            let err = train_with(
+                &config(),
+                &data,
+                dir.path(),
+                &RunOptions::default(),
+                Some(sl),
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&err, TrainError::Diverged { epoch: 1, step: 2, what }
+                    if what == "the training loss is not finite"),
+                "{sl:?}: {err}"
+            );
+            assert!(!dir.path().join(names::CHECKPOINT).exists());
+        }
+    }
+
+    /// Defaults by device; the overrides are parsed, and a bad value is an error naming
+    /// the variable and the value.
+    #[test]
+    fn step_loop_defaults_and_overrides() {
+        let lookup = |pairs: Vec<(&'static str, &'static str)>| {
+            move |name: &str| {
+                Ok(pairs
+                    .iter()
+                    .find(|(k, _)| *k == name)
+                    .map(|(_, v)| v.to_string()))
+            }
+        };
+        let cpu = StepLoop::resolve(&Device::Cpu, lookup(vec![])).unwrap();
+        assert_eq!((cpu.sync_every, cpu.prefetch), (1, true));
+        let set = vec![("CXR_SYNC_EVERY", "8"), ("CXR_PREFETCH", "0")];
+        let s = StepLoop::resolve(&Device::Cpu, lookup(set)).unwrap();
+        assert_eq!((s.sync_every, s.prefetch), (8, false));
+        for (var, value) in [
+            ("CXR_SYNC_EVERY", "0"),
+            ("CXR_SYNC_EVERY", "-3"),
+            ("CXR_SYNC_EVERY", "many"),
+            ("CXR_PREFETCH", "yes"),
+        ] {
+            let err = StepLoop::resolve(&Device::Cpu, lookup(vec![(var, value)])).unwrap_err();
+            assert!(
+                matches!(&err, TrainError::Config { field, .. } if field == var),
+                "{var}={value}: {err}"
+            );
+            assert!(err.to_string().contains(value), "{err}");
+        }
+    }
+
+    /// The producer thread hands over every item in order and stops early when the
+    /// consumer does.
+    #[test]
+    fn prefetched_keeps_the_order_and_stops_with_the_consumer() {
+        let all: Vec<usize> = prefetched(0..100, true, |it| it.collect());
+        assert_eq!(all, (0..100).collect::<Vec<_>>());
+        let produced = std::sync::atomic::AtomicUsize::new(0);
+        let source = (0..1_000_000).inspect(|_| {
+            produced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        });
+        let first: Vec<usize> = prefetched(source, true, |it| it.take(3).collect());
+        assert_eq!(first, vec![0, 1, 2]);
+        // 3 taken, at most PREFETCH_DEPTH waiting and one more built before the send
+        // that found the receiver gone.
+        assert!(produced.into_inner() <= 3 + PREFETCH_DEPTH + 2);
+        let inline: Vec<usize> = prefetched(0..5, false, |it| it.collect());
+        assert_eq!(inline, vec![0, 1, 2, 3, 4]);
+    }
 
     /// fastai's `fine_tune(epochs=2, base_lr=2e-3, freeze_epochs=1)`: the frozen epoch
     /// uses `slice(2e-3)` (body groups at a tenth) and `pct_start` 0.99; then the rate

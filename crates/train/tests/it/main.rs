@@ -1,7 +1,8 @@
 //! Integration tests for cxr-train: PyTorch parity of one training step, the run
-//! folder contract on real data, resume, bad inputs, and the audit.
+//! folder contract on real data, resume, bad inputs, no input gradient, and the audit.
 
 mod bad_inputs;
+mod input_gradient;
 mod interchange;
 mod parity;
 mod resnet;
