@@ -1290,6 +1290,7 @@ mod tests {
             source: "synthetic".into(),
             sha256: "0".repeat(64),
             files: Default::default(),
+            patients: None,
         }
     }
 
