@@ -416,7 +416,7 @@ fn calibration(doc: &mut Doc, ev: &Evaluation) -> Result<()> {
         &["", "σ(logit)", "σ(logit / T)"],
         vec![
             vec![
-                "ECE, pneumonia class (15 bins)".into(),
+                "ECE, top-label (15 bins)".into(),
                 f3(c.ece_before),
                 f3(c.ece_after),
             ],

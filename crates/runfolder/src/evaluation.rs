@@ -82,15 +82,17 @@ pub struct EvaluatedPoint {
 pub struct EvaluatedCalibration {
     /// The card's temperature (logits are divided by it).
     pub temperature: f64,
-    /// Positive-class ECE (15 equal-width bins) of σ(logit).
+    /// Top-label ECE (15 equal-width bins) of σ(logit), as `metrics.json`'s
+    /// calibration block.
     pub ece_before: f64,
-    /// Positive-class ECE of σ(logit / T).
+    /// Top-label ECE of σ(logit / T).
     pub ece_after: f64,
     /// Brier score of σ(logit).
     pub brier_before: f64,
     /// Brier score of σ(logit / T).
     pub brier_after: f64,
-    /// Reliability bins of σ(logit).
+    /// Reliability bins of σ(logit) (pneumonia class: mean probability against the
+    /// fraction positive).
     pub bins_before: Vec<ReliabilityPoint>,
     /// Reliability bins of σ(logit / T).
     pub bins_after: Vec<ReliabilityPoint>,

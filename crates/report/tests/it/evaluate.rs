@@ -473,7 +473,7 @@ fn evaluation_report_shows_every_section_with_intervals() {
             "| sensitivity ≥ 0.95 | 0.2107 | lowest threshold reaching sensitivity 0.95 on validation | 172 | 120 | 240 | 8 |",
             "At the run's own threshold 0.500: accuracy 0.833",
             // Calibration.
-            "| ECE, pneumonia class (15 bins) | 0.083 | 0.047 |",
+            "| ECE, top-label (15 bins) | 0.083 | 0.047 |",
             // Prevalence shift.
             "| label-free estimate (site check of cxr predict) | 0.361 [0.311–0.411] (95% bootstrap interval, 1000 resamples) |",
             "| estimate − truth | +0.028 |",
