@@ -34,9 +34,9 @@ use std::time::Instant;
 
 use candle_core::{DType, Device, Tensor};
 use cxr_data::{Corruption, Dataset, ImageSet, MAX_SEVERITY, Normalize, Quality, Split};
-use cxr_models::{Classifier, load_classifier, parse_device};
+use cxr_models::{Classifier, load_classifier, load_ensemble, parse_device};
 use cxr_runfolder::{
-    AuditMeta, AuditSettings, DataAudit, Duplicates, Overlay, PairCount, PatientAudit,
+    AuditMeta, AuditSettings, DataAudit, Duplicates, ModelCard, Overlay, PairCount, PatientAudit,
     PatientOverlapRow, PrevalenceShift, RunConfig, RunLock, SplitBalance, TrainConfig, names,
     write_atomic, write_json,
 };
@@ -140,11 +140,18 @@ pub fn audit_run(run_dir: &Path, data: &Dataset, opts: &AuditOptions) -> Result<
     let cfg = config.train;
     let device = parse_device(&cfg.device)?;
     let weights_path = run_dir.join(names::MODEL);
-    let model = load_classifier(cfg.model.as_str(), &weights_path, &device).map_err(|e| {
-        AuditError::Run {
-            path: weights_path.clone(),
-            reason: e.to_string(),
+    let card = ModelCard::of_run(run_dir)?;
+    let loaded: cxr_models::Result<Box<dyn Classifier>> = match &card.members {
+        Some(members) => {
+            let weights: Vec<f64> = members.iter().map(|m| m.weight).collect();
+            load_ensemble(cfg.model.as_str(), &weights_path, &weights, &device)
+                .map(|e| Box::new(e) as Box<dyn Classifier>)
         }
+        None => load_classifier(cfg.model.as_str(), &weights_path, &device),
+    };
+    let model = loaded.map_err(|e| AuditError::Run {
+        path: weights_path.clone(),
+        reason: e.to_string(),
     })?;
     audit_model(model.as_ref(), &cfg, &device, data, run_dir, opts)
 }

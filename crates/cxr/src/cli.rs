@@ -47,6 +47,11 @@ pub enum Command {
     /// paired comparison with a second run; evaluation.json, metrics.json, parquet
     /// tables and report.html.
     Evaluate(EvaluateArgs),
+    /// Combine finished runs (one network at one input size, trained on the same data)
+    /// into a run folder whose model is the mean of their logits: scored on validation
+    /// and test, audited and reported like a trained run; predict, evaluate and audit
+    /// apply to it.
+    Ensemble(EnsembleArgs),
 }
 
 /// Where the data comes from.
@@ -123,6 +128,8 @@ pub enum AugmentArg {
     None,
     /// Random resized crop 0.85–1, rotation ±10°, brightness/contrast ±0.1.
     Light,
+    /// Random resized crop 0.6–1, rotation ±15°, brightness ±0.2, contrast ±0.4.
+    Strong,
 }
 
 /// Recipe settings shared by `train` and `pipeline`. Unset values keep the base
@@ -248,10 +255,30 @@ pub struct PipelineArgs {
     /// `cxr report --run OUT` then writes the comparison over every run folder.
     #[arg(long)]
     pub shard: Option<cxr_predict::Shard>,
+    /// Runs in the headline model, an ensemble of ResNet18 runs: the pipeline's first
+    /// ResNet18 run and this many minus one more with the same recipe and seeds
+    /// 1000, 2000, … above it (trained into `headline-members/`); the ensemble is
+    /// audited and reported in `headline/`. 0 or 1: no headline model.
+    #[arg(long, default_value_t = 2)]
+    pub headline_members: usize,
     /// Recipe settings (the ResNet-only ones do not apply to the CNN runs).
     #[command(flatten)]
     pub recipe: RecipeArgs,
     /// The data.
+    #[command(flatten)]
+    pub data: DataArgs,
+}
+
+/// `ensemble`.
+#[derive(Debug, Args)]
+pub struct EnsembleArgs {
+    /// The member run folders (at least two).
+    #[arg(required = true, num_args = 2..)]
+    pub runs: Vec<PathBuf>,
+    /// The ensemble's run folder (default `runs/<timestamp>-ensemble/`).
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// The data (default: the data recorded in the first member's config.json).
     #[command(flatten)]
     pub data: DataArgs,
 }

@@ -1,5 +1,5 @@
 //! The user commands: train (then audit and report), pipeline, audit, report, predict,
-//! evaluate.
+//! evaluate, ensemble.
 
 use std::borrow::Cow;
 use std::path::{Path, PathBuf};
@@ -15,8 +15,8 @@ use cxr_train::{ModelKind, RunOptions, RunSummary, TrainConfig};
 use tracing::{info, warn};
 
 use crate::cli::{
-    AuditArgs, Command, DataArgs, DicomWindowArg, EvaluateArgs, ModelArg, PipelineArgs,
-    PredictArgs, RecipeArgs, TrainArgs,
+    AuditArgs, Command, DataArgs, DicomWindowArg, EnsembleArgs, EvaluateArgs, ModelArg,
+    PipelineArgs, PredictArgs, RecipeArgs, TrainArgs,
 };
 use crate::error::Context as _;
 use crate::recipe::{self, train_config};
@@ -48,6 +48,19 @@ pub fn run(command: Command) -> Result<()> {
         }
         Command::Predict(a) => predict(&a).map(|_| ()),
         Command::Evaluate(a) => evaluate(&a).map(|_| ()),
+        Command::Ensemble(a) => {
+            let (summary, out) = ensemble(&a)?;
+            println!(
+                "ensemble of {} runs: test AUC {:.4}, accuracy {:.4}, F1 {:.4}; run folder {}; report {}",
+                a.runs.len(),
+                summary.test.auc,
+                summary.test.accuracy,
+                summary.test.f1,
+                out.display(),
+                out.join(names::REPORT_HTML).display()
+            );
+            Ok(())
+        }
     }
 }
 
@@ -686,7 +699,30 @@ pub fn pipeline(a: &PipelineArgs) -> Result<PathBuf> {
                 .step(|| format!("reading the run folder {}", dir.display()))?,
         );
     }
+    let base = configs.iter().find(|c| c.model == ModelKind::Resnet18);
+    if a.headline_members >= 2 && base.is_some_and(|b| b.val_from_train.is_some()) {
+        warn!(
+            "no headline ensemble with --val-from-train: each member would draw its \
+             validation split with its own seed, so the ensemble's validation images would \
+             be some member's training images"
+        );
+    } else if a.shard.is_none()
+        && a.headline_members >= 2
+        && let Some(base) = base
+    {
+        let dir = headline(a, base, &out, &data, ids.as_ref(), fallback.as_deref())?;
+        runs.push(
+            cxr_runfolder::RunFolder::open(&dir)
+                .step(|| format!("reading the run folder {}", dir.display()))?,
+        );
+    }
     if let Some(shard) = a.shard {
+        if a.headline_members >= 2 {
+            info!(
+                "shard {shard}: the headline ensemble is not built in sharded pipelines; \
+                 `cxr ensemble` builds it from the resnet18 runs"
+            );
+        }
         println!(
             "shard {shard}: {} runs written to {} in {:.0} s; when every shard is done, \
              `cxr report --run {}` writes the comparison",
@@ -708,6 +744,68 @@ pub fn pipeline(a: &PipelineArgs) -> Result<PathBuf> {
     );
     Ok(out)
 }
+
+/// Seed of the headline's `j`-th extra member (j ≥ 1) next to the pipeline's ResNet18
+/// seed `seed`: far from the seeds a pipeline runs itself (0, 1, 2, …).
+fn headline_seed(seed: u64, j: usize) -> u64 {
+    seed.wrapping_add(1000 * j as u64)
+}
+
+/// The headline model: an ensemble of the pipeline's first ResNet18 run (`base`, in
+/// `out/resnet18-seed{seed}`) and `headline_members − 1` more ResNet18 runs with the
+/// same recipe and other seeds (`out/headline-members/`, trained, not audited), built,
+/// audited and reported in `out/headline/`. Returns that folder.
+fn headline(
+    a: &PipelineArgs,
+    base: &TrainConfig,
+    out: &Path,
+    data: &LoadedData,
+    ids: Option<&PatientIdsRecord>,
+    fallback: Option<&str>,
+) -> Result<PathBuf> {
+    let mut members = vec![out.join(format!("resnet18-seed{}", base.seed))];
+    for j in 1..a.headline_members {
+        let cfg = TrainConfig {
+            seed: headline_seed(base.seed, j),
+            ..base.clone()
+        };
+        let dir = out
+            .join(HEADLINE_MEMBERS_DIR)
+            .join(format!("resnet18-seed{}", cfg.seed));
+        info!(
+            "headline member {}/{}: resnet18 seed {} into {}",
+            j + 1,
+            a.headline_members,
+            cfg.seed,
+            dir.display()
+        );
+        let run = run_data(&cfg, data, ids, true)?;
+        let mut opts = run_options(false, data, fallback);
+        opts.provenance.patient_ids = run.patient_ids;
+        opts.provenance.val_from_train = run.val_from_train;
+        cxr_train::train(&cfg, &run.dataset, &dir, &opts)
+            .inspect_err(|_| report_if_diverged(&dir))
+            .step(|| format!("training into {}", dir.display()))?;
+        members.push(dir);
+    }
+    let dir = out.join(HEADLINE_DIR);
+    info!(
+        "headline model: ensemble of {} resnet18 runs into {}",
+        members.len(),
+        dir.display()
+    );
+    let run = run_data(base, data, ids, false)?;
+    let mut opts = run_options(false, data, fallback);
+    opts.provenance.patient_ids = run.patient_ids;
+    opts.provenance.val_from_train = run.val_from_train;
+    ensemble_audit_report(&members, &run.dataset, &dir, &opts)?;
+    Ok(dir)
+}
+
+/// The pipeline's headline model's run folder.
+const HEADLINE_DIR: &str = "headline";
+/// Where the headline's extra members are trained.
+const HEADLINE_MEMBERS_DIR: &str = "headline-members";
 
 /// `summary.csv`, `summary.md` and the comparison report of the pipeline folder `out`
 /// over `runs`; prints the table and the report's path.
@@ -799,6 +897,53 @@ pub fn audit(a: &AuditArgs) -> Result<AuditSummary> {
     };
     cxr_audit::audit_run(&a.run, &run.dataset, &opts)
         .step(|| format!("auditing the run in {}", a.run.display()))
+}
+
+/// `ensemble`: the members' data (as the first member recorded it, patient ids and
+/// a validation split drawn from train included), the ensemble run folder, its audit
+/// and report.
+pub fn ensemble(a: &EnsembleArgs) -> Result<(RunSummary, PathBuf)> {
+    let first = a
+        .runs
+        .first()
+        .ok_or_else(|| CxrError::Setting("ensemble: give at least two run folders".into()))?;
+    let path = first.join(names::CONFIG);
+    let recorded = RunConfig::read(&path).step(|| format!("reading {}", path.display()))?;
+    let cfg = recipe::apply_data(recorded.train.clone(), &a.data);
+    let source = recipe::patient_source(&cfg)?;
+    let data_args = DataArgs {
+        data: a.data.data.clone().or_else(|| {
+            (!recorded.data.source.is_empty()).then(|| PathBuf::from(&recorded.data.source))
+        }),
+        ..a.data.clone()
+    };
+    let mut data = load_data(&data_args, cfg.image_size)?;
+    let ids = assign_patients(&mut data, &cfg, &source)?;
+    let run = run_data(&cfg, &data, ids.as_ref(), false)?;
+    let out = a
+        .out
+        .clone()
+        .unwrap_or_else(|| runs_dir().join(format!("{}-ensemble", timestamp())));
+    let mut opts = run_options(false, &data, None);
+    opts.provenance.patient_ids = run.patient_ids;
+    opts.provenance.val_from_train = run.val_from_train;
+    let summary = ensemble_audit_report(&a.runs, &run.dataset, &out, &opts)?;
+    Ok((summary, out))
+}
+
+/// An ensemble run folder built from `members`, audited and reported.
+fn ensemble_audit_report(
+    members: &[PathBuf],
+    data: &Dataset,
+    out: &Path,
+    opts: &RunOptions,
+) -> Result<RunSummary> {
+    let summary = cxr_train::ensemble(members, data, out, opts)
+        .step(|| format!("building the ensemble in {}", out.display()))?;
+    cxr_audit::audit_run(out, data, &AuditOptions::default())
+        .step(|| format!("auditing the ensemble in {}", out.display()))?;
+    cxr_report::write_report(out).step(|| format!("building the report of {}", out.display()))?;
+    Ok(summary)
 }
 
 fn print_audit(s: &AuditSummary) {

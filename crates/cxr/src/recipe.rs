@@ -67,6 +67,7 @@ pub fn apply(base: TrainConfig, r: &RecipeArgs) -> TrainConfig {
             None => base.augment,
             Some(AugmentArg::None) => AugmentPreset::None,
             Some(AugmentArg::Light) => AugmentPreset::Light,
+            Some(AugmentArg::Strong) => AugmentPreset::Strong,
         },
         schedule,
         weights: r.weights.clone().unwrap_or(base.weights.clone()),

@@ -21,7 +21,7 @@ pub struct Augment {
     pub brightness: f32,
     /// Contrast: scale deviations from the image mean by 1 ± this (0 disables).
     pub contrast: f32,
-    /// Mirror left-right with probability 0.5. Off in both presets: chest anatomy is
+    /// Mirror left-right with probability 0.5. Off in every preset: chest anatomy is
     /// not left-right symmetric.
     pub hflip: bool,
 }
@@ -45,6 +45,19 @@ impl Augment {
             rotation_deg: 10.0,
             brightness: 0.1,
             contrast: 0.1,
+            hflip: false,
+        }
+    }
+
+    /// Strong augmentation: crop 0.6–1 of the area, ±15°, brightness ±0.2 and contrast
+    /// ±0.4 — wide enough to show the network the low-contrast and washed-out images
+    /// on which the audit finds the light preset's normals misread as pneumonia.
+    pub fn strong() -> Self {
+        Self {
+            random_resized_crop: Some((0.6, 1.0)),
+            rotation_deg: 15.0,
+            brightness: 0.2,
+            contrast: 0.4,
             hflip: false,
         }
     }

@@ -84,6 +84,9 @@ pub enum ModelError {
         /// Why it cannot be used.
         reason: String,
     },
+    /// An ensemble's members or weights are unusable.
+    #[error("ensemble: {0}")]
+    Ensemble(String),
     /// A model name that [`crate::build_classifier`] does not know.
     #[error("unknown model `{name}` (known: {known})")]
     UnknownModel {

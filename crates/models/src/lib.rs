@@ -22,6 +22,9 @@
 //!   in train or eval mode, the feature map and head Grad-CAM differentiates, parameter
 //!   groups for fine-tuning); [`build_classifier`] builds one by name (`cnn`, `resnet18`)
 //!   from its variables.
+//! - [`Ensemble`]: members of one network kind combined as a weighted mean of their
+//!   logits, itself a [`Classifier`] (Grad-CAM included); [`load_ensemble`] reads one
+//!   weights file holding every member under [`member_prefix`].
 //! - [`ResNet18`]: torchvision/timm ResNet18 (same weight names) with trainable
 //!   parameters and real train/eval [`BatchNorm2d`]; [`imagenet_input`] turns grayscale
 //!   batches into its normalised 3-channel input; [`ResNet18::param_groups`] splits
@@ -47,6 +50,7 @@ mod classifier;
 mod cnn;
 mod conv;
 mod device;
+mod ensemble;
 mod error;
 mod init;
 mod linear;
@@ -66,6 +70,7 @@ pub use cxr_kernels::{
     cpu_sgemm_active, set_cpu_fast_norm, set_cpu_fast_path, set_cpu_sgemm, set_cpu_winograd,
 };
 pub use device::{device_name, parse_device};
+pub use ensemble::{Ensemble, load_ensemble, member_prefix};
 pub use error::{ModelError, Result};
 pub use init::{init_resnet18, init_seed_cnn, normal, torch_default_uniform};
 pub use linear::Linear;

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use candle_core::{DType, Device};
 use cxr_data::{Batcher, BatcherConfig, ImageSet, Normalize};
-use cxr_models::{Classifier, device_name, load_classifier, parse_device};
+use cxr_models::{Classifier, device_name, load_classifier, load_ensemble, parse_device};
 use cxr_runfolder::ModelCard;
 use tracing::warn;
 
@@ -47,7 +47,19 @@ impl Scorer {
             });
         }
         let device = parse_device(device)?;
-        let model = load_classifier(card.network.as_str(), &run_dir.join(&card.weights), &device)?;
+        let path = run_dir.join(&card.weights);
+        let model: Box<dyn Classifier> = match &card.members {
+            Some(members) => {
+                let weights: Vec<f64> = members.iter().map(|m| m.weight).collect();
+                Box::new(load_ensemble(
+                    card.network.as_str(),
+                    &path,
+                    &weights,
+                    &device,
+                )?)
+            }
+            None => load_classifier(card.network.as_str(), &path, &device)?,
+        };
         Ok(Self {
             card,
             model,

@@ -103,6 +103,7 @@ fn recipe_line(config: &RunConfig) -> String {
         match t.augment {
             AugmentPreset::None => "none",
             AugmentPreset::Light => "light",
+            AugmentPreset::Strong => "strong",
         },
         t.seed,
         match config.pretrained {
@@ -111,6 +112,45 @@ fn recipe_line(config: &RunConfig) -> String {
         }
     ));
     s
+}
+
+/// An ensemble's members, each alone against the ensemble on the test split.
+pub(crate) fn ensemble_section(d: &mut Doc, run: &RunFolder) {
+    d.h(1, "Ensemble");
+    d.p(format!(
+        "The model is the mean of the logits of {} runs (equal weights: nothing about the \
+         combination is fitted). Its temperature, operating points and scaling were fitted \
+         on validation like any run's; the test split was scored once. Each member alone, \
+         on the same test images, with the paired DeLong test of the ensemble's AUC gain:",
+        run.members.len()
+    ));
+    let rows = run
+        .members
+        .iter()
+        .map(|m| {
+            vec![
+                m.run.clone(),
+                m.seed.to_string(),
+                format!("{:.4}", m.val_auc),
+                format!("{:.4}", m.test_auc),
+                format!("{:+.4}", m.test_auc_gain),
+                format!("{:.2}", m.delong_z),
+                format!("{:.3}", m.delong_p),
+            ]
+        })
+        .collect();
+    d.table(
+        &[
+            "member",
+            "seed",
+            "val AUC",
+            "test AUC",
+            "ensemble gain",
+            "DeLong z",
+            "p",
+        ],
+        rows,
+    );
 }
 
 /// Builds the document of one run; `figs` are the run's figures (consumed).
@@ -157,8 +197,13 @@ pub(crate) fn run_doc(run: &RunFolder, mut figs: Vec<figures::Figure>) -> Doc {
 
     summary_section(&mut d, run);
 
+    if !run.members.is_empty() {
+        ensemble_section(&mut d, run);
+    }
     d.h(1, "Training");
-    if run.history.is_empty() {
+    if !run.members.is_empty() {
+        d.p("An ensemble trains no epochs of its own; each member's report has its training curves.");
+    } else if run.history.is_empty() {
         d.not_computed("training curves (history.csv has no rows)");
     } else {
         d.figure_named(&mut figs, "training_curves");

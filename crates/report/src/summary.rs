@@ -292,6 +292,17 @@ fn pipeline_doc(dir: &Path, runs: &[RunFolder]) -> Result<Doc> {
         d.figure(figures::roc_overlay(runs)?);
     }
 
+    for r in runs.iter().filter(|r| !r.members.is_empty()) {
+        d.h(1, format!("Headline model: {}", r.name()));
+        d.p(format!(
+            "{}, test AUC {:.4}, accuracy {:.4} at 0.5; the recipe in its report. Every choice \
+             (each member's epoch, the temperature, the operating points) was made on \
+             validation; the test split was scored once per run, for the figures.",
+            r.model, r.test.auc, r.test.accuracy
+        ));
+        crate::markdown::ensemble_section(&mut d, r);
+    }
+
     d.h(1, "Hypotheses across runs");
     let mut ids: Vec<(String, String)> = Vec::new();
     for r in runs {

@@ -106,6 +106,29 @@ pub struct ReferenceLogits {
     pub pneumonia: Vec<f32>,
 }
 
+/// One member of an ensemble model: a finished run whose weights the ensemble's
+/// weights file holds under `member{i}.` (`i` its position in
+/// [`ModelCard::members`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnsembleMember {
+    /// The member's run folder, as given when the ensemble was built.
+    pub run: String,
+    /// The member's training seed.
+    pub seed: u64,
+    /// The member's input size.
+    pub image_size: usize,
+    /// The epochs the member trained.
+    pub epochs: usize,
+    /// Its weight in the ensemble's logit (the weights sum to 1).
+    pub weight: f64,
+    /// The member's epoch whose weights it contributes.
+    pub best_epoch: Option<usize>,
+    /// The member's own validation ROC AUC.
+    pub val_auc: Option<f64>,
+    /// The member's own test ROC AUC (reported, never used to build the ensemble).
+    pub test_auc: Option<f64>,
+}
+
 /// `model.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ModelCard {
@@ -140,6 +163,10 @@ pub struct ModelCard {
     pub val_auc: Option<f64>,
     /// The cxr version that trained the model.
     pub cxr_version: String,
+    /// Set for an ensemble: its members (all of network [`ModelCard::network`], with
+    /// this card's preprocessing); the logit is `Σ weightᵢ · logitᵢ`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<EnsembleMember>>,
     /// Set when the card was derived from an older run's `config.json` and
     /// `metrics.json` rather than written by training: what was derived.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -245,6 +272,7 @@ impl ModelCard {
             best_epoch: metrics.best_epoch,
             val_auc: Some(metrics.val.auc),
             cxr_version: config.cxr_version.clone(),
+            members: None,
             derived: Some(format!(
                 "derived from {} and {} (the run predates model.json)",
                 names::CONFIG,
@@ -301,6 +329,18 @@ impl ModelCard {
             && r.normal.iter().chain(&r.pneumonia).any(|v| !v.is_finite())
         {
             return bad("reference_logits: every logit must be finite".into());
+        }
+        if let Some(m) = &self.members {
+            let total: f64 = m.iter().map(|m| m.weight).sum();
+            if m.is_empty()
+                || m.iter().any(|m| !(m.weight.is_finite() && m.weight >= 0.0))
+                || (total - 1.0).abs() > 1e-6
+            {
+                return bad(format!(
+                    "members: an ensemble needs at least one member and non-negative weights                      summing to 1 (got {} members, sum {total})",
+                    m.len()
+                ));
+            }
         }
         for op in &self.operating_points {
             if !(0.0..=1.0).contains(&op.threshold) {

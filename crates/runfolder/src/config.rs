@@ -106,6 +106,11 @@ pub struct Provenance {
     pub patient_ids: Option<PatientIdsRecord>,
     /// The validation split drawn from train by patient (`--val-from-train`).
     pub val_from_train: Option<ValFromTrainRecord>,
+    /// Set when the run is an ensemble of finished runs rather than a trained network:
+    /// its members, as `model.json` lists them (`train` then holds the first member's
+    /// settings, which every member shares but for the seed and epochs).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ensemble: Option<Vec<crate::EnsembleMember>>,
 }
 
 /// `config.json` → `patient_ids`: the patient ids of folder data.

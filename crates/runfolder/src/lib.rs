@@ -67,8 +67,8 @@ pub use audit::{
     SplitBalance,
 };
 pub use card::{
-    CROP_RESIZE, CardData, CardOperatingPoint, CardScaling, MODEL_CARD_FORMAT, ModelCard,
-    Preprocess, RESIZE, ReferenceLogits,
+    CROP_RESIZE, CardData, CardOperatingPoint, CardScaling, EnsembleMember, MODEL_CARD_FORMAT,
+    ModelCard, Preprocess, RESIZE, ReferenceLogits,
 };
 pub use config::{
     DataRecord, ExcludedDuplicates, PatientIdsRecord, Provenance, RunConfig, RunStatus,
@@ -87,8 +87,8 @@ pub use io::{
 };
 pub use lock::RunLock;
 pub use metrics::{
-    Bootstrap, BootstrapCi, Calibration, Interval, Metrics, OperatingPoint, Prevalence,
-    SplitMetrics, Timing,
+    Bootstrap, BootstrapCi, Calibration, Interval, MemberScore, Metrics, OperatingPoint,
+    Prevalence, SplitMetrics, Timing,
 };
 pub use predict::{
     ErrorCount, Explained, LabelShiftCheck, PREDICT_HEADER, PredictRow, PredictSummary, SiteCheck,

@@ -188,6 +188,27 @@ pub struct Timing {
     pub train_images_per_second: Option<f64>,
 }
 
+/// `metrics.json` → `members[]`: an ensemble's member scored alone beside the
+/// ensemble, on the same images (what the ensemble adds; nothing here is used to
+/// build it).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MemberScore {
+    /// The member's run folder, as `model.json` lists it.
+    pub run: String,
+    /// The member's seed.
+    pub seed: u64,
+    /// The member's validation ROC AUC.
+    pub val_auc: f64,
+    /// The member's test ROC AUC.
+    pub test_auc: f64,
+    /// Test AUC of the ensemble minus the member's.
+    pub test_auc_gain: f64,
+    /// The paired DeLong test of that difference: z.
+    pub delong_z: f64,
+    /// Its two-sided p-value.
+    pub delong_p: f64,
+}
+
 /// `metrics.json`: the best epoch's weights scored on validation and test. Written by
 /// `cxr-train`; every field but `val` and `test` may be absent in older folders.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -217,6 +238,10 @@ pub struct Metrics {
     /// Training time.
     #[serde(default)]
     pub timing: Option<Timing>,
+    /// An ensemble's members, each scored alone against the ensemble (empty for a
+    /// trained network).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub members: Vec<MemberScore>,
 }
 
 impl Metrics {
@@ -263,6 +288,10 @@ impl Metrics {
             timing: opt("timing")?
                 .map(|v| parse(path, "timing", v))
                 .transpose()?,
+            members: opt("members")?
+                .map(|v| parse(path, "members", v))
+                .transpose()?
+                .unwrap_or_default(),
         })
     }
 

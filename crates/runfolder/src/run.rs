@@ -293,6 +293,9 @@ pub struct RunFolder {
     pub reliability: Option<Vec<ReliabilityRow>>,
     /// `lr_find.csv`, when present.
     pub lr_find: Option<Vec<LrFindRow>>,
+    /// An ensemble's members scored alone against it (`metrics.json` → `members`;
+    /// empty for a trained network).
+    pub members: Vec<crate::MemberScore>,
     /// The `audit/` files that are present.
     pub audit: Audit,
 }
@@ -366,6 +369,7 @@ impl RunFolder {
             pr,
             reliability,
             lr_find,
+            members: metrics.members,
             audit,
         })
     }

@@ -112,6 +112,8 @@ pub enum AugmentPreset {
     None,
     /// Random resized crop 0.85–1, rotation ±10°, brightness/contrast ±0.1.
     Light,
+    /// Random resized crop 0.6–1, rotation ±15°, brightness ±0.2, contrast ±0.4.
+    Strong,
 }
 
 /// Learning-rate schedule over a training phase (see [`TrainConfig::freeze_epochs`]).

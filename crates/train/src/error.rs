@@ -58,6 +58,14 @@ pub enum TrainError {
         /// What happened (e.g. "the training loss is not finite").
         what: String,
     },
+    /// A run given as an ensemble member cannot be one.
+    #[error("ensemble member {path}: {reason}")]
+    Ensemble {
+        /// The member's run folder (or its weights file).
+        path: PathBuf,
+        /// Why it cannot be a member.
+        reason: String,
+    },
     /// A run-folder file is malformed, or the folder is held by another process.
     #[error(transparent)]
     RunFolder(cxr_runfolder::RunFolderError),

@@ -196,6 +196,7 @@ pub(crate) fn evaluate(
         best_epoch: None,
         model: None,
         timing: None,
+        members: Vec::new(),
     };
 
     // Curves.

@@ -5,6 +5,9 @@
 //!   folder (`metrics.json`, `predictions.csv`, `history.csv`, `model.safetensors`,
 //!   `config.json`, `checkpoint.safetensors`; the format is `cxr-runfolder`'s);
 //!   [`RunOptions::resume`] continues a killed run from its last checkpoint.
+//! - [`ensemble`] combines finished runs into a run folder of the same kind (the
+//!   mean of their logits, scored and described like a trained model), so prediction,
+//!   the audit and the reports apply to it unchanged.
 //! - [`Adam`] (Adam and AdamW with PyTorch's arithmetic and savable state, per-parameter
 //!   rates and freezing for fine-tuning), [`OneCycle`], [`lr_range_test`] and
 //!   [`bce_with_logits`].
@@ -23,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 mod checkpoint;
+mod ensemble;
 mod error;
 mod evaluation;
 mod guard;
@@ -39,6 +43,7 @@ pub use cxr_runfolder::{
     AdamConfig, AugmentPreset, EpochRecord, ModelKind, OptimizerKind, Precision, Schedule,
     TrainConfig,
 };
+pub use ensemble::ensemble;
 pub use error::{Result, TrainError};
 pub use guard::EXPLODED_LOSS;
 pub use loss::{bce_with_logits, bce_with_logits_host};

@@ -16,10 +16,10 @@ use cxr_models::{
     init_seed_cnn, load_resnet18_weights,
 };
 use cxr_runfolder::{
-    CROP_RESIZE, CardData, CardOperatingPoint, CardScaling, DataRecord, EpochRecord,
-    ExcludedDuplicates, MODEL_CARD_FORMAT, Metrics, ModelCard, PredictionRow, Preprocess,
-    Provenance, RESIZE, ReferenceLogits, RunConfig, RunLock, RunStatus, Timing, WeightsLoaded,
-    names,
+    CROP_RESIZE, CardData, CardScaling, DataRecord, EnsembleMember, EpochRecord,
+    ExcludedDuplicates, MODEL_CARD_FORMAT, MemberScore, Metrics, ModelCard, PredictionRow,
+    Preprocess, Provenance, RESIZE, ReferenceLogits, RunConfig, RunLock, RunStatus, Timing,
+    WeightsLoaded, names,
 };
 use indicatif::ProgressStyle;
 use serde::Serialize;
@@ -53,6 +53,7 @@ pub struct RunSummary {
     /// The run folder.
     pub out_dir: PathBuf,
     /// Best epoch by validation AUC (1-based); its weights are `model.safetensors`.
+    /// 0 for an [`crate::ensemble`], which trains no epochs.
     pub best_epoch: usize,
     /// Validation metrics of the best epoch at the configured threshold.
     pub val: BinaryReport,
@@ -66,9 +67,9 @@ pub struct RunSummary {
 
 /// The network being trained, by name so that autocast can rebuild it over
 /// half-precision casts of its weights.
-struct Net {
-    model: Box<dyn Classifier>,
-    name: &'static str,
+pub(crate) struct Net {
+    pub(crate) model: Box<dyn Classifier>,
+    pub(crate) name: &'static str,
 }
 
 impl Net {
@@ -848,81 +849,9 @@ impl<'a> Run<'a> {
         }
     }
 
-    /// `model.json`: what applying the best epoch's weights to new images needs.
-    fn model_card(
-        &self,
-        metrics: &Metrics,
-        temperature: f64,
-        points: Vec<CardOperatingPoint>,
-        val: &SplitScores,
-    ) -> Result<ModelCard> {
-        let cfg = self.cfg;
-        // Bias-corrected temperature scaling for the site check of `cxr predict`; a
-        // validation split with one class has none (the card then says nothing).
-        let scaling = match cxr_metrics::fit_bias_corrected_scaling(&val.logits, &val.labels) {
-            Ok(s) => Some(CardScaling {
-                scale: s.scale,
-                bias: s.bias,
-                reference_prevalence: val.labels.iter().filter(|&&l| l == 1).count() as f64
-                    / val.labels.len() as f64,
-            }),
-            Err(e) => {
-                warn!("model.json without bias-corrected scaling: {e}");
-                None
-            }
-        };
-        let by_class = |class: u8| -> Vec<f32> {
-            val.labels
-                .iter()
-                .zip(&val.logits)
-                .filter(|(l, _)| **l == class)
-                .map(|(_, &z)| z as f32)
-                .collect()
-        };
-        let prevalence =
-            |s: &ImageSet| (!s.is_empty()).then(|| s.class_counts()[1] as f64 / s.len() as f64);
-        Ok(ModelCard {
-            format: MODEL_CARD_FORMAT,
-            network: cfg.model,
-            weights: names::MODEL.into(),
-            preprocess: Preprocess {
-                source_size: self.data.train.height,
-                input_size: cfg.image_size,
-                channels: 1,
-                normalize_mean: cfg.normalize_mean,
-                normalize_std: cfg.normalize_std,
-                crop_resize: CROP_RESIZE.into(),
-                resize: RESIZE.into(),
-            },
-            batch_size: cfg.eval_batch_size,
-            temperature,
-            scaling,
-            reference_logits: Some(ReferenceLogits {
-                split: "val".into(),
-                normal: by_class(0),
-                pneumonia: by_class(1),
-            }),
-            operating_points: points,
-            default_operating_point: "youden".into(),
-            data: CardData {
-                source: self.config.data.source.clone(),
-                sha256: self.config.data.sha256.clone(),
-                train: self.train_set.len(),
-                val: self.val_set.len(),
-                test: self.test_set.len(),
-                prevalence_train: prevalence(&self.train_set),
-                prevalence_val: prevalence(&self.val_set),
-            },
-            best_epoch: metrics.best_epoch,
-            val_auc: Some(metrics.val.auc),
-            cxr_version: env!("CARGO_PKG_VERSION").into(),
-            derived: None,
-        })
-    }
-
     /// Scores the best epoch's weights on validation and test and writes the result
     /// files: `predictions.csv`, `history.csv`, `model.safetensors`, the curves,
-    /// `metrics.json`, and `config.json` with status `finished`.
+    /// `metrics.json`, `model.json`, and `config.json` with status `finished`.
     fn finish(mut self) -> Result<RunSummary> {
         let cfg = self.cfg;
         let train_seconds = self.started.elapsed().as_secs_f64();
@@ -941,69 +870,34 @@ impl<'a> Run<'a> {
         set_weights(&self.varmap, &best_weights, &best_path)?;
         let val_logits = self.predict(&self.val_set)?;
         let test_logits = self.predict(&self.test_set)?;
-        let val_scores = SplitScores::new("val", &self.val_set.labels, &val_logits);
-        let test_scores = SplitScores::new("test", &self.test_set.labels, &test_logits);
-        let eval = evaluate(&val_scores, &test_scores, cfg.threshold, cfg.seed)?;
-        let val = report(&self.val_set.labels, &val_logits, cfg.threshold, "val")?;
-        let test = report(&self.test_set.labels, &test_logits, cfg.threshold, "test")?;
-
-        let mut preds = Vec::with_capacity(val_logits.len() + test_logits.len());
-        for (split, set, logits) in [
-            (Split::Val, &self.val_set, &val_logits),
-            (Split::Test, &self.test_set, &test_logits),
-        ] {
-            let files = self.data.files.split(split);
-            for (i, (&label, &logit)) in set.labels.iter().zip(logits.iter()).enumerate() {
-                let z = logit as f64;
-                preds.push(PredictionRow {
-                    split: split.as_str().into(),
-                    index: i,
-                    label,
-                    prob: 1.0 / (1.0 + (-z).exp()),
-                    logit: Some(z),
-                    prob_calibrated: Some(1.0 / (1.0 + (-z / eval.temperature).exp())),
-                    path: files.get(i).map(|p| p.display().to_string()),
-                });
-            }
-        }
         let dir = self.dir;
-        cxr_runfolder::write_predictions(dir, &preds)?;
         cxr_runfolder::write_history(dir, &self.history)?;
         let mut exported = best_weights.clone();
         add_batches_tracked(&mut exported, best_epoch * self.train_batches_per_epoch())?;
         write_safetensors(&dir.join(names::MODEL), &exported)?;
-        cxr_runfolder::write_atomic(&dir.join(names::ROC), eval.roc_csv.as_bytes())?;
-        cxr_runfolder::write_atomic(&dir.join(names::PR), eval.pr_csv.as_bytes())?;
-        cxr_runfolder::write_atomic(
-            &dir.join(names::RELIABILITY),
-            eval.reliability_csv.as_bytes(),
-        )?;
         let images_per_second = if self.train_only_seconds > 0.0 {
             self.train_images as f64 / self.train_only_seconds
         } else {
             0.0
         };
-        let metrics = Metrics {
-            best_epoch: Some(best_epoch),
-            model: Some(cfg.model.as_str().into()),
-            timing: Some(Timing {
-                train_seconds,
-                train_images_per_second: Some(images_per_second),
-            }),
-            ..eval.metrics
-        };
-        metrics.write(&dir.join(names::METRICS))?;
-        self.model_card(&metrics, eval.temperature, eval.val_points, &val_scores)?
-            .write(&dir.join(names::MODEL_CARD))?;
-        self.config.status = RunStatus::Finished;
-        self.config.write(&dir.join(names::CONFIG))?;
-        info!(
-            best_epoch,
-            test_auc = format!("{:.4}", test.auc),
-            test_accuracy = format!("{:.4}", test.accuracy),
-            "run written to {}",
-            dir.display()
-        );
+        let (val, test) = write_outcome(
+            Outcome {
+                cfg,
+                data: self.data,
+                sets: [&self.train_set, &self.val_set, &self.test_set],
+                val_logits: &val_logits,
+                test_logits: &test_logits,
+                best_epoch: Some(best_epoch),
+                timing: Timing {
+                    train_seconds,
+                    train_images_per_second: Some(images_per_second),
+                },
+                members: None,
+                member_scores: Vec::new(),
+            },
+            dir,
+            &mut self.config,
+        )?;
         Ok(RunSummary {
             out_dir: dir.to_path_buf(),
             best_epoch,
@@ -1013,6 +907,161 @@ impl<'a> Run<'a> {
             train_images_per_second: images_per_second,
         })
     }
+}
+
+/// A model's scores on validation and test, and what its run folder records of it.
+pub(crate) struct Outcome<'a> {
+    pub cfg: &'a TrainConfig,
+    pub data: &'a Dataset,
+    /// Train, validation and test at the model's input size.
+    pub sets: [&'a ImageSet; 3],
+    pub val_logits: &'a [f32],
+    pub test_logits: &'a [f32],
+    pub best_epoch: Option<usize>,
+    pub timing: Timing,
+    pub members: Option<Vec<EnsembleMember>>,
+    /// An ensemble's members scored alone (`metrics.json` → `members`).
+    pub member_scores: Vec<MemberScore>,
+}
+
+impl Outcome<'_> {
+    /// `metrics.json`'s model name: the network, or `ensemble of N <network>`.
+    fn model_name(&self) -> String {
+        match &self.members {
+            Some(m) => format!("ensemble of {} {}", m.len(), self.cfg.model.as_str()),
+            None => self.cfg.model.as_str().into(),
+        }
+    }
+}
+
+/// Writes a scored model's result files into `dir` — `predictions.csv`, the curves,
+/// `metrics.json`, `model.json` — and `config` with status `finished`; returns the
+/// validation and test reports at the configured threshold. The weights file is the
+/// caller's.
+pub(crate) fn write_outcome(
+    o: Outcome<'_>,
+    dir: &Path,
+    config: &mut RunConfig,
+) -> Result<(BinaryReport, BinaryReport)> {
+    let cfg = o.cfg;
+    let model_name = o.model_name();
+    let [train_set, val_set, test_set] = o.sets;
+    let val_scores = SplitScores::new("val", &val_set.labels, o.val_logits);
+    let test_scores = SplitScores::new("test", &test_set.labels, o.test_logits);
+    let eval = evaluate(&val_scores, &test_scores, cfg.threshold, cfg.seed)?;
+    let val = report(&val_set.labels, o.val_logits, cfg.threshold, "val")?;
+    let test = report(&test_set.labels, o.test_logits, cfg.threshold, "test")?;
+
+    let mut preds = Vec::with_capacity(o.val_logits.len() + o.test_logits.len());
+    for (split, set, logits) in [
+        (Split::Val, val_set, o.val_logits),
+        (Split::Test, test_set, o.test_logits),
+    ] {
+        let files = o.data.files.split(split);
+        for (i, (&label, &logit)) in set.labels.iter().zip(logits.iter()).enumerate() {
+            let z = logit as f64;
+            preds.push(PredictionRow {
+                split: split.as_str().into(),
+                index: i,
+                label,
+                prob: 1.0 / (1.0 + (-z).exp()),
+                logit: Some(z),
+                prob_calibrated: Some(1.0 / (1.0 + (-z / eval.temperature).exp())),
+                path: files.get(i).map(|p| p.display().to_string()),
+            });
+        }
+    }
+    cxr_runfolder::write_predictions(dir, &preds)?;
+    cxr_runfolder::write_atomic(&dir.join(names::ROC), eval.roc_csv.as_bytes())?;
+    cxr_runfolder::write_atomic(&dir.join(names::PR), eval.pr_csv.as_bytes())?;
+    cxr_runfolder::write_atomic(
+        &dir.join(names::RELIABILITY),
+        eval.reliability_csv.as_bytes(),
+    )?;
+    let metrics = Metrics {
+        best_epoch: o.best_epoch,
+        model: Some(model_name),
+        timing: Some(o.timing),
+        members: o.member_scores,
+        ..eval.metrics
+    };
+    metrics.write(&dir.join(names::METRICS))?;
+
+    // Bias-corrected temperature scaling for the site check of `cxr predict`; a
+    // validation split with one class has none (the card then says nothing).
+    let scaling =
+        match cxr_metrics::fit_bias_corrected_scaling(&val_scores.logits, &val_scores.labels) {
+            Ok(s) => Some(CardScaling {
+                scale: s.scale,
+                bias: s.bias,
+                reference_prevalence: val_set.labels.iter().filter(|&&l| l == 1).count() as f64
+                    / val_set.labels.len() as f64,
+            }),
+            Err(e) => {
+                warn!("model.json without bias-corrected scaling: {e}");
+                None
+            }
+        };
+    let by_class = |class: u8| -> Vec<f32> {
+        val_set
+            .labels
+            .iter()
+            .zip(o.val_logits)
+            .filter(|(l, _)| **l == class)
+            .map(|(_, &z)| z)
+            .collect()
+    };
+    let prevalence =
+        |s: &ImageSet| (!s.is_empty()).then(|| s.class_counts()[1] as f64 / s.len() as f64);
+    ModelCard {
+        format: MODEL_CARD_FORMAT,
+        network: cfg.model,
+        weights: names::MODEL.into(),
+        preprocess: Preprocess {
+            source_size: o.data.train.height,
+            input_size: cfg.image_size,
+            channels: 1,
+            normalize_mean: cfg.normalize_mean,
+            normalize_std: cfg.normalize_std,
+            crop_resize: CROP_RESIZE.into(),
+            resize: RESIZE.into(),
+        },
+        batch_size: cfg.eval_batch_size,
+        temperature: eval.temperature,
+        scaling,
+        reference_logits: Some(ReferenceLogits {
+            split: "val".into(),
+            normal: by_class(0),
+            pneumonia: by_class(1),
+        }),
+        operating_points: eval.val_points,
+        default_operating_point: "youden".into(),
+        data: CardData {
+            source: config.data.source.clone(),
+            sha256: config.data.sha256.clone(),
+            train: train_set.len(),
+            val: val_set.len(),
+            test: test_set.len(),
+            prevalence_train: prevalence(train_set),
+            prevalence_val: prevalence(val_set),
+        },
+        best_epoch: metrics.best_epoch,
+        val_auc: Some(metrics.val.auc),
+        cxr_version: env!("CARGO_PKG_VERSION").into(),
+        members: o.members,
+        derived: None,
+    }
+    .write(&dir.join(names::MODEL_CARD))?;
+    config.status = RunStatus::Finished;
+    config.write(&dir.join(names::CONFIG))?;
+    info!(
+        best_epoch = ?o.best_epoch,
+        test_auc = format!("{:.4}", test.auc),
+        test_accuracy = format!("{:.4}", test.accuracy),
+        "run written to {}",
+        dir.display()
+    );
+    Ok((val, test))
 }
 
 /// Training batches of `epoch` of `set` (seeded shuffling and augmentation).
@@ -1032,6 +1081,7 @@ fn train_batches<'s>(
             augment: match cfg.augment {
                 AugmentPreset::None => None,
                 AugmentPreset::Light => Some(Augment::light()),
+                AugmentPreset::Strong => Some(Augment::strong()),
             },
             normalize: Normalize {
                 mean: cfg.normalize_mean,
@@ -1073,7 +1123,7 @@ fn add_batches_tracked(tensors: &mut HashMap<String, Tensor>, batches: usize) ->
 }
 
 /// `tensors` as safetensors (sorted by name, on the CPU), written atomically.
-fn write_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
+pub(crate) fn write_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<()> {
     let mut all: Vec<(&String, Tensor)> = Vec::new();
     for (k, v) in tensors {
         all.push((k, v.to_device(&Device::Cpu)?));
@@ -1084,7 +1134,7 @@ fn write_safetensors(path: &Path, tensors: &HashMap<String, Tensor>) -> Result<(
     Ok(cxr_runfolder::write_atomic(path, &bytes)?)
 }
 
-fn rayon_threads() -> usize {
+pub(crate) fn rayon_threads() -> usize {
     std::env::var("RAYON_NUM_THREADS")
         .ok()
         .and_then(|v| v.parse().ok())
@@ -1095,7 +1145,7 @@ fn rayon_threads() -> usize {
         })
 }
 
-fn sized_splits(data: &Dataset, size: usize) -> Result<(ImageSet, ImageSet, ImageSet)> {
+pub(crate) fn sized_splits(data: &Dataset, size: usize) -> Result<(ImageSet, ImageSet, ImageSet)> {
     let fit = |s: &ImageSet| -> Result<ImageSet> {
         if s.height == size && s.width == size {
             Ok(s.clone())
@@ -1208,7 +1258,7 @@ fn progress_span(len: u64, epoch: usize, epochs: usize) -> tracing::Span {
 }
 
 /// Logits for every image of `set`, in order (no shuffling, no augmentation).
-fn predict_logits(
+pub(crate) fn predict_logits(
     net: &Net,
     autocast: Option<&Autocast>,
     set: &ImageSet,

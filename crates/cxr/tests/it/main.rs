@@ -4,6 +4,7 @@
 //! processes.
 
 mod crash_safety;
+mod ensemble;
 mod patients;
 
 use std::process::{Command, Output};

@@ -45,6 +45,7 @@ fn metrics_round_trip_and_name_bad_fields() {
         best_epoch: Some(3),
         model: Some("cnn".into()),
         timing: None,
+        members: Vec::new(),
     };
     m.write(&path).unwrap();
     assert_eq!(Metrics::read(&path).unwrap(), m);
