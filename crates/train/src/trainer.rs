@@ -1055,7 +1055,9 @@ pub(crate) fn write_outcome(
     config.status = RunStatus::Finished;
     config.write(&dir.join(names::CONFIG))?;
     info!(
-        best_epoch = ?o.best_epoch,
+        best_epoch = o
+            .best_epoch
+            .map_or_else(|| "none".to_string(), |e| e.to_string()),
         test_auc = format!("{:.4}", test.auc),
         test_accuracy = format!("{:.4}", test.accuracy),
         "run written to {}",
