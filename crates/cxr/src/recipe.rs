@@ -6,12 +6,13 @@ use std::path::Path;
 use cxr_data::{PatientPattern, PatientSource, PatientTable};
 use cxr_models::{HubOptions, WeightsSource};
 use cxr_train::{
-    AdamConfig, AugmentPreset, ModelKind, OptimizerKind, Precision, Schedule, TrainConfig,
+    AdamConfig, AugmentPreset, KeepEpoch, ModelKind, OptimizerKind, Precision, Schedule,
+    TrainConfig,
 };
 use tracing::warn;
 
 use crate::cli::{
-    AugmentArg, DataArgs, ModelArg, OptimizerArg, PrecisionArg, RecipeArgs, ScheduleArg,
+    AugmentArg, DataArgs, KeepArg, ModelArg, OptimizerArg, PrecisionArg, RecipeArgs, ScheduleArg,
 };
 use crate::{CxrError, Result};
 
@@ -70,6 +71,11 @@ pub fn apply(base: TrainConfig, r: &RecipeArgs) -> TrainConfig {
             Some(AugmentArg::Strong) => AugmentPreset::Strong,
         },
         schedule,
+        keep: match r.keep {
+            None => base.keep,
+            Some(KeepArg::Best) => KeepEpoch::Best,
+            Some(KeepArg::Last) => KeepEpoch::Last,
+        },
         weights: r.weights.clone().unwrap_or(base.weights.clone()),
         freeze_epochs: r.freeze_epochs.unwrap_or(base.freeze_epochs),
         lr_mult: r.lr_mult.unwrap_or(base.lr_mult),
@@ -203,6 +209,7 @@ mod tests {
             image_size: None,
             augment: None,
             schedule: None,
+            keep: None,
             weights: None,
             freeze_epochs: None,
             lr_mult: None,

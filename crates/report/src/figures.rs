@@ -162,7 +162,7 @@ pub fn training_curves(history: &[EpochRow], best_epoch: Option<usize>) -> Resul
                 4,
                 line(GREY, 1),
             ))?
-            .label(format!("best epoch ({b})"))
+            .label(format!("kept epoch ({b})"))
             .legend(legend_line(GREY, 1));
         }
         for (i, (name, f)) in [

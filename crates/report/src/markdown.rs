@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use crate::doc::{Block, Doc, Tile, to_html, to_markdown};
 use crate::figures::{self, pretty_point};
 use crate::files::write_atomic;
-use cxr_runfolder::{AugmentPreset, OptimizerKind, RunConfig, RunFolder, Schedule};
+use cxr_runfolder::{AugmentPreset, KeepEpoch, OptimizerKind, RunConfig, RunFolder, Schedule};
 use cxr_runfolder::{FailureModes, GalleryKind, GalleryRow, Logit, RobustnessRow};
 
 use crate::Result;
@@ -161,7 +161,10 @@ pub(crate) fn run_doc(run: &RunFolder, mut figs: Vec<figures::Figure>) -> Doc {
     };
     let mut head = format!("Model: {}", run.model);
     if let Some(e) = run.best_epoch {
-        head.push_str(&format!("; best epoch by validation AUC: {e}"));
+        head.push_str(&match run.config.train.keep {
+            KeepEpoch::Best => format!("; best epoch by validation AUC: {e}"),
+            KeepEpoch::Last => format!("; weights of the last epoch, {e}"),
+        });
     }
     if let Some(t) = run.train_seconds {
         head.push_str(&format!("; training time: {t:.1} s"));
@@ -212,7 +215,7 @@ pub(crate) fn run_doc(run: &RunFolder, mut figs: Vec<figures::Figure>) -> Doc {
             .iter()
             .map(|h| {
                 let mark = if Some(h.epoch) == run.best_epoch {
-                    " (best)"
+                    " (kept)"
                 } else {
                     ""
                 };

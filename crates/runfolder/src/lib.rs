@@ -100,7 +100,8 @@ pub use run::{
     write_predictions,
 };
 pub use settings::{
-    AdamConfig, AugmentPreset, ModelKind, OptimizerKind, Precision, Schedule, TrainConfig,
+    AdamConfig, AugmentPreset, KeepEpoch, ModelKind, OptimizerKind, Precision, Schedule,
+    TrainConfig,
 };
 
 /// The README's example, compiled and run as a doctest.

@@ -116,6 +116,29 @@ pub enum AugmentPreset {
     Strong,
 }
 
+/// Which epoch's weights a run keeps as its model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum KeepEpoch {
+    /// The epoch with the highest validation AUC (the seed recipe).
+    #[default]
+    Best,
+    /// The last epoch: where a one-cycle schedule has annealed to (fastai's
+    /// `fine_tune` keeps it). A validation AUC near 1 ranks epochs by noise; the
+    /// ablation in `docs/headline.md` measures what picking by it costs.
+    Last,
+}
+
+impl KeepEpoch {
+    /// The name used on the command line and in `config.json`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Best => "best",
+            Self::Last => "last",
+        }
+    }
+}
+
 /// Learning-rate schedule over a training phase (see [`TrainConfig::freeze_epochs`]).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case", tag = "kind")]
@@ -196,6 +219,10 @@ pub struct TrainConfig {
     /// Learning-rate schedule of each phase.
     #[serde(default)]
     pub schedule: Schedule,
+    /// Which epoch's weights become the model (absent in configs written before it
+    /// existed, which kept the best).
+    #[serde(default)]
+    pub keep: KeepEpoch,
     /// Run a learning-rate range test before training and write `lr_find.csv` and
     /// `lr_find.json` (the weights are restored afterwards).
     #[serde(default)]
@@ -246,6 +273,7 @@ impl Default for TrainConfig {
             freeze_epochs: 0,
             lr_mult: 1.0,
             schedule: Schedule::Constant,
+            keep: KeepEpoch::Best,
             lr_find: false,
             exclude_duplicates: false,
             val_from_train: None,
@@ -264,7 +292,8 @@ impl TrainConfig {
     /// AdamW 1e-3 with weight decay 0.01 and PyTorch's `OneCycleLR` defaults
     /// (`pct_start` 0.3, `div` 25, `div_final` 1e4) at 48×48. Both: light
     /// augmentation, batch 64, pixels in [0, 1] (ImageNet normalisation is part of the
-    /// model input, see `cxr_models::imagenet_input`).
+    /// model input, see `cxr_models::imagenet_input`). Both keep the last epoch's
+    /// weights, where the one-cycle schedule ends.
     pub fn resnet18(weights: &str) -> Self {
         let pretrained = !weights.trim().eq_ignore_ascii_case("none");
         Self {
@@ -285,6 +314,7 @@ impl TrainConfig {
             weights: weights.to_string(),
             freeze_epochs: usize::from(pretrained),
             lr_mult: if pretrained { 100.0 } else { 1.0 },
+            keep: KeepEpoch::Last,
             schedule: Schedule::OneCycle {
                 pct_start: 0.3,
                 div: if pretrained { 5.0 } else { 25.0 },

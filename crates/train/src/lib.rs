@@ -40,8 +40,8 @@ mod trainer;
 pub use checkpoint::{Checkpoint, CheckpointMeta, load_checkpoint, save_checkpoint};
 pub use cxr_models::{device_name, parse_device};
 pub use cxr_runfolder::{
-    AdamConfig, AugmentPreset, EpochRecord, ModelKind, OptimizerKind, Precision, Schedule,
-    TrainConfig,
+    AdamConfig, AugmentPreset, EpochRecord, KeepEpoch, ModelKind, OptimizerKind, Precision,
+    Schedule, TrainConfig,
 };
 pub use ensemble::ensemble;
 pub use error::{Result, TrainError};

@@ -32,9 +32,9 @@ use crate::guard::{BadStep, PendingChecks, record_divergence};
 use crate::lr_find::{LrFindSettings, lr_range_test};
 use crate::schedule::{OneCycle, even_mults};
 use crate::{
-    Adam, AugmentPreset, Autocast, LossScaler, ModelKind, Precision, Result, Schedule, TrainConfig,
-    TrainError, bce_with_logits, bce_with_logits_host, check_precision_device, device_name,
-    parse_device,
+    Adam, AugmentPreset, Autocast, KeepEpoch, LossScaler, ModelKind, Precision, Result, Schedule,
+    TrainConfig, TrainError, bce_with_logits, bce_with_logits_host, check_precision_device,
+    device_name, parse_device,
 };
 
 /// How a run is carried out (not part of the model's recipe).
@@ -52,8 +52,9 @@ pub struct RunOptions {
 pub struct RunSummary {
     /// The run folder.
     pub out_dir: PathBuf,
-    /// Best epoch by validation AUC (1-based); its weights are `model.safetensors`.
-    /// 0 for an [`crate::ensemble`], which trains no epochs.
+    /// The kept epoch (1-based; the best by validation AUC, or the last — see
+    /// [`TrainConfig::keep`]); its weights are `model.safetensors`. 0 for an
+    /// [`crate::ensemble`], which trains no epochs.
     pub best_epoch: usize,
     /// Validation metrics of the best epoch at the configured threshold.
     pub val: BinaryReport,
@@ -801,7 +802,7 @@ impl<'a> Run<'a> {
             "epoch done"
         );
         self.history.push(rec);
-        if self.best.is_none_or(|(_, b)| val_auc > b) {
+        if cfg.keep == KeepEpoch::Last || self.best.is_none_or(|(_, b)| val_auc > b) {
             self.best = Some((epoch + 1, val_auc));
             write_safetensors(&self.dir.join(names::BEST), &weights(&self.varmap)?)?;
         }
@@ -1386,6 +1387,57 @@ mod tests {
 
     fn read(dir: &Path, file: &str) -> Vec<u8> {
         std::fs::read(dir.join(file)).unwrap()
+    }
+
+    /// `keep: last` keeps the final epoch's weights whatever validation says; `best`
+    /// keeps the first epoch of highest validation AUC.
+    #[test]
+    fn the_kept_epoch_follows_the_setting() {
+        let mut kept = Vec::new();
+        for keep in [KeepEpoch::Best, KeepEpoch::Last] {
+            let dir = tempfile::tempdir().unwrap();
+            let cfg = TrainConfig {
+                epochs: 4,
+                keep,
+                ..config()
+            };
+            let data = dataset();
+            let s = train(&cfg, &data, dir.path(), &RunOptions::default()).unwrap();
+            let aucs = val_aucs(dir.path());
+            let want = match keep {
+                KeepEpoch::Last => 4,
+                KeepEpoch::Best => {
+                    let max = aucs.iter().cloned().fold(f64::MIN, f64::max);
+                    aucs.iter().position(|&a| a == max).unwrap() + 1
+                }
+            };
+            assert_eq!(s.best_epoch, want, "{keep:?}: {aucs:?}");
+            kept.push(s.best_epoch);
+            if keep == KeepEpoch::Last {
+                // The kept weights are the final checkpoint's, bit for bit.
+                let ck = load_checkpoint(&dir.path().join(names::CHECKPOINT)).unwrap();
+                let kept =
+                    candle_core::safetensors::load(dir.path().join(names::BEST), &Device::Cpu)
+                        .unwrap();
+                for (k, v) in &ck.weights {
+                    let a: Vec<f32> = v.flatten_all().unwrap().to_vec1().unwrap();
+                    let b: Vec<f32> = kept[k].flatten_all().unwrap().to_vec1().unwrap();
+                    assert!(a == b, "keep last: `{k}` is not the last epoch's");
+                }
+            }
+        }
+        // On this data validation AUC peaks before the end, so the settings differ.
+        assert_ne!(kept[0], kept[1], "{kept:?}");
+    }
+
+    /// Validation AUC per epoch from a run folder's `history.csv`.
+    fn val_aucs(dir: &Path) -> Vec<f64> {
+        std::fs::read_to_string(dir.join(names::HISTORY))
+            .unwrap()
+            .lines()
+            .skip(1)
+            .map(|l| l.rsplit(',').next().unwrap().parse().unwrap())
+            .collect()
     }
 
     /// Reading the checks every step or once per window (shorter than an epoch, or

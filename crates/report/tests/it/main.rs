@@ -39,7 +39,7 @@ fn reads_and_renders_a_run() {
     assert!(run.top_failures("test", 1, 0.5, 10).is_empty());
     let md = render_markdown(&run).unwrap();
     assert!(md.contains("| ROC AUC | 0.9700 | 0.8750 | – |"), "{md}");
-    assert!(md.contains("| 2 (best) |"), "{md}");
+    assert!(md.contains("| 2 (kept) |"), "{md}");
     assert!(md.contains("false-positive rate 50.0%"), "{md}");
     let files = write_report(dir.path()).unwrap();
     assert_eq!(std::fs::read_to_string(files.markdown).unwrap(), md);
