@@ -146,7 +146,8 @@ pub enum AugmentArg {
 /// recipes: cnn = the seed study (15 epochs, Adam 1e-3, 28 px, no augmentation,
 /// constant rate); resnet18 = fastai-style fine-tuning when pretrained (1 frozen + 5
 /// epochs, AdamW 2e-3, discriminative rates ×100, one-cycle) or 10 epochs of AdamW
-/// 1e-3 one-cycle from scratch, at 64 px and 48 px, with light augmentation.
+/// 1e-3 one-cycle from scratch; both at 64 px with light augmentation, keeping the
+/// last epoch.
 #[derive(Debug, Args, Clone)]
 pub struct RecipeArgs {
     /// Epochs (for resnet18: after the frozen ones, as fastai's `fine_tune(epochs)`).

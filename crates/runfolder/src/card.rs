@@ -394,7 +394,7 @@ mod tests {
         });
         let card = ModelCard::derive(&finished_config(), &metrics);
         assert_eq!(card.preprocess.source_size, 28);
-        assert_eq!(card.preprocess.input_size, 48);
+        assert_eq!(card.preprocess.input_size, 64);
         assert_eq!(card.operating_point("youden").unwrap().threshold, 0.7);
         assert!(card.derived.is_some());
         let dir = tempfile::tempdir().unwrap();

@@ -39,7 +39,7 @@
 //! config.write(&dir.path().join(names::CONFIG))?;
 //! let back = RunConfig::read(&dir.path().join(names::CONFIG))?;
 //! assert_eq!(back, config);
-//! assert_eq!(back.train.image_size, 48);
+//! assert_eq!(back.train.image_size, 64);
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 #![warn(missing_docs)]

@@ -288,9 +288,9 @@ impl TrainConfig {
     /// The ResNet18 recipe. Pretrained (`weights` not `none`): fastai's `fine_tune` —
     /// 1 frozen epoch then `epochs` unfrozen, lr 2e-3 halved after unfreezing,
     /// discriminative rates (`lr_mult` 100), one-cycle (`pct_start` 0.3, `div` 5),
-    /// AdamW with weight decay 0.01, at 64×64. From scratch: 10 epochs, all layers from the start,
+    /// AdamW with weight decay 0.01. From scratch: 10 epochs, all layers from the start,
     /// AdamW 1e-3 with weight decay 0.01 and PyTorch's `OneCycleLR` defaults
-    /// (`pct_start` 0.3, `div` 25, `div_final` 1e4) at 48×48. Both: light
+    /// (`pct_start` 0.3, `div` 25, `div_final` 1e4). Both: 64×64 input, light
     /// augmentation, batch 64, pixels in [0, 1] (ImageNet normalisation is part of the
     /// model input, see `cxr_models::imagenet_input`). Both keep the last epoch's
     /// weights, where the one-cycle schedule ends.
@@ -305,9 +305,7 @@ impl TrainConfig {
                 weight_decay: 0.01,
                 ..AdamConfig::default()
             },
-            // From scratch, 48 px trains 27 % faster than 64 px and scored no worse
-            // (docs/headline.md): the time the pipeline's headline ensemble needs.
-            image_size: if pretrained { 64 } else { 48 },
+            image_size: 64,
             augment: AugmentPreset::Light,
             normalize_mean: 0.0,
             normalize_std: 1.0,
