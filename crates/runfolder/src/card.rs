@@ -6,7 +6,9 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Metrics, ModelKind, Result, RunConfig, RunFolderError, RunStatus, names};
+use crate::{
+    EnsembleMember, Metrics, ModelKind, Result, RunConfig, RunFolderError, RunStatus, names,
+};
 
 /// The version of the card's layout this crate writes.
 pub const MODEL_CARD_FORMAT: u32 = 1;
@@ -104,29 +106,6 @@ pub struct ReferenceLogits {
     pub normal: Vec<f32>,
     /// Logits of the pneumonia images.
     pub pneumonia: Vec<f32>,
-}
-
-/// One member of an ensemble model: a finished run whose weights the ensemble's
-/// weights file holds under `member{i}.` (`i` its position in
-/// [`ModelCard::members`]).
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct EnsembleMember {
-    /// The member's run folder, as given when the ensemble was built.
-    pub run: String,
-    /// The member's training seed.
-    pub seed: u64,
-    /// The member's input size.
-    pub image_size: usize,
-    /// The epochs the member trained.
-    pub epochs: usize,
-    /// Its weight in the ensemble's logit (the weights sum to 1).
-    pub weight: f64,
-    /// The member's epoch whose weights it contributes.
-    pub best_epoch: Option<usize>,
-    /// The member's own validation ROC AUC.
-    pub val_auc: Option<f64>,
-    /// The member's own test ROC AUC (reported, never used to build the ensemble).
-    pub test_auc: Option<f64>,
 }
 
 /// `model.json`.

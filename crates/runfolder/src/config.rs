@@ -110,7 +110,30 @@ pub struct Provenance {
     /// its members, as `model.json` lists them (`train` then holds the first member's
     /// settings, which every member shares but for the seed and epochs).
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub ensemble: Option<Vec<crate::EnsembleMember>>,
+    pub ensemble: Option<Vec<EnsembleMember>>,
+}
+
+/// One member of an ensemble model: a finished run whose weights the ensemble's
+/// weights file holds under `member{i}.` (`i` its position in
+/// `ModelCard::members`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct EnsembleMember {
+    /// The member's run folder, as given when the ensemble was built.
+    pub run: String,
+    /// The member's training seed.
+    pub seed: u64,
+    /// The member's input size.
+    pub image_size: usize,
+    /// The epochs the member trained.
+    pub epochs: usize,
+    /// Its weight in the ensemble's logit (the weights sum to 1).
+    pub weight: f64,
+    /// The member's epoch whose weights it contributes.
+    pub best_epoch: Option<usize>,
+    /// The member's own validation ROC AUC.
+    pub val_auc: Option<f64>,
+    /// The member's own test ROC AUC (reported, never used to build the ensemble).
+    pub test_auc: Option<f64>,
 }
 
 /// `config.json` → `patient_ids`: the patient ids of folder data.

@@ -67,12 +67,12 @@ pub use audit::{
     SplitBalance,
 };
 pub use card::{
-    CROP_RESIZE, CardData, CardOperatingPoint, CardScaling, EnsembleMember, MODEL_CARD_FORMAT,
-    ModelCard, Preprocess, RESIZE, ReferenceLogits,
+    CROP_RESIZE, CardData, CardOperatingPoint, CardScaling, MODEL_CARD_FORMAT, ModelCard,
+    Preprocess, RESIZE, ReferenceLogits,
 };
 pub use config::{
-    DataRecord, ExcludedDuplicates, PatientIdsRecord, Provenance, RunConfig, RunStatus,
-    SkippedFile, ValFromTrainRecord, WeightsLoaded,
+    DataRecord, EnsembleMember, ExcludedDuplicates, PatientIdsRecord, Provenance, RunConfig,
+    RunStatus, SkippedFile, ValFromTrainRecord, WeightsLoaded,
 };
 pub use divergence::{Divergence, LastGood, is_diverged_run};
 pub use error::{Result, RunFolderError};
