@@ -18,7 +18,7 @@ use crate::trainer::{
     Net, Outcome, RunOptions, RunSummary, predict_logits, rayon_threads, sized_splits,
     write_outcome, write_safetensors,
 };
-use crate::{Result, TrainConfig, TrainError};
+use crate::{Result, TrainError};
 
 /// Each member's test logits (from its `predictions.csv`) against the ensemble's: the
 /// AUC gain with the paired DeLong test. Reported only; nothing is chosen by it.
@@ -184,11 +184,9 @@ pub fn ensemble(
     let lock = RunLock::acquire(out_dir)?;
     lock.remove_stale_temps();
 
-    let cfg = TrainConfig {
-        // Fitting the combination would spend validation; equal weights do not.
-        ..first.clone()
-    };
+    let cfg = first.clone();
     let device = parse_device(&cfg.device)?;
+    // Fitting the combination would spend validation; equal weights do not.
     let weight = 1.0 / runs.len() as f64;
     let mut tensors: HashMap<String, Tensor> = HashMap::new();
     for (i, m) in runs.iter().enumerate() {
