@@ -33,7 +33,7 @@ fn main() -> ExitCode {
     }
     cxr::logging::init_tracing(cli.verbose);
     let result = match cli.command {
-        Command::User(c) => cxr::run(*c).map_err(anyhow::Error::from),
+        Command::User(c) => cxr::run(checkout_defaults(*c)).map_err(anyhow::Error::from),
         Command::ReportCheck(a) => report_check::check(&a),
         Command::Bench(a) => bench::bench(&a),
         Command::Ci(a) => tasks::ci(&a),
@@ -49,5 +49,20 @@ fn main() -> ExitCode {
             }
             ExitCode::from(1)
         }
+    }
+}
+
+/// A checkout's pipeline shows the project's measured ablation (`docs/ablation.json`)
+/// unless `--ablation` names another.
+fn checkout_defaults(command: cxr::cli::Command) -> cxr::cli::Command {
+    match command {
+        cxr::cli::Command::Pipeline(mut a) => {
+            let docs = tasks::project_root().join("docs").join("ablation.json");
+            if a.ablation.is_none() && docs.is_file() {
+                a.ablation = Some(docs);
+            }
+            cxr::cli::Command::Pipeline(a)
+        }
+        other => other,
     }
 }

@@ -52,6 +52,11 @@ pub enum Command {
     /// and test, audited and reported like a trained run; predict, evaluate and audit
     /// apply to it.
     Ensemble(EnsembleArgs),
+    /// Measure what changes of a recipe did: for each pair of runs (the same seed
+    /// without and with a change) both models on the same labelled images with the
+    /// paired DeLong test of their AUC difference; ablation.json, ablation.md and one
+    /// evaluation folder per pair. The pipeline report shows it with --ablation.
+    Ablation(AblationArgs),
 }
 
 /// Where the data comes from.
@@ -178,6 +183,13 @@ pub struct RecipeArgs {
     /// last, where the one-cycle schedule ends).
     #[arg(long, value_enum)]
     pub keep: Option<KeepArg>,
+    /// Mixup with Beta(α, α): each training batch blended with itself reversed, one λ
+    /// per batch (0 = off) [default: off].
+    #[arg(long, value_name = "ALPHA", allow_negative_numbers = true)]
+    pub mixup: Option<f64>,
+    /// Label smoothing ε: training targets become ε/2 and 1 − ε/2 [default: 0].
+    #[arg(long, value_name = "EPS", allow_negative_numbers = true)]
+    pub label_smoothing: Option<f64>,
     /// resnet18: initial weights, `hub:owner/name[@rev]`, `PATH.safetensors` or `none`
     /// [default: hub:timm/resnet18.a1_in1k, falling back to `none` (loudly) when the
     /// hub cannot be reached; an explicit hub id fails instead].
@@ -276,6 +288,11 @@ pub struct PipelineArgs {
     /// run in the ablation of docs/headline.md, and costs a training run per member).
     #[arg(long, default_value_t = 1)]
     pub headline_members: usize,
+    /// An ablation.json written by `cxr ablation`, shown in the pipeline report as the
+    /// measurement behind the recipe (copied into the pipeline folder; `cargo xtask
+    /// pipeline` gives the checkout's docs/ablation.json).
+    #[arg(long)]
+    pub ablation: Option<PathBuf>,
     /// Recipe settings (the ResNet-only ones do not apply to the CNN runs).
     #[command(flatten)]
     pub recipe: RecipeArgs,
@@ -415,6 +432,30 @@ pub struct EvaluateArgs {
     /// Inference batch size [default: the model card's].
     #[arg(long)]
     pub batch_size: Option<usize>,
+}
+
+/// `ablation`.
+#[derive(Debug, Args)]
+pub struct AblationArgs {
+    /// A change and its pair of run folders, without it and with it (repeat per seed
+    /// and per change; pairs with the same CHANGE form one row, rows keep their order).
+    #[arg(long, num_args = 3, value_names = ["CHANGE", "BEFORE", "AFTER"], required = true)]
+    pub pair: Vec<String>,
+    /// The labelled set: an npz file or a folder with train/ val/ test/.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The split of a set with splits: `train`, `val` or `test` [default: test].
+    #[arg(long)]
+    pub split: Option<String>,
+    /// The ablation folder (created; it must not hold an ablation yet).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Bootstrap resamples of each pair's evaluation.
+    #[arg(long, default_value_t = 2000)]
+    pub resamples: usize,
+    /// Device: `cpu`, `cuda[:N]`, `metal` or `auto`.
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
 }
 
 /// `audit`.

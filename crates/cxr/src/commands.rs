@@ -15,8 +15,8 @@ use cxr_train::{ModelKind, RunOptions, RunSummary, TrainConfig};
 use tracing::{info, warn};
 
 use crate::cli::{
-    AuditArgs, Command, DataArgs, DicomWindowArg, EnsembleArgs, EvaluateArgs, ModelArg,
-    PipelineArgs, PredictArgs, RecipeArgs, TrainArgs,
+    AblationArgs, AuditArgs, Command, DataArgs, DicomWindowArg, EnsembleArgs, EvaluateArgs,
+    ModelArg, PipelineArgs, PredictArgs, RecipeArgs, TrainArgs,
 };
 use crate::error::Context as _;
 use crate::recipe::{self, train_config};
@@ -29,7 +29,7 @@ pub fn run(command: Command) -> Result<()> {
             let (summary, out) = train(&a)?;
             let report = out.join(names::REPORT_HTML);
             println!(
-                "test AUC {:.4}, accuracy {:.4}, F1 {:.4} (best epoch {}); run folder {}; report {}",
+                "test AUC {:.4}, accuracy {:.4}, F1 {:.4} (kept epoch {}); run folder {}; report {}",
                 summary.test.auc,
                 summary.test.accuracy,
                 summary.test.f1,
@@ -48,6 +48,7 @@ pub fn run(command: Command) -> Result<()> {
         }
         Command::Predict(a) => predict(&a).map(|_| ()),
         Command::Evaluate(a) => evaluate(&a).map(|_| ()),
+        Command::Ablation(a) => ablation(&a).map(|_| ()),
         Command::Ensemble(a) => {
             let (summary, out) = ensemble(&a)?;
             println!(
@@ -64,6 +65,54 @@ pub fn run(command: Command) -> Result<()> {
     }
 }
 
+/// `--split` of `evaluate` and `ablation`.
+fn parse_split(split: Option<&str>) -> Result<Option<cxr_data::Split>> {
+    match split {
+        None => Ok(None),
+        Some("train") => Ok(Some(cxr_data::Split::Train)),
+        Some("val") => Ok(Some(cxr_data::Split::Val)),
+        Some("test") => Ok(Some(cxr_data::Split::Test)),
+        Some(other) => Err(CxrError::Setting(format!(
+            "--split: `{other}`: expected train, val or test"
+        ))),
+    }
+}
+
+/// `cxr ablation`: each pair scored, `ablation.json` and `ablation.md` written, the
+/// table printed.
+pub fn ablation(a: &AblationArgs) -> Result<cxr_runfolder::Ablation> {
+    // clap takes exactly three values per `--pair`, in order.
+    let pairs: Vec<cxr_evaluate::AblationInput> = a
+        .pair
+        .chunks(3)
+        .map(|p| match p {
+            [change, before, after] => Ok(cxr_evaluate::AblationInput {
+                change: change.clone(),
+                before: PathBuf::from(before),
+                after: PathBuf::from(after),
+            }),
+            other => Err(CxrError::Setting(format!(
+                "--pair takes CHANGE BEFORE AFTER, got {} values: {other:?}",
+                other.len()
+            ))),
+        })
+        .collect::<Result<_>>()?;
+    let opts = cxr_evaluate::EvaluateOptions {
+        split: parse_split(a.split.as_deref())?,
+        resamples: a.resamples,
+        device: a.device.clone(),
+        ..cxr_evaluate::EvaluateOptions::default()
+    };
+    let ablation = cxr_evaluate::ablation(&pairs, &a.data, &opts, &a.out)
+        .step(|| format!("measuring the ablation into {}", a.out.display()))?;
+    let md = cxr_report::render_ablation_markdown(&ablation);
+    let path = a.out.join(names::ABLATION_MD);
+    cxr_runfolder::write_atomic(&path, md.as_bytes())
+        .step(|| format!("writing {}", path.display()))?;
+    print!("{md}");
+    Ok(ablation)
+}
+
 /// `evaluate`: scores a run's model on a labelled set and writes the evaluation folder
 /// and its report.
 pub fn evaluate(a: &EvaluateArgs) -> Result<cxr_evaluate::EvaluateOutcome> {
@@ -73,17 +122,7 @@ pub fn evaluate(a: &EvaluateArgs) -> Result<cxr_evaluate::EvaluateOutcome> {
             .map_err(|e: String| CxrError::Setting(format!("--operating-point: {e}")))?,
         None => cxr_predict::OperatingPointChoice::Default,
     };
-    let split = match a.split.as_deref() {
-        None => None,
-        Some("train") => Some(cxr_data::Split::Train),
-        Some("val") => Some(cxr_data::Split::Val),
-        Some("test") => Some(cxr_data::Split::Test),
-        Some(other) => {
-            return Err(CxrError::Setting(format!(
-                "--split: `{other}`: expected train, val or test"
-            )));
-        }
-    };
+    let split = parse_split(a.split.as_deref())?;
     let opts = cxr_evaluate::EvaluateOptions {
         out: a.out.clone(),
         split,
@@ -635,6 +674,13 @@ pub fn pipeline(a: &PipelineArgs) -> Result<PathBuf> {
     for cfg in configs("none") {
         recipe::validate(&cfg)?;
     }
+    let ablation = a
+        .ablation
+        .as_ref()
+        .map(|p| {
+            cxr_runfolder::Ablation::read(p).step(|| format!("--ablation: reading {}", p.display()))
+        })
+        .transpose()?;
     let (weights, fallback) = if a.models.contains(&ModelArg::Resnet18) {
         recipe::resnet_weights(a.recipe.weights.as_deref())?
     } else {
@@ -674,6 +720,12 @@ pub fn pipeline(a: &PipelineArgs) -> Result<PathBuf> {
         .unwrap_or_else(|| runs_dir().join(timestamp()));
     std::fs::create_dir_all(&out)
         .map_err(|e| CxrError::step(format!("creating {}", out.display()), e))?;
+    if let Some(ablation) = &ablation {
+        let path = out.join(names::ABLATION);
+        ablation
+            .write(&path)
+            .step(|| format!("writing {}", path.display()))?;
+    }
     let mut runs = Vec::new();
     for cfg in &configs {
         let seed = cfg.seed;

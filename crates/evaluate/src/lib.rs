@@ -12,6 +12,9 @@
 //!   prevalence against the label-free EM estimate of `cxr predict`'s site check, and
 //!   the operating points re-derived for the true prevalence; subgroup tables; with
 //!   `compare`, a paired DeLong test and McNemar's test against a second model.
+//! - [`ablation`] ([`AblationInput`]): pairs of runs (one recipe without and with a
+//!   change) evaluated that way, one evaluation folder each, summed up in
+//!   `ablation.json` ([`cxr_runfolder::Ablation`]) with per-change medians.
 //! - `metrics.json`: the set's [`cxr_runfolder::SplitMetrics`] at the run's own
 //!   threshold — the shape of a run's `test` block, and on a run's own test split the
 //!   same figures.
@@ -29,6 +32,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod ablation;
 mod error;
 mod metadata;
 mod score;
@@ -47,6 +51,7 @@ use cxr_runfolder::{
 };
 use tracing::{info, warn};
 
+pub use ablation::{AblationInput, ablation};
 pub use cxr_data::{DicomWindow, Split};
 pub use error::{EvaluateError, Result};
 pub use metadata::JoinKey;

@@ -29,6 +29,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod ablation;
 pub mod browser;
 mod doc;
 mod error;
@@ -42,6 +43,7 @@ mod partial;
 mod predict;
 mod summary;
 
+pub use ablation::render_ablation_markdown;
 pub use doc::png_size;
 pub use error::{ReportError, Result};
 pub use evaluate::{EvaluateReportFiles, write_evaluate_report};

@@ -98,8 +98,15 @@ fn recipe_line(config: &RunConfig) -> String {
         Schedule::OneCycle { .. } => "one-cycle schedule, ",
         Schedule::Constant => "constant learning rate, ",
     });
+    let mut regularised = String::new();
+    if let Some(a) = t.mixup {
+        regularised.push_str(&format!(", mixup α = {a}"));
+    }
+    if t.label_smoothing > 0.0 {
+        regularised.push_str(&format!(", label smoothing ε = {}", t.label_smoothing));
+    }
     s.push_str(&format!(
-        "augmentation {}, seed {}; weights: {}.",
+        "augmentation {}{regularised}, seed {}; weights: {}.",
         match t.augment {
             AugmentPreset::None => "none",
             AugmentPreset::Light => "light",

@@ -1,7 +1,7 @@
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use cxr_runfolder::{Csv, ModelKind, RunFolder};
+use cxr_runfolder::{Ablation, Csv, ModelKind, RunFolder, names};
 
 use crate::doc::{Block, Doc, to_html, to_markdown};
 use crate::figures;
@@ -311,7 +311,8 @@ fn pipeline_doc(dir: &Path, runs: &[RunFolder]) -> Result<Doc> {
             "{}: test AUC {:.4}; test accuracy {} at the validation-chosen Youden point, \
              {:.4} at 0.5. Every choice (the kept epoch, the temperature, the operating \
              points) was made on validation; the test split was scored once per run, for \
-             the figures. `docs/headline.md` has the ablation behind the recipe.",
+             the figures. The ablation behind the recipe is in cxr's docs/headline.md \
+             and, when the pipeline was given one, below.",
             r.model,
             r.test.auc,
             at("youden"),
@@ -320,6 +321,11 @@ fn pipeline_doc(dir: &Path, runs: &[RunFolder]) -> Result<Doc> {
         if !r.members.is_empty() {
             crate::markdown::ensemble_section(&mut d, r);
         }
+    }
+
+    let ablation_file = dir.join(names::ABLATION);
+    if ablation_file.is_file() {
+        crate::ablation::ablation_section(&mut d, &Ablation::read(&ablation_file)?);
     }
 
     d.h(1, "Hypotheses across runs");

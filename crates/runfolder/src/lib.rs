@@ -14,6 +14,8 @@
 //! - An evaluation folder (`cxr evaluate`): [`Evaluation`] (`evaluation.json`: operating
 //!   points with intervals, calibration, prevalence shift, [`SubgroupTable`]s,
 //!   [`ModelComparison`]).
+//! - An ablation (`cxr ablation`): [`Ablation`] (`ablation.json`: per change, pairs of
+//!   runs without and with it, scored on the same images).
 //! - CSV files: [`write_history`] / [`read_history`], [`write_predictions`], and the
 //!   headers every writer uses ([`PREDICTIONS_HEADER`], [`QUALITY_HEADER`], …).
 //! - The audit's files ([`Audit`]: [`FailureModes`], [`DataAudit`], [`AuditMeta`],
@@ -45,6 +47,7 @@
 #![warn(missing_docs)]
 #![forbid(unsafe_code)]
 
+mod ablation;
 mod audit;
 mod card;
 mod config;
@@ -59,6 +62,7 @@ mod predict;
 mod run;
 mod settings;
 
+pub use ablation::{Ablation, AblationPair, AblationRow};
 pub use audit::{
     AssociationTest, Audit, AuditMeta, AuditSettings, DataAudit, Duplicates, Evidence,
     FailureModes, GALLERY_HEADER, GalleryKind, GalleryRow, GroupQuartile, GroupTable, Hypothesis,

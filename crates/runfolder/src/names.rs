@@ -73,6 +73,10 @@ pub const PREDICT_EXPLAIN_DIR: &str = "explain";
 pub const EVALUATE_DIR: &str = "evaluations";
 /// An evaluation folder's findings: [`crate::Evaluation`].
 pub const EVALUATION: &str = "evaluation.json";
+/// An ablation folder's results (`cxr ablation`).
+pub const ABLATION: &str = "ablation.json";
+/// The ablation rendered as a Markdown table.
+pub const ABLATION_MD: &str = "ablation.md";
 /// An evaluation folder's per-image rows (path or index, label, logit, probabilities,
 /// metadata columns), parquet.
 pub const EVALUATE_PREDICTIONS: &str = "predictions.parquet";

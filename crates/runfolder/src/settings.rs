@@ -223,6 +223,15 @@ pub struct TrainConfig {
     /// existed, which kept the best).
     #[serde(default)]
     pub keep: KeepEpoch,
+    /// Mixup (Zhang et al., 2018) with this Beta(α, α) parameter: each training batch
+    /// is blended with itself in reverse order, images and labels alike, by one λ drawn
+    /// per batch; `None` = off (absent in configs written before it existed).
+    #[serde(default)]
+    pub mixup: Option<f64>,
+    /// Label smoothing ε (Szegedy et al., 2016): training targets 0 and 1 become ε/2
+    /// and 1 − ε/2; 0 = off (absent in configs written before it existed).
+    #[serde(default)]
+    pub label_smoothing: f64,
     /// Run a learning-rate range test before training and write `lr_find.csv` and
     /// `lr_find.json` (the weights are restored afterwards).
     #[serde(default)]
@@ -274,6 +283,8 @@ impl Default for TrainConfig {
             lr_mult: 1.0,
             schedule: Schedule::Constant,
             keep: KeepEpoch::Best,
+            mixup: None,
+            label_smoothing: 0.0,
             lr_find: false,
             exclude_duplicates: false,
             val_from_train: None,
@@ -378,6 +389,20 @@ impl TrainConfig {
             return bad(
                 "val-from-train",
                 format!("the fraction must lie in (0, 1), got {f}"),
+            );
+        }
+        if let Some(a) = self.mixup
+            && !(a.is_finite() && a > 0.0)
+        {
+            return bad(
+                "mixup",
+                format!("the Beta parameter α must be a positive number, got {a}"),
+            );
+        }
+        if !(0.0..0.5).contains(&self.label_smoothing) {
+            return bad(
+                "label-smoothing",
+                format!("ε must lie in [0, 0.5), got {}", self.label_smoothing),
             );
         }
         if self.group_pattern.is_some() && self.patients.is_some() {

@@ -32,6 +32,7 @@ mod evaluation;
 mod guard;
 mod loss;
 mod lr_find;
+mod mixing;
 mod optim;
 mod precision;
 mod schedule;

@@ -30,6 +30,7 @@ use crate::checkpoint::{CheckpointMeta, load_checkpoint, save_checkpoint};
 use crate::evaluation::{SplitScores, evaluate};
 use crate::guard::{BadStep, PendingChecks, record_divergence};
 use crate::lr_find::{LrFindSettings, lr_range_test};
+use crate::mixing::training_pair;
 use crate::schedule::{OneCycle, even_mults};
 use crate::{
     Adam, AugmentPreset, Autocast, KeepEpoch, LossScaler, ModelKind, Precision, Result, Schedule,
@@ -713,8 +714,9 @@ impl<'a> Run<'a> {
                         phase.epochs * per_epoch,
                         cfg.optimizer.beta1,
                     );
-                    let logits = net.logits(&batch.x, autocast, true)?;
-                    let loss = bce_with_logits(&logits, &batch.y)?;
+                    let (x, y) = training_pair(&batch.x, &batch.y, cfg, epoch, step)?;
+                    let logits = net.logits(&x, autocast, true)?;
+                    let loss = bce_with_logits(&logits, &y)?;
                     #[cfg(test)]
                     let loss = poison.poison_loss(epoch, step, loss)?;
                     let mut grads = scaler.scale_loss(&loss)?.backward()?;

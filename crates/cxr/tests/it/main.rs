@@ -3,6 +3,7 @@
 //! recorded settings — and crash safety (kill, resume, divergence) of real training
 //! processes.
 
+mod ablation;
 mod crash_safety;
 mod ensemble;
 mod patients;
