@@ -184,7 +184,7 @@ fn one_epoch_writes_the_run_folder_contract() {
 fn resume_reproduces_an_uninterrupted_run() {
     let Some(dir) = data_dir() else { return };
     let data = load_npz(&dir.join("pneumoniamnist.npz")).unwrap();
-    resume_matches(&data, |e| smoke_config(e));
+    resume_matches(&data, smoke_config);
 }
 
 /// Mixup's and label smoothing's draws come from (seed, epoch, step): a resumed run
