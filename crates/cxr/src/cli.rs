@@ -151,8 +151,8 @@ pub enum AugmentArg {
 /// recipes: cnn = the seed study (15 epochs, Adam 1e-3, 28 px, no augmentation,
 /// constant rate); resnet18 = fastai-style fine-tuning when pretrained (1 frozen + 5
 /// epochs, AdamW 2e-3, discriminative rates ×100, one-cycle) or 10 epochs of AdamW
-/// 1e-3 one-cycle from scratch; both at 64 px with light augmentation, keeping the
-/// last epoch.
+/// 1e-3 one-cycle with label smoothing 0.1 from scratch; both at 64 px with light
+/// augmentation, keeping the last epoch.
 #[derive(Debug, Args, Clone)]
 pub struct RecipeArgs {
     /// Epochs (for resnet18: after the frozen ones, as fastai's `fine_tune(epochs)`).
@@ -187,7 +187,8 @@ pub struct RecipeArgs {
     /// per batch (0 = off) [default: off].
     #[arg(long, value_name = "ALPHA", allow_negative_numbers = true)]
     pub mixup: Option<f64>,
-    /// Label smoothing ε: training targets become ε/2 and 1 − ε/2 [default: 0].
+    /// Label smoothing ε: training targets become ε/2 and 1 − ε/2 (0 = off)
+    /// [default: 0.1 for resnet18 from scratch, else 0].
     #[arg(long, value_name = "EPS", allow_negative_numbers = true)]
     pub label_smoothing: Option<f64>,
     /// resnet18: initial weights, `hub:owner/name[@rev]`, `PATH.safetensors` or `none`

@@ -16,6 +16,8 @@
 //!   site's labelled set (Wilson and bootstrap intervals, validation figures beside
 //!   them), ROC and calibration figures, the prevalence shift, subgroup tables with
 //!   forest plots, and an optional paired comparison with a second model.
+//! - [`render_ablation_markdown`]: an ablation (`ablation.json`, `cxr ablation`) as a
+//!   table; the pipeline report shows the one in its folder.
 //! - [`check_embedded_images`], [`browser::check_in_chromium`]: offline and headless
 //!   Chromium checks of a written report.
 //!

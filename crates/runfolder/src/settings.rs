@@ -301,7 +301,8 @@ impl TrainConfig {
     /// discriminative rates (`lr_mult` 100), one-cycle (`pct_start` 0.3, `div` 5),
     /// AdamW with weight decay 0.01. From scratch: 10 epochs, all layers from the start,
     /// AdamW 1e-3 with weight decay 0.01 and PyTorch's `OneCycleLR` defaults
-    /// (`pct_start` 0.3, `div` 25, `div_final` 1e4). Both: 64×64 input, light
+    /// (`pct_start` 0.3, `div` 25, `div_final` 1e4), label smoothing 0.1 (see
+    /// cxr's docs/headline.md for the ablation). Both: 64×64 input, light
     /// augmentation, batch 64, pixels in [0, 1] (ImageNet normalisation is part of the
     /// model input, see `cxr_models::imagenet_input`). Both keep the last epoch's
     /// weights, where the one-cycle schedule ends.
@@ -324,6 +325,7 @@ impl TrainConfig {
             freeze_epochs: usize::from(pretrained),
             lr_mult: if pretrained { 100.0 } else { 1.0 },
             keep: KeepEpoch::Last,
+            label_smoothing: if pretrained { 0.0 } else { 0.1 },
             schedule: Schedule::OneCycle {
                 pct_start: 0.3,
                 div: if pretrained { 5.0 } else { 25.0 },
