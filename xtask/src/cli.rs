@@ -32,4 +32,8 @@ pub enum Command {
     /// and libraries from PyPI into target/cuda-toolchain (or uses --cuda-root), then
     /// `cargo build --features cuda` into target/cuda.
     CudaBuild(crate::cuda::CudaBuildArgs),
+    /// Build the CUDA binary and tests here (no GPU needed) with one prepared script
+    /// that a GPU machine runs: the GPU tests, then ResNet18 at 224 px against PyTorch,
+    /// one table. `--rehearse` runs the script here on the CPU, briefly.
+    GpuCheck(crate::gpu_check::GpuCheckArgs),
 }

@@ -76,10 +76,23 @@ const LINK_LIBS: &[&str] = &["cublas", "cublasLt", "curand", "nvrtc", "cudart"];
 /// Marker written once the pip install has completed; holds the wheel list.
 const MARKER: &str = ".cxr-cuda-toolchain";
 
-pub fn cuda_build(a: &CudaBuildArgs) -> Result<()> {
-    let started = Instant::now();
+/// A CUDA toolkit ready for cargo: its root, `nvcc`'s version, and the seconds its
+/// installation took (0 for `--cuda-root`).
+pub struct Toolkit {
+    pub root: PathBuf,
+    pub nvcc_version: String,
+    pub install_seconds: f64,
+}
+
+/// The toolkit of `--cuda-root`, or the pinned PyPI one in `toolchain_dir` (installed
+/// on first use).
+pub fn toolkit(
+    cuda_root: Option<&Path>,
+    toolchain_dir: Option<&Path>,
+    python: &str,
+) -> Result<Toolkit> {
     let root = project_root();
-    let (cuda_root, toolchain_seconds) = match &a.cuda_root {
+    let (cuda_root, install_seconds) = match cuda_root {
         Some(dir) => {
             let dir = dir
                 .canonicalize()
@@ -95,16 +108,58 @@ pub fn cuda_build(a: &CudaBuildArgs) -> Result<()> {
         None => {
             // Absolute: build scripts run in other folders and read these paths.
             let dir = std::path::absolute(
-                a.toolchain_dir
-                    .clone()
+                toolchain_dir
+                    .map(Path::to_path_buf)
                     .unwrap_or_else(|| root.join("target/cuda-toolchain")),
             )?;
             let t0 = Instant::now();
-            let cuda_root = pip_toolchain(&dir, &a.python)?;
+            let cuda_root = pip_toolchain(&dir, python)?;
             (cuda_root, t0.elapsed().as_secs_f64())
         }
     };
     let nvcc_version = nvcc_version(&cuda_root)?;
+    Ok(Toolkit {
+        root: cuda_root,
+        nvcc_version,
+        install_seconds,
+    })
+}
+
+impl Toolkit {
+    /// `cargo <args>` in the project root with this toolkit's `nvcc` first on PATH and
+    /// the CUDA variables candle's build scripts read.
+    pub fn cargo(&self, compute_cap: &str) -> Result<Process> {
+        let path = std::env::join_paths(
+            std::iter::once(self.root.join("bin")).chain(
+                std::env::var_os("PATH")
+                    .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            ),
+        )?;
+        let mut cmd = Process::new(cargo());
+        cmd.current_dir(project_root())
+            .env("PATH", path)
+            .env("CUDA_ROOT", &self.root)
+            .env("CUDA_PATH", &self.root)
+            .env("CUDA_HOME", &self.root)
+            .env("CUDA_COMPUTE_CAP", compute_cap);
+        Ok(cmd)
+    }
+}
+
+pub fn cuda_build(a: &CudaBuildArgs) -> Result<()> {
+    let started = Instant::now();
+    let root = project_root();
+    let kit = toolkit(
+        a.cuda_root.as_deref(),
+        a.toolchain_dir.as_deref(),
+        &a.python,
+    )?;
+    let (cuda_root, toolchain_seconds, nvcc_version) = (
+        kit.root.clone(),
+        kit.install_seconds,
+        kit.nvcc_version.clone(),
+    );
     eprintln!(
         "==> CUDA root {} ({nvcc_version}), compute capability {}",
         cuda_root.display(),
@@ -135,16 +190,9 @@ pub fn cuda_build(a: &CudaBuildArgs) -> Result<()> {
     }
     args.push("--target-dir".into());
     args.push(target_dir.display().to_string());
-    let path = std::env::join_paths(
-        std::iter::once(cuda_root.join("bin")).chain(
-            std::env::var_os("PATH")
-                .map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
-                .unwrap_or_default(),
-        ),
-    )?;
     eprintln!("==> cargo {}", args.join(" "));
     let t0 = Instant::now();
-    let mut cmd = Process::new(cargo());
+    let mut cmd = kit.cargo(&a.compute_cap)?;
     if a.run_tests {
         // The test binaries load the CUDA libraries of this toolkit.
         let lib_path = std::env::join_paths(
@@ -158,12 +206,6 @@ pub fn cuda_build(a: &CudaBuildArgs) -> Result<()> {
     }
     let status = cmd
         .args(&args)
-        .current_dir(&root)
-        .env("PATH", path)
-        .env("CUDA_ROOT", &cuda_root)
-        .env("CUDA_PATH", &cuda_root)
-        .env("CUDA_HOME", &cuda_root)
-        .env("CUDA_COMPUTE_CAP", &a.compute_cap)
         .status()
         .context("running cargo for the CUDA build")?;
     if !status.success() {

@@ -11,12 +11,15 @@
 //!   crashes.
 //! - `cuda-build`: a `--features cuda` build on a machine without a GPU or CUDA
 //!   install (nvcc and the CUDA libraries from PyPI).
+//! - `gpu-check`: the CUDA binary and tests with the script a GPU machine runs (GPU
+//!   tests, ResNet18 at 224 px against PyTorch, one table); `--rehearse` on the CPU.
 #![forbid(unsafe_code)]
 
 mod bench;
 mod cli;
 mod cuda;
 mod fuzz;
+mod gpu_check;
 mod report_check;
 mod tasks;
 
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => bench::bench(&a),
         Command::Ci(a) => tasks::ci(&a),
         Command::CudaBuild(a) => cuda::cuda_build(&a),
+        Command::GpuCheck(a) => gpu_check::gpu_check(&a),
         Command::Fuzz(a) => fuzz::fuzz(&a),
     };
     match result {

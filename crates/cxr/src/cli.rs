@@ -127,8 +127,11 @@ pub enum OptimizerArg {
 /// `--precision`.
 #[derive(Debug, Clone, Copy, ValueEnum)]
 pub enum PrecisionArg {
-    /// f32 everywhere.
+    /// f32 everywhere; on CUDA (Ampere and newer) matrix products round their inputs
+    /// to TF32, as PyTorch's cuDNN convolutions do by default.
     F32,
+    /// f32 with TF32 off on CUDA (the same as f32 elsewhere).
+    F32Strict,
     /// bf16 autocast of the forward pass, f32 master weights and loss (CUDA, Metal).
     Bf16,
     /// f16 autocast with dynamic loss scaling, f32 master weights and loss (CUDA, Metal).

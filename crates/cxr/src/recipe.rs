@@ -94,6 +94,7 @@ pub fn apply(base: TrainConfig, r: &RecipeArgs) -> TrainConfig {
         precision: match r.precision {
             None => base.precision,
             Some(PrecisionArg::F32) => Precision::F32,
+            Some(PrecisionArg::F32Strict) => Precision::F32Strict,
             Some(PrecisionArg::Bf16) => Precision::Bf16,
             Some(PrecisionArg::F16) => Precision::F16,
         },

@@ -1,4 +1,4 @@
-use candle_core::{Module, Tensor, Var};
+use candle_core::{DType, Module, Tensor, Var};
 use candle_nn::{ModuleT, VarBuilder};
 
 use crate::Result;
@@ -46,11 +46,16 @@ impl BatchNorm2d {
     /// and `running_var` (all `[channels]`). Running statistics that come from a
     /// `VarMap` are shared with it (updates are visible there); from any other backend
     /// they are copied and updated in the layer only.
+    ///
+    /// All four are taken in f32 whatever `vb`'s dtype: under mixed precision the layer
+    /// normalises in f32 (see [`forward_path`](Self::forward_path)).
     pub fn new(vb: VarBuilder<'_>, channels: usize) -> Result<Self> {
-        let weight = vb.get(channels, "weight")?;
-        let bias = vb.get(channels, "bias")?;
-        let running_mean = Var::from_tensor(&vb.get(channels, "running_mean")?)?;
-        let running_var = Var::from_tensor(&vb.get(channels, "running_var")?)?;
+        let get =
+            |name: &str| vb.get_with_hints_dtype(channels, name, Default::default(), DType::F32);
+        let weight = get("weight")?;
+        let bias = get("bias")?;
+        let running_mean = Var::from_tensor(&get("running_mean")?)?;
+        let running_var = Var::from_tensor(&get("running_var")?)?;
         Ok(Self {
             weight,
             bias,
@@ -135,16 +140,21 @@ impl BatchNorm2d {
             && bn_fast_path_applies(x, &params)
             && residual.is_none_or(|r| bn_fast_path_applies(r, &[]));
         if !fast {
+            // A half-precision input (autocast) is normalised in f32, with f32
+            // statistics, and handed on in its own type.
+            let dtype = x.dtype();
+            let x = x.to_dtype(DType::F32)?;
             let y = if train {
-                self.forward_train(x)?
+                self.forward_train(&x)?
             } else {
-                self.forward_eval(x)?
+                self.forward_eval(&x)?
             };
-            return match residual {
-                Some(r) => (y + r)?.relu(),
-                None if relu => y.relu(),
-                None => Ok(y),
+            let y = match residual {
+                Some(r) => (y + r.to_dtype(DType::F32)?)?.relu()?,
+                None if relu => y.relu()?,
+                None => y,
             };
+            return y.to_dtype(dtype);
         }
         if train {
             self.check_train(x)?;

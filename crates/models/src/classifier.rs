@@ -41,6 +41,13 @@ pub trait Classifier {
         true
     }
 
+    /// Whether the variable `name` stays f32 under mixed precision (normalisation
+    /// weights and running statistics); the rest is cast to the half type.
+    fn keeps_f32(&self, name: &str) -> bool {
+        let _ = name;
+        false
+    }
+
     /// fastai's layer group of the variable `name` for discriminative learning rates:
     /// 0 the earliest body layers, 1 the later ones, 2 the head.
     fn lr_group(&self, name: &str) -> usize {
@@ -87,6 +94,13 @@ impl Classifier for ResNet18 {
 
     fn is_trainable(&self, name: &str) -> bool {
         ResNet18::tensor_role(name).is_some_and(TensorRole::is_trainable)
+    }
+
+    fn keeps_f32(&self, name: &str) -> bool {
+        matches!(
+            ResNet18::tensor_role(name),
+            Some(TensorRole::BodyNorm | TensorRole::Buffer)
+        )
     }
 
     fn lr_group(&self, name: &str) -> usize {

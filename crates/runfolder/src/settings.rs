@@ -51,9 +51,16 @@ impl Default for AdamConfig {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Precision {
-    /// Everything in f32 (the default; the only choice on the CPU).
+    /// f32 weights and activations (the default). On CUDA GPUs of compute capability 8.0
+    /// and newer the matrix multiplications (and the convolutions candle runs as them)
+    /// round their inputs to TF32 (10-bit mantissa), as PyTorch's cuDNN convolutions do
+    /// by default; on the CPU and Metal this is plain f32.
     #[default]
     F32,
+    /// f32 with TF32 off on CUDA: every product in full f32 (`--precision f32-strict`);
+    /// the same as [`Precision::F32`] on the CPU and Metal.
+    #[serde(rename = "f32-strict")]
+    F32Strict,
     /// bf16 autocast of the forward pass, f32 master weights and loss (CUDA sm80+, Metal).
     Bf16,
     /// f16 autocast with dynamic loss scaling, f32 master weights and loss.
@@ -65,20 +72,27 @@ impl Precision {
     pub fn as_str(self) -> &'static str {
         match self {
             Self::F32 => "f32",
+            Self::F32Strict => "f32-strict",
             Self::Bf16 => "bf16",
             Self::F16 => "f16",
         }
     }
 
-    /// Parses `f32`, `bf16` or `f16` (case-insensitive).
+    /// Whether the forward pass runs in a half type (bf16 or f16 autocast).
+    pub fn is_half(self) -> bool {
+        matches!(self, Self::Bf16 | Self::F16)
+    }
+
+    /// Parses `f32`, `f32-strict`, `bf16` or `f16` (case-insensitive).
     pub fn parse(s: &str) -> Result<Self> {
         match s.trim().to_ascii_lowercase().as_str() {
             "f32" | "fp32" => Ok(Self::F32),
+            "f32-strict" | "fp32-strict" => Ok(Self::F32Strict),
             "bf16" => Ok(Self::Bf16),
             "f16" | "fp16" => Ok(Self::F16),
             other => Err(RunFolderError::Setting {
                 field: "precision".into(),
-                reason: format!("expected f32, bf16 or f16, got `{other}`"),
+                reason: format!("expected f32, f32-strict, bf16 or f16, got `{other}`"),
             }),
         }
     }
@@ -457,12 +471,6 @@ impl TrainConfig {
             }
         }
         if self.model == ModelKind::Resnet18 {
-            if self.precision != Precision::F32 {
-                return bad(
-                    "precision",
-                    "resnet18 trains in f32 only (its BatchNorm running statistics are updated in place, which a half-precision copy would lose)".into(),
-                );
-            }
             if self.batch_size < 2 {
                 return bad(
                     "batch-size",

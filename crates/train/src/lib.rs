@@ -50,7 +50,9 @@ pub use guard::EXPLODED_LOSS;
 pub use loss::{bce_with_logits, bce_with_logits_host};
 pub use lr_find::{LrFindPoint, LrFindResult, LrFindSettings, lr_range_test};
 pub use optim::Adam;
-pub use precision::{Autocast, LossScaler, check_precision_device, compute_dtype};
+pub use precision::{
+    Autocast, LossScaler, apply_matmul_precision, check_precision_device, compute_dtype,
+};
 pub use schedule::{ONE_CYCLE_MOMS, OneCycle, even_mults};
 pub use trainer::{RunOptions, RunSummary, train};
 

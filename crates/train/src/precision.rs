@@ -8,6 +8,14 @@
 //! `GradScaler` defaults) because its range is too small for raw gradients; bf16 has
 //! f32's range and needs none.
 //!
+//! ResNet18's BatchNorm stays f32 under autocast ([`Autocast::keeping_f32`]): its
+//! weights, biases and running statistics are handed over uncast, and it normalises a
+//! half-precision input in f32 and returns the input's type.
+//!
+//! [`Precision::F32`] lets CUDA's f32 matrix multiplications round their inputs to
+//! TF32 (Ampere and newer; PyTorch's default for cuDNN convolutions);
+//! [`Precision::F32Strict`] turns that off ([`apply_matmul_precision`]).
+//!
 //! Half precision is accepted on CUDA and Metal only: candle's CPU kernels for bf16/f16
 //! are slower than its f32 ones, so on the CPU it would cost time and accuracy for
 //! nothing ([`check_precision_device`] says so).
@@ -24,15 +32,28 @@ use crate::{Result, TrainError};
 /// The dtype the forward pass computes in at `precision`.
 pub fn compute_dtype(precision: Precision) -> DType {
     match precision {
-        Precision::F32 => DType::F32,
+        Precision::F32 | Precision::F32Strict => DType::F32,
         Precision::Bf16 => DType::BF16,
         Precision::F16 => DType::F16,
     }
 }
 
+/// Sets candle's process-wide CUDA matmul mode for `precision` when `device` is a CUDA
+/// GPU: TF32 inputs for [`Precision::F32`], full f32 for [`Precision::F32Strict`] (the
+/// half types are not affected). Returns whether TF32 is now on; always `false` off
+/// CUDA, where neither precision changes anything.
+pub fn apply_matmul_precision(precision: Precision, device: &Device) -> bool {
+    if !device.is_cuda() {
+        return false;
+    }
+    let tf32 = precision == Precision::F32;
+    candle_core::cuda::set_gemm_reduced_precision_f32(tf32);
+    tf32
+}
+
 /// Refuses half precision on the CPU, with the reason.
 pub fn check_precision_device(precision: Precision, device: &Device) -> Result<()> {
-    if precision != Precision::F32 && device.is_cpu() {
+    if precision.is_half() && device.is_cpu() {
         return Err(TrainError::Config {
             field: "precision".into(),
             reason: format!(
@@ -55,15 +76,27 @@ pub fn check_precision_device(precision: Precision, device: &Device) -> Result<(
 pub struct Autocast {
     dtype: DType,
     params: Vec<(String, Var)>,
+    kept: Vec<(String, Var)>,
 }
 
 impl Autocast {
-    /// `None` for [`Precision::F32`] (no casting), otherwise an autocast over `params`.
+    /// `None` for the f32 precisions (no casting), otherwise an autocast over `params`.
     pub fn new(precision: Precision, params: Vec<(String, Var)>) -> Option<Self> {
-        (precision != Precision::F32).then(|| Self {
+        precision.is_half().then(|| Self {
             dtype: compute_dtype(precision),
             params,
+            kept: Vec::new(),
         })
+    }
+
+    /// Hands `vars` to the network uncast, as the f32 variables themselves: what must
+    /// stay f32 under autocast — BatchNorm's weights, biases and running statistics
+    /// (the statistics are updated in place, which a cast copy would lose; PyTorch's
+    /// autocast also normalises with f32 statistics). A name in both lists is kept.
+    #[must_use]
+    pub fn keeping_f32(mut self, vars: Vec<(String, Var)>) -> Self {
+        self.kept = vars;
+        self
     }
 
     /// The compute dtype.
@@ -74,9 +107,12 @@ impl Autocast {
     /// A `VarBuilder` holding half-precision casts of the master parameters; the casts
     /// stay in the autograd graph, so `backward` yields f32 gradients for the masters.
     pub fn var_builder(&self, device: &Device) -> Result<VarBuilder<'static>> {
-        let mut map = HashMap::with_capacity(self.params.len());
+        let mut map = HashMap::with_capacity(self.params.len() + self.kept.len());
         for (name, var) in &self.params {
             map.insert(name.clone(), var.as_tensor().to_dtype(self.dtype)?);
+        }
+        for (name, var) in &self.kept {
+            map.insert(name.clone(), var.as_tensor().clone());
         }
         Ok(VarBuilder::from_tensors(map, self.dtype, device))
     }
@@ -175,11 +211,17 @@ mod tests {
         assert_eq!(Precision::parse("BF16").unwrap(), Precision::Bf16);
         assert_eq!(Precision::parse("fp16").unwrap(), Precision::F16);
         assert_eq!(Precision::parse("f32").unwrap(), Precision::F32);
+        assert_eq!(
+            Precision::parse("F32-strict").unwrap(),
+            Precision::F32Strict
+        );
+        assert!(!Precision::F32Strict.is_half() && Precision::Bf16.is_half());
         assert!(matches!(
             Precision::parse("int8"),
             Err(cxr_runfolder::RunFolderError::Setting { field, .. }) if field == "precision"
         ));
         check_precision_device(Precision::F32, &Device::Cpu).unwrap();
+        check_precision_device(Precision::F32Strict, &Device::Cpu).unwrap();
         for p in [Precision::Bf16, Precision::F16] {
             let e = check_precision_device(p, &Device::Cpu)
                 .unwrap_err()
@@ -187,6 +229,7 @@ mod tests {
             assert!(e.contains("CUDA or Metal") && e.contains(p.as_str()), "{e}");
         }
         assert!(Autocast::new(Precision::F32, Vec::new()).is_none());
+        assert!(Autocast::new(Precision::F32Strict, Vec::new()).is_none());
     }
 
     /// The autocast graph must deliver f32 gradients to the f32 masters, equal to the

@@ -71,6 +71,14 @@ pub fn gpu(kind: &str) -> Option<Device> {
     None
 }
 
+/// Serialises the CUDA tests: candle's TF32 switch is process-wide, and each of them
+/// sets it (directly, or through training's `--precision`).
+pub fn cuda_mode_lock() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 /// max |a − b| / max |b|: the error relative to the reference tensor's own scale (so a
 /// gradient of size 1e-3 is not measured against 1). An all-zero reference is compared
 /// absolutely.

@@ -8,7 +8,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Tensor, Var};
 use candle_nn::{VarBuilder, VarMap};
 use cxr_models::{CnnConfig, SeedCnn};
-use cxr_train::{Adam, AdamConfig, Autocast, Precision, bce_with_logits};
+use cxr_train::{Adam, AdamConfig, Autocast, Precision, apply_matmul_precision, bce_with_logits};
 
 use crate::{check, fixtures, gpu};
 
@@ -17,7 +17,7 @@ use crate::{check, fixtures, gpu};
 /// errors are a few 1e-7.
 const TOL: f32 = 1e-5;
 
-/// GPU f32 with TF32 off (candle's default): the same arithmetic summed in another
+/// GPU f32 with TF32 off (`f32-strict`): the same arithmetic summed in another
 /// order (cuBLAS / Metal GEMM, im2col), over up to 12 544 terms (the weight gradient
 /// of conv1): 1e-4.
 const TOL_GPU_F32: f32 = 1e-4;
@@ -202,19 +202,20 @@ fn one_adam_step_matches_pytorch() {
     adam_step_matches(&load_fixture(&dir), &Device::Cpu, Precision::F32, TOL);
 }
 
-/// The step on CUDA GPU 0: f32 (TF32 off), f32 with TF32 matmuls, and bf16 autocast.
+/// The step on CUDA GPU 0: f32 with TF32 off (`f32-strict`), f32 with TF32 matmuls
+/// (cxr's default `f32`), and bf16 autocast.
 #[test]
 fn one_adam_step_matches_pytorch_on_cuda() {
     let Some(dev) = gpu("cuda") else { return };
     let Some(dir) = fixtures() else { return };
     let t = load_fixture(&dir);
-    // Process-wide switch; this is the only CUDA test in this binary, and it restores
-    // the default.
-    candle_core::cuda::set_gemm_reduced_precision_f32(false);
-    adam_step_matches(&t, &dev, Precision::F32, TOL_GPU_F32);
-    candle_core::cuda::set_gemm_reduced_precision_f32(true);
+    // The TF32 switch is process-wide: the CUDA tests take turns.
+    let _mode = crate::cuda_mode_lock();
+    apply_matmul_precision(Precision::F32Strict, &dev);
+    adam_step_matches(&t, &dev, Precision::F32Strict, TOL_GPU_F32);
+    assert!(apply_matmul_precision(Precision::F32, &dev));
     adam_step_matches(&t, &dev, Precision::F32, TOL_TF32);
-    candle_core::cuda::set_gemm_reduced_precision_f32(false);
+    apply_matmul_precision(Precision::F32Strict, &dev);
     adam_step_matches(&t, &dev, Precision::Bf16, TOL_BF16);
 }
 

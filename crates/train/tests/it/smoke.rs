@@ -267,18 +267,24 @@ fn device_and_precision_are_recorded_in_config_json() {
     assert_device_recorded(out.path(), "cpu", "cpu", "f32");
 }
 
-/// Two short epochs on CUDA GPU 0 in f32 and in each half precision: the run folder
-/// is complete and records `cuda:0`.
+/// Two short epochs on CUDA GPU 0 in each precision, for the seed CNN and for
+/// ResNet18 (BatchNorm kept f32 under autocast): the run folder is complete and
+/// records `cuda:0` and the precision.
 #[test]
 fn short_runs_on_cuda_in_each_precision() {
     let Some(_) = gpu("cuda") else { return };
-    for precision in [
+    let _mode = crate::cuda_mode_lock();
+    let precisions = [
         cxr_train::Precision::F32,
+        cxr_train::Precision::F32Strict,
         cxr_train::Precision::Bf16,
         cxr_train::Precision::F16,
-    ] {
+    ];
+    let models = [cxr_train::ModelKind::Cnn, cxr_train::ModelKind::Resnet18];
+    for (model, precision) in models.into_iter().flat_map(|m| precisions.map(|p| (m, p))) {
         let out = tempfile::tempdir().unwrap();
         let cfg = TrainConfig {
+            model,
             epochs: 2,
             batch_size: 4,
             device: "cuda".into(),
