@@ -25,8 +25,10 @@ use clap::Args;
 
 use crate::tasks::{cargo, project_root};
 
+/// Which CUDA toolkit to build with, and for which GPUs (shared by `cuda-build` and
+/// `gpu-check`).
 #[derive(Debug, Args)]
-pub struct CudaBuildArgs {
+pub struct ToolkitArgs {
     /// Use this CUDA toolkit (containing bin/nvcc, include/, lib64/) instead of
     /// installing one from PyPI, e.g. /usr/local/cuda.
     #[arg(long)]
@@ -37,6 +39,15 @@ pub struct CudaBuildArgs {
     /// GPU compute capability to compile for (90: H100/H200; 80: A100; 89: L4/L40).
     #[arg(long, default_value = "90")]
     pub compute_cap: String,
+    /// Python interpreter whose pip installs the toolchain.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+}
+
+#[derive(Debug, Args)]
+pub struct CudaBuildArgs {
+    #[command(flatten)]
+    pub kit: ToolkitArgs,
     /// Cargo target folder (default `$CARGO_TARGET_DIR/cuda`, else target/cuda).
     #[arg(long)]
     pub target_dir: Option<PathBuf>,
@@ -51,9 +62,6 @@ pub struct CudaBuildArgs {
     /// set CXR_REQUIRE_GPU=cuda to make them fail rather than skip without one).
     #[arg(long)]
     pub run_tests: bool,
-    /// Python interpreter whose pip installs the toolchain.
-    #[arg(long, default_value = "python3")]
-    pub python: String,
 }
 
 /// The PyPI wheels of the toolchain, pinned: CUDA 13.0 (needs an NVIDIA driver ≥ 580 at
@@ -84,13 +92,14 @@ pub struct Toolkit {
     pub install_seconds: f64,
 }
 
-/// The toolkit of `--cuda-root`, or the pinned PyPI one in `toolchain_dir` (installed
+/// The toolkit of `--cuda-root`, or the pinned PyPI one in `--toolchain-dir` (installed
 /// on first use).
-pub fn toolkit(
-    cuda_root: Option<&Path>,
-    toolchain_dir: Option<&Path>,
-    python: &str,
-) -> Result<Toolkit> {
+pub fn toolkit(a: &ToolkitArgs) -> Result<Toolkit> {
+    let (cuda_root, toolchain_dir, python) = (
+        a.cuda_root.as_deref(),
+        a.toolchain_dir.as_deref(),
+        &a.python,
+    );
     let root = project_root();
     let (cuda_root, install_seconds) = match cuda_root {
         Some(dir) => {
@@ -150,11 +159,7 @@ impl Toolkit {
 pub fn cuda_build(a: &CudaBuildArgs) -> Result<()> {
     let started = Instant::now();
     let root = project_root();
-    let kit = toolkit(
-        a.cuda_root.as_deref(),
-        a.toolchain_dir.as_deref(),
-        &a.python,
-    )?;
+    let kit = toolkit(&a.kit)?;
     let (cuda_root, toolchain_seconds, nvcc_version) = (
         kit.root.clone(),
         kit.install_seconds,
@@ -163,7 +168,7 @@ pub fn cuda_build(a: &CudaBuildArgs) -> Result<()> {
     eprintln!(
         "==> CUDA root {} ({nvcc_version}), compute capability {}",
         cuda_root.display(),
-        a.compute_cap
+        a.kit.compute_cap
     );
 
     let target_dir = std::path::absolute(a.target_dir.clone().unwrap_or_else(|| {
@@ -192,7 +197,7 @@ pub fn cuda_build(a: &CudaBuildArgs) -> Result<()> {
     args.push(target_dir.display().to_string());
     eprintln!("==> cargo {}", args.join(" "));
     let t0 = Instant::now();
-    let mut cmd = kit.cargo(&a.compute_cap)?;
+    let mut cmd = kit.cargo(&a.kit.compute_cap)?;
     if a.run_tests {
         // The test binaries load the CUDA libraries of this toolkit.
         let lib_path = std::env::join_paths(

@@ -20,7 +20,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use crate::cuda::{Toolkit, toolkit};
+use crate::cuda::{Toolkit, ToolkitArgs, toolkit};
 use crate::tasks::{cargo, project_root};
 
 /// The check the bundle runs on the GPU machine.
@@ -32,21 +32,12 @@ pub struct GpuCheckArgs {
     #[arg(long)]
     pub out: Option<PathBuf>,
     /// Build for the CPU (debug profile, no CUDA) and run the bundle's script here with a
-    /// short setting (1 epoch, 32 px, 256 images), to check it without a GPU.
+    /// short setting (1 epoch, 32 px, 256 images), to check it without a GPU (with
+    /// `--python`'s torch as the peer).
     #[arg(long)]
     pub rehearse: bool,
-    /// Use this CUDA toolkit instead of the pinned PyPI one (see `cuda-build`).
-    #[arg(long)]
-    pub cuda_root: Option<PathBuf>,
-    /// Where the PyPI toolchain goes (default target/cuda-toolchain).
-    #[arg(long)]
-    pub toolchain_dir: Option<PathBuf>,
-    /// GPU compute capability to compile for (90: H100/H200; 80: A100; 89: L4/L40).
-    #[arg(long, default_value = "90")]
-    pub compute_cap: String,
-    /// Python interpreter whose pip installs the toolchain (and that the rehearsal runs).
-    #[arg(long, default_value = "python3")]
-    pub python: String,
+    #[command(flatten)]
+    pub kit: ToolkitArgs,
 }
 
 pub fn gpu_check(a: &GpuCheckArgs) -> Result<()> {
@@ -64,18 +55,14 @@ pub fn gpu_check(a: &GpuCheckArgs) -> Result<()> {
     {
         (Builder::Cpu, target.clone(), "debug", &[])
     } else {
-        let kit = toolkit(
-            a.cuda_root.as_deref(),
-            a.toolchain_dir.as_deref(),
-            &a.python,
-        )?;
+        let kit = toolkit(&a.kit)?;
         eprintln!(
             "==> CUDA root {} ({})",
             kit.root.display(),
             kit.nvcc_version
         );
         (
-            Builder::Cuda(kit, a.compute_cap.clone()),
+            Builder::Cuda(kit, a.kit.compute_cap.clone()),
             target.join("cuda"),
             "release",
             &["--features", "cuda"],
@@ -154,7 +141,7 @@ pub fn gpu_check(a: &GpuCheckArgs) -> Result<()> {
             ])
             .arg("--out")
             .arg(&results)
-            .env("PYTHON", &a.python)
+            .env("PYTHON", &a.kit.python)
             .status()
             .context("running bash")?;
         if !status.success() {
