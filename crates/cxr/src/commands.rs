@@ -274,6 +274,8 @@ pub struct LoadedData {
     pub dataset: Dataset,
     /// Files left out (`--skip-bad`) with the reason.
     pub skipped: Vec<(PathBuf, String)>,
+    /// The npz file the splits came from (`None` for image folders).
+    pub npz: Option<PathBuf>,
 }
 
 impl std::ops::Deref for LoadedData {
@@ -302,7 +304,11 @@ pub fn load_data(args: &DataArgs, size: usize) -> Result<LoadedData> {
                 skipped.len()
             );
         }
-        return Ok(LoadedData { dataset, skipped });
+        return Ok(LoadedData {
+            dataset,
+            skipped,
+            npz: None,
+        });
     }
     let locator = DataLocator {
         explicit: args.data.clone(),
@@ -319,6 +325,7 @@ pub fn load_data(args: &DataArgs, size: usize) -> Result<LoadedData> {
     Ok(LoadedData {
         dataset,
         skipped: Vec::new(),
+        npz: Some(path),
     })
 }
 
@@ -752,6 +759,7 @@ pub fn pipeline(a: &PipelineArgs) -> Result<PathBuf> {
         );
     }
     let base = configs.iter().find(|c| c.model == ModelKind::Resnet18);
+    let mut headline_dir = base.map(|b| out.join(format!("resnet18-seed{}", b.seed)));
     if a.headline_members >= 2 && base.is_some_and(|b| b.val_from_train.is_some()) {
         warn!(
             "no headline ensemble with --val-from-train: each member would draw its \
@@ -767,6 +775,7 @@ pub fn pipeline(a: &PipelineArgs) -> Result<PathBuf> {
             cxr_runfolder::RunFolder::open(&dir)
                 .step(|| format!("reading the run folder {}", dir.display()))?,
         );
+        headline_dir = Some(dir);
     }
     if let Some(shard) = a.shard {
         if a.headline_members >= 2 {
@@ -785,6 +794,9 @@ pub fn pipeline(a: &PipelineArgs) -> Result<PathBuf> {
         );
         return Ok(out);
     }
+    if let (Some(dir), Some(npz)) = (&headline_dir, &data.npz) {
+        evaluate_headline(a, dir, npz, &out)?;
+    }
     write_comparison(&out, &runs)?;
     if let Some(reason) = &fallback {
         println!("NOTE: resnet18 was not pretrained: {reason}");
@@ -795,6 +807,35 @@ pub fn pipeline(a: &PipelineArgs) -> Result<PathBuf> {
         start.elapsed().as_secs_f64()
     );
     Ok(out)
+}
+
+/// `cxr evaluate` of the headline model `dir` on the test split of `npz`, into
+/// `out/headline-evaluation` (replaced if there): the operating points moved to the test
+/// split's prevalence, which the pipeline report shows beside the run's own figures.
+fn evaluate_headline(a: &PipelineArgs, dir: &Path, npz: &Path, out: &Path) -> Result<()> {
+    let eval_dir = out.join(names::HEADLINE_EVALUATION);
+    if eval_dir.exists() {
+        std::fs::remove_dir_all(&eval_dir)
+            .map_err(|e| CxrError::step(format!("replacing {}", eval_dir.display()), e))?;
+    }
+    info!(
+        "evaluating the headline model {} on the test split",
+        dir.display()
+    );
+    let opts = cxr_evaluate::EvaluateOptions {
+        out: Some(eval_dir.clone()),
+        split: Some(Split::Test),
+        device: a.recipe.device.clone().unwrap_or_else(|| "cpu".into()),
+        ..cxr_evaluate::EvaluateOptions::default()
+    };
+    cxr_evaluate::evaluate(dir, npz, &opts).step(|| {
+        format!(
+            "evaluating the headline model {} on {}",
+            dir.display(),
+            npz.display()
+        )
+    })?;
+    Ok(())
 }
 
 /// Seed of the headline's `j`-th extra member (j ≥ 1) next to the pipeline's ResNet18

@@ -150,6 +150,32 @@ pub const SUMMARY_CSV_HEADER: &str =
 const SUMMARY_CSV_HEADER_V1: &str =
     "run,model,seed,image_size,val_auc,test_auc,test_accuracy,test_f1,seconds";
 
+/// The headline run's test accuracy at its Youden threshold moved to the test split's
+/// prevalence, with that threshold and prevalence, from the pipeline's
+/// [`names::HEADLINE_EVALUATION`] folder (`None` when the pipeline has none, or it
+/// evaluated another run).
+fn headline_adapted_accuracy(dir: &Path, r: &RunFolder) -> Result<Option<(f64, f64, f64)>> {
+    let file = dir.join(names::HEADLINE_EVALUATION).join(names::EVALUATION);
+    if !file.is_file() {
+        return Ok(None);
+    }
+    let e = cxr_runfolder::Evaluation::read(&file)?;
+    if Path::new(&e.run).file_name() != r.dir.file_name() {
+        return Ok(None);
+    }
+    Ok(e.prevalence
+        .adapted_points
+        .iter()
+        .find(|p| p.name == "youden")
+        .map(|p| {
+            (
+                p.accuracy.estimate,
+                p.threshold,
+                e.prevalence.true_prevalence,
+            )
+        }))
+}
+
 /// Opens the run folders a pipeline folder's `summary.csv` lists, in its order.
 pub fn open_pipeline(dir: &Path) -> Result<Vec<RunFolder>> {
     let path = dir.join("summary.csv");
@@ -307,12 +333,23 @@ fn pipeline_doc(dir: &Path, runs: &[RunFolder]) -> Result<Doc> {
                 .map(|p| format!("{:.4} (threshold {:.3})", p.accuracy, p.threshold))
                 .unwrap_or_else(|| "–".into())
         };
+        let adapted = headline_adapted_accuracy(dir, r)?
+            .map(|(acc, t, prevalence)| {
+                format!(
+                    ", {acc:.4} at the Youden threshold moved to the test split's prevalence \
+                     {prevalence:.3} by Bayes' rule on the calibrated scale (threshold {t:.3}; \
+                     `cxr evaluate` in {}/, the one figure that uses a property of the test \
+                     labels)",
+                    names::HEADLINE_EVALUATION
+                )
+            })
+            .unwrap_or_default();
         d.p(format!(
             "{}: test AUC {:.4}; test accuracy {} at the validation-chosen Youden point, \
-             {:.4} at 0.5. Every choice (the kept epoch, the temperature, the operating \
-             points) was made on validation; the test split was scored once per run, for \
-             the figures. The ablation behind the recipe is in cxr's docs/headline.md \
-             and, when the pipeline was given one, below.",
+             {:.4} at 0.5{adapted}. Every choice (the kept epoch, the temperature, the \
+             operating points) was made on validation; the test split was scored once per \
+             run, for the figures. The ablation behind the recipe is in cxr's \
+             docs/headline.md and, when the pipeline was given one, below.",
             r.model,
             r.test.auc,
             at("youden"),

@@ -73,6 +73,10 @@ pub const PREDICT_EXPLAIN_DIR: &str = "explain";
 pub const EVALUATE_DIR: &str = "evaluations";
 /// An evaluation folder's findings: [`crate::Evaluation`].
 pub const EVALUATION: &str = "evaluation.json";
+/// The pipeline's evaluation of its headline model on the test split (a `cxr evaluate`
+/// folder inside the pipeline folder): the prevalence-adapted operating points that the
+/// pipeline report shows beside the run's own.
+pub const HEADLINE_EVALUATION: &str = "headline-evaluation";
 /// An ablation folder's results (`cxr ablation`).
 pub const ABLATION: &str = "ablation.json";
 /// The ablation rendered as a Markdown table.

@@ -211,4 +211,24 @@ fn the_pipeline_builds_its_headline_ensemble_from_its_resnet18_run() {
     );
     let report = std::fs::read_to_string(out.join("report.md")).unwrap();
     assert!(report.contains("Headline model: headline"), "{report}");
+    // The headline ensemble evaluated on the test split: its Youden threshold moved to
+    // the test split's prevalence, shown in the report with the evaluation's accuracy.
+    let e: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(out.join("headline-evaluation/evaluation.json")).unwrap(),
+    )
+    .unwrap();
+    assert!(e["run"].as_str().unwrap().ends_with("headline"), "{e}");
+    assert_eq!(e["set"]["images"], 32);
+    let youden = e["prevalence"]["adapted_points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "youden")
+        .expect("an adapted Youden point");
+    let shown = format!(
+        "{:.4} at the Youden threshold moved to the test split's prevalence {:.3}",
+        youden["accuracy"]["estimate"].as_f64().unwrap(),
+        e["prevalence"]["true_prevalence"].as_f64().unwrap()
+    );
+    assert!(report.contains(&shown), "{shown}\n{report}");
 }
