@@ -111,6 +111,8 @@ pub fn gpu_check(a: &GpuCheckArgs) -> Result<()> {
     let binary = target_dir.join(profile).join("cxr");
     copy_stripped(&binary, &out.join("cxr"))?;
     copy_stripped(&test_exe, &out.join("train-tests"))?;
+    compress(&out.join("cxr"))?;
+    compress(&out.join("train-tests"))?;
     let peer = root.join("bench").join("torch_resnet18.py");
     std::fs::copy(&peer, out.join("torch_resnet18.py"))
         .with_context(|| format!("copying {}", peer.display()))?;
@@ -127,7 +129,16 @@ pub fn gpu_check(a: &GpuCheckArgs) -> Result<()> {
 
     if a.rehearse {
         let results = out.join("rehearsal");
-        let status = Process::new("bash")
+        let mut rehearsal = Process::new("bash");
+        // run.sh looks for shared/ three folders above itself, which holds for the default
+        // `target/gpu-check` only; name the checkout's ../shared for any `--out`.
+        let shared = root.parent().unwrap_or(&root).join("shared");
+        for (var, sub) in [("CXR_DATA_DIR", "data"), ("CXR_FIXTURES", "fixtures")] {
+            if std::env::var_os(var).is_none() {
+                rehearsal.env(var, shared.join(sub));
+            }
+        }
+        let status = rehearsal
             .arg(&script)
             .args([
                 "--device",
@@ -238,6 +249,27 @@ fn copy_stripped(from: &Path, to: &Path) -> Result<()> {
         ),
     }
     Ok(())
+}
+
+/// Replaces `file` by `file.xz` (`xz -9`, when installed; the stripped CUDA test binary
+/// goes from 70 MB to 10 MB), so that the bundle fits a machine that takes only a few dozen MiB at a
+/// time. `run.sh` unpacks it on every run, so an older unpacked binary is never used.
+fn compress(file: &Path) -> Result<()> {
+    match Process::new("xz")
+        .args(["-9", "-T0", "-f"])
+        .arg(file)
+        .status()
+    {
+        Ok(s) if s.success() => Ok(()),
+        Ok(s) => bail!("xz failed on {} ({s})", file.display()),
+        Err(_) => {
+            eprintln!(
+                "note: no `xz` installed; {} left uncompressed",
+                file.display()
+            );
+            Ok(())
+        }
+    }
 }
 
 #[cfg(unix)]
