@@ -194,6 +194,11 @@ pub struct RecipeArgs {
     /// [default: 0.1 for resnet18 from scratch, else 0].
     #[arg(long, value_name = "EPS", allow_negative_numbers = true)]
     pub label_smoothing: Option<f64>,
+    /// An exponential moving average of the weights with this decay (e.g. 0.999),
+    /// warmed up as TensorFlow's `ExponentialMovingAverage`; validation, the kept
+    /// epoch and the model use the average (0 = off) [default: off].
+    #[arg(long, value_name = "DECAY", allow_negative_numbers = true)]
+    pub ema: Option<f64>,
     /// resnet18: initial weights, `hub:owner/name[@rev]`, `PATH.safetensors` or `none`
     /// [default: hub:timm/resnet18.a1_in1k, falling back to `none` (loudly) when the
     /// hub cannot be reached; an explicit hub id fails instead].
@@ -454,6 +459,10 @@ pub struct AblationArgs {
     /// The ablation folder (created; it must not hold an ablation yet).
     #[arg(long)]
     pub out: PathBuf,
+    /// An earlier ablation.json of the same images to extend: its rows come first,
+    /// the new pairs are added after them (a change it already has is refused).
+    #[arg(long, value_name = "ABLATION_JSON")]
+    pub extend: Option<PathBuf>,
     /// Bootstrap resamples of each pair's evaluation.
     #[arg(long, default_value_t = 2000)]
     pub resamples: usize,

@@ -103,7 +103,14 @@ pub fn ablation(a: &AblationArgs) -> Result<cxr_runfolder::Ablation> {
         device: a.device.clone(),
         ..cxr_evaluate::EvaluateOptions::default()
     };
-    let ablation = cxr_evaluate::ablation(&pairs, &a.data, &opts, &a.out)
+    let previous = a
+        .extend
+        .as_ref()
+        .map(|p| {
+            cxr_runfolder::Ablation::read(p).step(|| format!("--extend: reading {}", p.display()))
+        })
+        .transpose()?;
+    let ablation = cxr_evaluate::ablation(&pairs, &a.data, &opts, &a.out, previous.as_ref())
         .step(|| format!("measuring the ablation into {}", a.out.display()))?;
     let md = cxr_report::render_ablation_markdown(&ablation);
     let path = a.out.join(names::ABLATION_MD);

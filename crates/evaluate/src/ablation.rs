@@ -23,15 +23,42 @@ pub struct AblationInput {
 /// per pair under `out/pairs/`, and writes `out/ablation.json`: rows in the order their
 /// change first appears, each with its pairs and the medians over them. `opts.out` and
 /// `opts.compare` are set per pair.
+///
+/// `previous`, an earlier ablation of the same images (the same `data` as given and the
+/// same split), is extended: its rows come first, unchanged, and the new pairs' folders
+/// are numbered after its own. A change it already has is refused.
 pub fn ablation(
     pairs: &[AblationInput],
     data: &Path,
     opts: &EvaluateOptions,
     out: &Path,
+    previous: Option<&Ablation>,
 ) -> Result<Ablation> {
     if pairs.is_empty() {
         return Err(EvaluateError::setting("pair", "no pair of runs was given"));
     }
+    if let Some(prev) = previous {
+        if prev.data != data.display().to_string() {
+            return Err(EvaluateError::setting(
+                "extend",
+                format!(
+                    "the earlier ablation scored {}, not {}",
+                    prev.data,
+                    data.display()
+                ),
+            ));
+        }
+        if let Some(p) = pairs
+            .iter()
+            .find(|p| prev.rows.iter().any(|r| r.change == p.change))
+        {
+            return Err(EvaluateError::setting(
+                "extend",
+                format!("the earlier ablation already has the change {:?}", p.change),
+            ));
+        }
+    }
+    let numbered = previous.map_or(0, |p| p.rows.iter().map(|r| r.pairs.len()).sum());
     let file = out.join(names::ABLATION);
     if file.exists() {
         return Err(EvaluateError::setting(
@@ -46,7 +73,7 @@ pub fn ablation(
     let mut images = 0;
     let mut split = None;
     for (i, p) in pairs.iter().enumerate() {
-        let rel = format!("pairs/{:02}", i + 1);
+        let rel = format!("pairs/{:02}", numbered + i + 1);
         let pair_opts = EvaluateOptions {
             out: Some(out.join(&rel)),
             compare: Some(p.before.clone()),
@@ -65,6 +92,17 @@ pub fn ablation(
         })?;
         images = c.n;
         split = outcome.evaluation.set.split.clone();
+        if let Some(prev) = previous
+            && (prev.split != split || prev.images != images)
+        {
+            return Err(EvaluateError::setting(
+                "extend",
+                format!(
+                    "the earlier ablation scored {} images of split {:?}, this one {} of {:?}",
+                    prev.images, prev.split, images, split
+                ),
+            ));
+        }
         let seed = RunConfig::read(&p.after.join(names::CONFIG))?.train.seed;
         info!(
             change = p.change.as_str(),
@@ -95,9 +133,10 @@ pub fn ablation(
         data: data.display().to_string(),
         split,
         images,
-        rows: rows
-            .into_iter()
-            .map(|(change, pairs)| {
+        rows: previous
+            .iter()
+            .flat_map(|p| p.rows.iter().cloned())
+            .chain(rows.into_iter().map(|(change, pairs)| {
                 let of = |f: fn(&AblationPair) -> f64| median(pairs.iter().map(f).collect());
                 AblationRow {
                     median_before: of(|p| p.auc_before),
@@ -106,7 +145,7 @@ pub fn ablation(
                     change,
                     pairs,
                 }
-            })
+            }))
             .collect(),
     };
     ablation.write(&file)?;

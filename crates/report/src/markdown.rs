@@ -105,6 +105,9 @@ fn recipe_line(config: &RunConfig) -> String {
     if t.label_smoothing > 0.0 {
         regularised.push_str(&format!(", label smoothing ε = {}", t.label_smoothing));
     }
+    if let Some(d) = t.ema {
+        regularised.push_str(&format!(", weights averaged (EMA decay {d})"));
+    }
     s.push_str(&format!(
         "augmentation {}{regularised}, seed {}; weights: {}.",
         match t.augment {

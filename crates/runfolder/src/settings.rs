@@ -246,6 +246,14 @@ pub struct TrainConfig {
     /// and 1 − ε/2; 0 = off (absent in configs written before it existed).
     #[serde(default)]
     pub label_smoothing: f64,
+    /// An exponential moving average of the weights (Polyak averaging as TensorFlow's
+    /// `ExponentialMovingAverage` does it) with this decay: after each optimizer step
+    /// the average moves towards the weights by `1 − min(decay, (1 + n) / (10 + n))`
+    /// at update `n`, BatchNorm's running statistics included. Validation, the kept
+    /// epoch and the model use the average; training continues from the raw weights.
+    /// `None` = off (absent in configs written before it existed).
+    #[serde(default)]
+    pub ema: Option<f64>,
     /// Run a learning-rate range test before training and write `lr_find.csv` and
     /// `lr_find.json` (the weights are restored afterwards).
     #[serde(default)]
@@ -299,6 +307,7 @@ impl Default for TrainConfig {
             keep: KeepEpoch::Best,
             mixup: None,
             label_smoothing: 0.0,
+            ema: None,
             lr_find: false,
             exclude_duplicates: false,
             val_from_train: None,
@@ -420,6 +429,11 @@ impl TrainConfig {
                 "label-smoothing",
                 format!("ε must lie in [0, 0.5), got {}", self.label_smoothing),
             );
+        }
+        if let Some(d) = self.ema
+            && !(d > 0.0 && d < 1.0)
+        {
+            return bad("ema", format!("the decay must lie in (0, 1), got {d}"));
         }
         if self.group_pattern.is_some() && self.patients.is_some() {
             return bad(

@@ -29,13 +29,15 @@ pub struct CheckpointMeta {
 
 const META_KEY: &str = "cxr_checkpoint";
 
-/// Writes model weights (`model.<name>`), optimizer moments (`opt.<m|v>.<name>`)
-/// and `meta` into one safetensors file, atomically: a killed process leaves the
-/// previous checkpoint intact.
+/// Writes model weights (`model.<name>`), optimizer moments (`opt.<m|v>.<name>`),
+/// the weights' moving average if the run keeps one (`ema.<name>`, see
+/// [`crate::TrainConfig::ema`]) and `meta` into one safetensors file, atomically: a
+/// killed process leaves the previous checkpoint intact.
 pub fn save_checkpoint(
     path: &Path,
     weights: &HashMap<String, Tensor>,
     opt_state: &HashMap<String, Tensor>,
+    ema: Option<&HashMap<String, Tensor>>,
     meta: &CheckpointMeta,
 ) -> Result<()> {
     let mut all: Vec<(String, Tensor)> = Vec::new();
@@ -44,6 +46,9 @@ pub fn save_checkpoint(
     }
     for (k, v) in opt_state {
         all.push((format!("opt.{k}"), v.to_device(&Device::Cpu)?));
+    }
+    for (k, v) in ema.into_iter().flatten() {
+        all.push((format!("ema.{k}"), v.to_device(&Device::Cpu)?));
     }
     all.sort_by(|a, b| a.0.cmp(&b.0));
     let json = serde_json::to_string(meta).map_err(|e| TrainError::Checkpoint {
@@ -76,6 +81,8 @@ pub struct Checkpoint {
     pub weights: HashMap<String, Tensor>,
     /// Optimizer state by `m.<name>` / `v.<name>`.
     pub opt_state: HashMap<String, Tensor>,
+    /// The weights' moving average by parameter name; empty when the run keeps none.
+    pub ema: HashMap<String, Tensor>,
     /// Epoch, history and configuration.
     pub meta: CheckpointMeta,
 }
@@ -100,11 +107,14 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
         .map_err(|e| bad(e.to_string()))?;
     let mut weights = HashMap::new();
     let mut opt_state = HashMap::new();
+    let mut ema = HashMap::new();
     for (k, v) in tensors {
         if let Some(n) = k.strip_prefix("model.") {
             weights.insert(n.to_string(), v);
         } else if let Some(n) = k.strip_prefix("opt.") {
             opt_state.insert(n.to_string(), v);
+        } else if let Some(n) = k.strip_prefix("ema.") {
+            ema.insert(n.to_string(), v);
         } else {
             return Err(bad(format!("unexpected tensor `{k}`")));
         }
@@ -112,6 +122,7 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     Ok(Checkpoint {
         weights,
         opt_state,
+        ema,
         meta,
     })
 }

@@ -27,6 +27,7 @@ use tracing::{info, warn};
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 use crate::checkpoint::{CheckpointMeta, load_checkpoint, save_checkpoint};
+use crate::ema::Ema;
 use crate::evaluation::{SplitScores, evaluate};
 use crate::guard::{BadStep, PendingChecks, record_divergence};
 use crate::lr_find::{LrFindSettings, lr_range_test};
@@ -406,6 +407,8 @@ struct Run<'a> {
     autocast: Option<Autocast>,
     scaler: LossScaler,
     opt: Adam,
+    /// The weights' moving average, when the run keeps one.
+    ema: Option<Ema>,
     step_loop: StepLoop,
     history: Vec<EpochRecord>,
     /// Best epoch (1-based) and its validation AUC.
@@ -547,6 +550,7 @@ impl<'a> Run<'a> {
         let autocast = autocast_for(cfg.precision, model.as_ref(), &varmap, &params)?;
         let scaler = LossScaler::new(cfg.precision);
         let opt = Adam::new(params.clone(), cfg.optimizer)?;
+        let ema = Ema::new(cfg, sorted_params(&varmap)?)?;
         Ok(Self {
             cfg,
             data,
@@ -564,6 +568,7 @@ impl<'a> Run<'a> {
             autocast,
             scaler,
             opt,
+            ema,
             step_loop,
             history: Vec::new(),
             best: None,
@@ -589,6 +594,9 @@ impl<'a> Run<'a> {
         check_resumable(&ck.meta, self.cfg, self.data_sha256, &path)?;
         set_weights(&self.varmap, &ck.weights, &path)?;
         self.opt.load_state(&ck.opt_state, ck.meta.step, &path)?;
+        if let Some(ema) = &mut self.ema {
+            ema.restore(&ck.ema, &path)?;
+        }
         self.history = ck.meta.history;
         self.best = ck.meta.best_epoch.zip(ck.meta.best_val_auc);
         self.start_epoch = ck.meta.epoch;
@@ -692,7 +700,7 @@ impl<'a> Run<'a> {
         #[cfg(test)]
         let poison = self.step_loop.poison;
         let (net, autocast, params) = (&self.net, self.autocast.as_ref(), &self.params);
-        let (opt, scaler) = (&mut self.opt, &mut self.scaler);
+        let (opt, scaler, ema) = (&mut self.opt, &mut self.scaler, &mut self.ema);
         // The batches borrow the training set alone: the steps update the other fields.
         let bad = prefetched(batcher, self.step_loop.prefetch, |batches| -> Result<_> {
             // One read of the pending checks: losses summed in step order, the progress
@@ -736,6 +744,9 @@ impl<'a> Run<'a> {
                     }
                     if scaler.unscale(&mut grads, params)? {
                         opt.step(&grads)?;
+                        if let Some(ema) = ema.as_mut() {
+                            ema.update(opt.steps() - 1)?;
+                        }
                     } else {
                         warn!(
                             epoch = epoch + 1,
@@ -787,6 +798,23 @@ impl<'a> Run<'a> {
             ));
         }
 
+        // With a moving average, validation and the kept weights are the average's;
+        // training goes on from the raw weights, put back below.
+        let raw = match &self.ema {
+            None => None,
+            Some(ema) => {
+                let raw: HashMap<String, Tensor> = weights(&self.varmap)?
+                    .into_iter()
+                    .map(|(k, t)| Ok((k, t.copy()?)))
+                    .collect::<Result<_>>()?;
+                set_weights(
+                    &self.varmap,
+                    ema.weights(),
+                    &self.dir.join(names::CHECKPOINT),
+                )?;
+                Some(raw)
+            }
+        };
         let val_logits = self.predict(&self.val_set)?;
         let (val_loss, val_auc) = loss_and_auc(&self.val_set.labels, &val_logits)?;
         let rec = EpochRecord {
@@ -809,11 +837,15 @@ impl<'a> Run<'a> {
             self.best = Some((epoch + 1, val_auc));
             write_safetensors(&self.dir.join(names::BEST), &weights(&self.varmap)?)?;
         }
+        if let Some(raw) = &raw {
+            set_weights(&self.varmap, raw, &self.dir.join(names::CHECKPOINT))?;
+        }
         let (opt_state, step) = self.opt.state()?;
         save_checkpoint(
             &self.dir.join(names::CHECKPOINT),
             &weights(&self.varmap)?,
             &opt_state,
+            self.ema.as_ref().map(Ema::weights),
             &CheckpointMeta {
                 epoch: epoch + 1,
                 step,

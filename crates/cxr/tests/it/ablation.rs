@@ -40,7 +40,14 @@ fn an_ablation_scores_each_pair_on_the_same_images_and_groups_rows_by_change() {
     let d = dir.path();
     let npz = d.join("tiny.npz");
     cxr_testkit::write_tiny_npz(&npz, &[("train", 64), ("val", 32), ("test", 32)]);
-    let regularised = ["--mixup", "0.4", "--label-smoothing", "0.1"];
+    let regularised = [
+        "--mixup",
+        "0.4",
+        "--label-smoothing",
+        "0.1",
+        "--ema",
+        "0.99",
+    ];
     let base: Vec<PathBuf> = (0..2)
         .map(|seed| train(d, &npz, &format!("base-{seed}"), seed, &[]))
         .collect();
@@ -50,9 +57,15 @@ fn an_ablation_scores_each_pair_on_the_same_images_and_groups_rows_by_change() {
     let config = json(&mixed[0].join("config.json"));
     assert_eq!(config["train"]["mixup"], 0.4);
     assert_eq!(config["train"]["label_smoothing"], 0.1);
+    assert_eq!(config["train"]["ema"], 0.99);
+    assert_eq!(
+        json(&base[0].join("config.json"))["train"]["ema"],
+        serde_json::Value::Null
+    );
     let report = std::fs::read_to_string(mixed[0].join("report.md")).unwrap();
     assert!(
-        report.contains("mixup α = 0.4, label smoothing ε = 0.1"),
+        report
+            .contains("mixup α = 0.4, label smoothing ε = 0.1, weights averaged (EMA decay 0.99)"),
         "{report}"
     );
 
@@ -133,6 +146,52 @@ fn an_ablation_scores_each_pair_on_the_same_images_and_groups_rows_by_change() {
     let again = cxr(&args);
     check(&again, 1, &["already holds an ablation"]);
 
+    // Extending it: its rows first, unchanged; the new pair's folder numbered after its
+    // three; a change it already has, or other images, refused.
+    let extended = d.join("extended");
+    let out_json = out.join("ablation.json");
+    let extend = |change: &str, data: &Path, out: &Path| {
+        cxr(&[
+            "ablation",
+            "--data",
+            &s(data),
+            "--out",
+            &s(out),
+            "--resamples",
+            "50",
+            "--extend",
+            &s(&out_json),
+            "--pair",
+            change,
+            &b1,
+            &b0,
+        ])
+    };
+    check(&extend("seed reversed", &npz, &extended), 0, &[]);
+    let e = json(&extended.join("ablation.json"));
+    let e_rows = e["rows"].as_array().unwrap();
+    assert_eq!(e_rows.len(), 3, "{e}");
+    assert_eq!(
+        e_rows[..2],
+        rows[..],
+        "the earlier rows are kept as they were"
+    );
+    assert_eq!(e_rows[2]["change"], "seed reversed");
+    assert_eq!(e_rows[2]["pairs"][0]["evaluation"], "pairs/04");
+    assert!(extended.join("pairs/04/evaluation.json").is_file());
+    check(
+        &extend("seed", &npz, &d.join("again")),
+        1,
+        &["already has the change \"seed\""],
+    );
+    let other = d.join("other.npz");
+    std::fs::copy(&npz, &other).unwrap();
+    check(
+        &extend("other images", &other, &d.join("other")),
+        1,
+        &["`extend`", "other.npz"],
+    );
+
     // The pipeline report shows an ablation it is given; a broken file stops the
     // pipeline before it trains.
     let bad = d.join("bad.json");
@@ -187,4 +246,5 @@ fn ablation_settings_are_checked() {
         1,
         &["label-smoothing"],
     );
+    check(&cxr(&["train", "--ema", "1"]), 1, &["ema", "(0, 1)"]);
 }

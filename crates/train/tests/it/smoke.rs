@@ -184,7 +184,9 @@ fn one_epoch_writes_the_run_folder_contract() {
 fn resume_reproduces_an_uninterrupted_run() {
     let Some(dir) = data_dir() else { return };
     let data = load_npz(&dir.join("pneumoniamnist.npz")).unwrap();
-    resume_matches(&data, smoke_config);
+    let out = resume_matches(&data, smoke_config);
+    let ck = cxr_train::load_checkpoint(&out.path().join("checkpoint.safetensors")).unwrap();
+    assert!(ck.ema.is_empty(), "no average is kept without --ema");
 }
 
 /// Mixup's and label smoothing's draws come from (seed, epoch, step): a resumed run
@@ -200,8 +202,50 @@ fn resume_reproduces_an_uninterrupted_run_with_mixup_and_smoothing() {
     });
 }
 
-/// Two epochs straight and one plus one resumed end in bit-identical checkpoints.
-fn resume_matches(data: &cxr_data::Dataset, config: impl Fn(usize) -> TrainConfig) {
+/// The weights' moving average is saved with the checkpoint and restored on resume;
+/// validation and the kept model are the average's, training continues from the raw
+/// weights.
+#[test]
+fn resume_reproduces_an_uninterrupted_run_with_a_moving_average() {
+    let Some(dir) = data_dir() else { return };
+    let data = load_npz(&dir.join("pneumoniamnist.npz")).unwrap();
+    let config = |e| TrainConfig {
+        ema: Some(0.9),
+        keep: cxr_train::KeepEpoch::Last,
+        ..smoke_config(e)
+    };
+    let out = resume_matches(&data, config);
+    let ck = cxr_train::load_checkpoint(&out.path().join("checkpoint.safetensors")).unwrap();
+    let model = candle_core::safetensors::load(
+        out.path().join("model.safetensors"),
+        &candle_core::Device::Cpu,
+    )
+    .unwrap();
+    assert_eq!(ck.ema.len(), ck.weights.len());
+    let values =
+        |t: &candle_core::Tensor| -> Vec<f32> { t.flatten_all().unwrap().to_vec1().unwrap() };
+    let mut moved = 0;
+    for (name, avg) in &ck.ema {
+        assert_eq!(
+            values(&model[name]),
+            values(avg),
+            "{name}: the model is the average"
+        );
+        moved += usize::from(values(avg) != values(&ck.weights[name]));
+    }
+    assert_eq!(
+        moved,
+        ck.weights.len(),
+        "every averaged weight differs from the raw one"
+    );
+}
+
+/// Two epochs straight and one plus one resumed end in bit-identical checkpoints;
+/// returns the uninterrupted run's folder.
+fn resume_matches(
+    data: &cxr_data::Dataset,
+    config: impl Fn(usize) -> TrainConfig,
+) -> tempfile::TempDir {
     let straight = tempfile::tempdir().unwrap();
     train(&config(2), data, straight.path(), &RunOptions::default()).unwrap();
 
@@ -220,7 +264,11 @@ fn resume_matches(data: &cxr_data::Dataset, config: impl Fn(usize) -> TrainConfi
     assert_eq!(a.meta.epoch, 2);
     assert_eq!(b.meta.epoch, 2);
     assert_eq!(a.meta.step, b.meta.step);
-    for (ours, theirs) in [(&a.weights, &b.weights), (&a.opt_state, &b.opt_state)] {
+    for (ours, theirs) in [
+        (&a.weights, &b.weights),
+        (&a.opt_state, &b.opt_state),
+        (&a.ema, &b.ema),
+    ] {
         assert_eq!(ours.len(), theirs.len());
         for (name, t) in ours {
             // f32 moments and u32 step counts: both exact in f64
@@ -243,6 +291,7 @@ fn resume_matches(data: &cxr_data::Dataset, config: impl Fn(usize) -> TrainConfi
         std::fs::read(straight.path().join("history.csv")).unwrap(),
         std::fs::read(resumed.path().join("history.csv")).unwrap()
     );
+    straight
 }
 
 /// `config.json` records the requested and resolved device and the precision.
