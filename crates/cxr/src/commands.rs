@@ -78,6 +78,14 @@ fn parse_split(split: Option<&str>) -> Result<Option<cxr_data::Split>> {
     }
 }
 
+/// The ablation.json at `path`, if given; an error names `flag` and the file.
+fn read_ablation(path: Option<&Path>, flag: &str) -> Result<Option<cxr_runfolder::Ablation>> {
+    path.map(|p| {
+        cxr_runfolder::Ablation::read(p).step(|| format!("{flag}: reading {}", p.display()))
+    })
+    .transpose()
+}
+
 /// `cxr ablation`: each pair scored, `ablation.json` and `ablation.md` written, the
 /// table printed.
 pub fn ablation(a: &AblationArgs) -> Result<cxr_runfolder::Ablation> {
@@ -103,13 +111,7 @@ pub fn ablation(a: &AblationArgs) -> Result<cxr_runfolder::Ablation> {
         device: a.device.clone(),
         ..cxr_evaluate::EvaluateOptions::default()
     };
-    let previous = a
-        .extend
-        .as_ref()
-        .map(|p| {
-            cxr_runfolder::Ablation::read(p).step(|| format!("--extend: reading {}", p.display()))
-        })
-        .transpose()?;
+    let previous = read_ablation(a.extend.as_deref(), "--extend")?;
     let ablation = cxr_evaluate::ablation(&pairs, &a.data, &opts, &a.out, previous.as_ref())
         .step(|| format!("measuring the ablation into {}", a.out.display()))?;
     let md = cxr_report::render_ablation_markdown(&ablation);
@@ -688,13 +690,7 @@ pub fn pipeline(a: &PipelineArgs) -> Result<PathBuf> {
     for cfg in configs("none") {
         recipe::validate(&cfg)?;
     }
-    let ablation = a
-        .ablation
-        .as_ref()
-        .map(|p| {
-            cxr_runfolder::Ablation::read(p).step(|| format!("--ablation: reading {}", p.display()))
-        })
-        .transpose()?;
+    let ablation = read_ablation(a.ablation.as_deref(), "--ablation")?;
     let (weights, fallback) = if a.models.contains(&ModelArg::Resnet18) {
         recipe::resnet_weights(a.recipe.weights.as_deref())?
     } else {
