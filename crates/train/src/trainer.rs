@@ -613,10 +613,7 @@ impl<'a> Run<'a> {
     /// restored afterwards (training uses the configured rate).
     fn lr_find(&mut self) -> Result<()> {
         let t0 = Instant::now();
-        let snapshot: HashMap<String, Tensor> = weights(&self.varmap)?
-            .into_iter()
-            .map(|(k, t)| Ok((k, t.copy()?)))
-            .collect::<Result<_>>()?;
+        let snapshot = weights_copy(&self.varmap)?;
         let mut probe = Adam::new(self.params.clone(), self.cfg.optimizer)?;
         Phase::of(self.cfg, 0).configure(&mut probe, self.net.model.as_ref());
         // Batches from epochs no training run uses, reshuffled as needed.
@@ -803,10 +800,7 @@ impl<'a> Run<'a> {
         let raw = match &self.ema {
             None => None,
             Some(ema) => {
-                let raw: HashMap<String, Tensor> = weights(&self.varmap)?
-                    .into_iter()
-                    .map(|(k, t)| Ok((k, t.copy()?)))
-                    .collect::<Result<_>>()?;
+                let raw = weights_copy(&self.varmap)?;
                 set_weights(
                     &self.varmap,
                     ema.weights(),
@@ -1226,6 +1220,15 @@ fn weights(varmap: &VarMap) -> Result<HashMap<String, Tensor>> {
         .into_iter()
         .map(|(k, v)| (k, v.as_tensor().clone()))
         .collect())
+}
+
+/// A copy of the model's variables, which later updates of the variables leave as
+/// they are.
+fn weights_copy(varmap: &VarMap) -> Result<HashMap<String, Tensor>> {
+    weights(varmap)?
+        .into_iter()
+        .map(|(k, t)| Ok((k, t.copy()?)))
+        .collect()
 }
 
 fn weights_finite(varmap: &VarMap) -> Result<bool> {
