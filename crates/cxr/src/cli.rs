@@ -199,6 +199,12 @@ pub struct RecipeArgs {
     /// epoch and the model use the average (0 = off) [default: off].
     #[arg(long, value_name = "DECAY", allow_negative_numbers = true)]
     pub ema: Option<f64>,
+    /// Progressive self-knowledge distillation (PS-KD) with this final weight α_T
+    /// (e.g. 0.8): each training image's target moves towards the network's own
+    /// prediction for it in the previous epoch, by α_T·(epoch + 1)/epochs (0 = off)
+    /// [default: off].
+    #[arg(long, value_name = "ALPHA", allow_negative_numbers = true)]
+    pub self_distill: Option<f64>,
     /// resnet18: initial weights, `hub:owner/name[@rev]`, `PATH.safetensors` or `none`
     /// [default: hub:timm/resnet18.a1_in1k, falling back to `none` (loudly) when the
     /// hub cannot be reached; an explicit hub id fails instead].

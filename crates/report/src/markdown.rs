@@ -108,6 +108,9 @@ fn recipe_line(config: &RunConfig) -> String {
     if let Some(d) = t.ema {
         regularised.push_str(&format!(", weights averaged (EMA decay {d})"));
     }
+    if let Some(a) = t.self_distillation {
+        regularised.push_str(&format!(", self-distilled (PS-KD α_T = {a})"));
+    }
     s.push_str(&format!(
         "augmentation {}{regularised}, seed {}; weights: {}.",
         match t.augment {

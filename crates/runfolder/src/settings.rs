@@ -254,6 +254,13 @@ pub struct TrainConfig {
     /// `None` = off (absent in configs written before it existed).
     #[serde(default)]
     pub ema: Option<f64>,
+    /// Progressive self-knowledge distillation (PS-KD, Kim et al., 2021) with this
+    /// final weight α_T: at epoch `t` of `T` (0-based) each training image's target is
+    /// `(1 − α_t)·y + α_t·p`, `p` the network's own probability for it in the previous
+    /// epoch and `α_t = α_T·(t + 1)/T`. `None` = off (absent in configs written before
+    /// it existed).
+    #[serde(default)]
+    pub self_distillation: Option<f64>,
     /// Run a learning-rate range test before training and write `lr_find.csv` and
     /// `lr_find.json` (the weights are restored afterwards).
     #[serde(default)]
@@ -308,6 +315,7 @@ impl Default for TrainConfig {
             mixup: None,
             label_smoothing: 0.0,
             ema: None,
+            self_distillation: None,
             lr_find: false,
             exclude_duplicates: false,
             val_from_train: None,
@@ -434,6 +442,22 @@ impl TrainConfig {
             && !(d > 0.0 && d < 1.0)
         {
             return bad("ema", format!("the decay must lie in (0, 1), got {d}"));
+        }
+        if let Some(a) = self.self_distillation {
+            if !(a > 0.0 && a <= 1.0) {
+                return bad(
+                    "self-distill",
+                    format!("the final weight α_T must lie in (0, 1], got {a}"),
+                );
+            }
+            if self.mixup.is_some() {
+                return bad(
+                    "self-distill",
+                    "mixup blends two images into one, which has no past prediction of \
+                     its own: use one or the other"
+                        .into(),
+                );
+            }
         }
         if self.group_pattern.is_some() && self.patients.is_some() {
             return bad(

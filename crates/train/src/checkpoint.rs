@@ -28,16 +28,21 @@ pub struct CheckpointMeta {
 }
 
 const META_KEY: &str = "cxr_checkpoint";
+/// The tensor holding self-distillation's past predictions.
+const PAST: &str = "self_distillation.past";
 
 /// Writes model weights (`model.<name>`), optimizer moments (`opt.<m|v>.<name>`),
 /// the weights' moving average if the run keeps one (`ema.<name>`, see
-/// [`crate::TrainConfig::ema`]) and `meta` into one safetensors file, atomically: a
-/// killed process leaves the previous checkpoint intact.
+/// [`crate::TrainConfig::ema`]), the training images' past predictions if the run
+/// distils itself (`self_distillation.past`, see
+/// [`crate::TrainConfig::self_distillation`]) and `meta` into one safetensors file,
+/// atomically: a killed process leaves the previous checkpoint intact.
 pub fn save_checkpoint(
     path: &Path,
     weights: &HashMap<String, Tensor>,
     opt_state: &HashMap<String, Tensor>,
     ema: Option<&HashMap<String, Tensor>>,
+    past: Option<&[f32]>,
     meta: &CheckpointMeta,
 ) -> Result<()> {
     let mut all: Vec<(String, Tensor)> = Vec::new();
@@ -49,6 +54,9 @@ pub fn save_checkpoint(
     }
     for (k, v) in ema.into_iter().flatten() {
         all.push((format!("ema.{k}"), v.to_device(&Device::Cpu)?));
+    }
+    if let Some(past) = past {
+        all.push((PAST.to_string(), Tensor::new(past, &Device::Cpu)?));
     }
     all.sort_by(|a, b| a.0.cmp(&b.0));
     let json = serde_json::to_string(meta).map_err(|e| TrainError::Checkpoint {
@@ -83,6 +91,9 @@ pub struct Checkpoint {
     pub opt_state: HashMap<String, Tensor>,
     /// The weights' moving average by parameter name; empty when the run keeps none.
     pub ema: HashMap<String, Tensor>,
+    /// Each training image's probability when last trained on (NaN before its first
+    /// step), when the run distils itself.
+    pub past: Option<Vec<f32>>,
     /// Epoch, history and configuration.
     pub meta: CheckpointMeta,
 }
@@ -108,8 +119,15 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
     let mut weights = HashMap::new();
     let mut opt_state = HashMap::new();
     let mut ema = HashMap::new();
+    let mut past = None;
     for (k, v) in tensors {
-        if let Some(n) = k.strip_prefix("model.") {
+        if k == PAST {
+            let values = v
+                .to_dtype(candle_core::DType::F32)
+                .and_then(|v| v.to_vec1::<f32>())
+                .map_err(|e| bad(format!("`{PAST}`: {e}")))?;
+            past = Some(values);
+        } else if let Some(n) = k.strip_prefix("model.") {
             weights.insert(n.to_string(), v);
         } else if let Some(n) = k.strip_prefix("opt.") {
             opt_state.insert(n.to_string(), v);
@@ -123,6 +141,7 @@ pub fn load_checkpoint(path: &Path) -> Result<Checkpoint> {
         weights,
         opt_state,
         ema,
+        past,
         meta,
     })
 }

@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 
 mod checkpoint;
+mod distill;
 mod ema;
 mod ensemble;
 mod error;

@@ -27,6 +27,7 @@ use tracing::{info, warn};
 use tracing_indicatif::span_ext::IndicatifSpanExt;
 
 use crate::checkpoint::{CheckpointMeta, load_checkpoint, save_checkpoint};
+use crate::distill::SelfDistillation;
 use crate::ema::Ema;
 use crate::evaluation::{SplitScores, evaluate};
 use crate::guard::{BadStep, PendingChecks, record_divergence};
@@ -409,6 +410,8 @@ struct Run<'a> {
     opt: Adam,
     /// The weights' moving average, when the run keeps one.
     ema: Option<Ema>,
+    /// The training images' past predictions, when the run distils itself.
+    distill: Option<SelfDistillation>,
     step_loop: StepLoop,
     history: Vec<EpochRecord>,
     /// Best epoch (1-based) and its validation AUC.
@@ -551,6 +554,7 @@ impl<'a> Run<'a> {
         let scaler = LossScaler::new(cfg.precision);
         let opt = Adam::new(params.clone(), cfg.optimizer)?;
         let ema = Ema::new(cfg, sorted_params(&varmap)?)?;
+        let distill = SelfDistillation::new(cfg, train_set.len());
         Ok(Self {
             cfg,
             data,
@@ -569,6 +573,7 @@ impl<'a> Run<'a> {
             scaler,
             opt,
             ema,
+            distill,
             step_loop,
             history: Vec::new(),
             best: None,
@@ -596,6 +601,9 @@ impl<'a> Run<'a> {
         self.opt.load_state(&ck.opt_state, ck.meta.step, &path)?;
         if let Some(ema) = &mut self.ema {
             ema.restore(&ck.ema, &path)?;
+        }
+        if let Some(distill) = &mut self.distill {
+            distill.restore(ck.past.as_deref(), &path)?;
         }
         self.history = ck.meta.history;
         self.best = ck.meta.best_epoch.zip(ck.meta.best_val_auc);
@@ -698,6 +706,7 @@ impl<'a> Run<'a> {
         let poison = self.step_loop.poison;
         let (net, autocast, params) = (&self.net, self.autocast.as_ref(), &self.params);
         let (opt, scaler, ema) = (&mut self.opt, &mut self.scaler, &mut self.ema);
+        let distill = &mut self.distill;
         // The batches borrow the training set alone: the steps update the other fields.
         let bad = prefetched(batcher, self.step_loop.prefetch, |batches| -> Result<_> {
             // One read of the pending checks: losses summed in step order, the progress
@@ -720,8 +729,14 @@ impl<'a> Run<'a> {
                         phase.epochs * per_epoch,
                         cfg.optimizer.beta1,
                     );
-                    let (x, y) = training_pair(&batch.x, &batch.y, cfg, epoch, step)?;
+                    let (x, mut y) = training_pair(&batch.x, &batch.y, cfg, epoch, step)?;
+                    if let Some(d) = distill.as_ref() {
+                        y = d.targets(&y, &batch.indices, epoch)?;
+                    }
                     let logits = net.logits(&x, autocast, true)?;
+                    if let Some(d) = distill.as_mut() {
+                        d.record(&logits, &batch.indices)?;
+                    }
                     let loss = bce_with_logits(&logits, &y)?;
                     #[cfg(test)]
                     let loss = poison.poison_loss(epoch, step, loss)?;
@@ -778,6 +793,9 @@ impl<'a> Run<'a> {
         }
         drop(_shown);
         drop(bar);
+        if let Some(d) = &mut self.distill {
+            d.end_epoch()?;
+        }
         self.train_only_seconds += t0.elapsed().as_secs_f64();
         self.train_images += seen;
         let train_loss = loss_sum / seen.max(1) as f64;
@@ -840,6 +858,7 @@ impl<'a> Run<'a> {
             &weights(&self.varmap)?,
             &opt_state,
             self.ema.as_ref().map(Ema::weights),
+            self.distill.as_ref().map(SelfDistillation::past),
             &CheckpointMeta {
                 epoch: epoch + 1,
                 step,

@@ -68,6 +68,16 @@ fn an_ablation_scores_each_pair_on_the_same_images_and_groups_rows_by_change() {
             .contains("mixup α = 0.4, label smoothing ε = 0.1, weights averaged (EMA decay 0.99)"),
         "{report}"
     );
+    let distilled = train(d, &npz, "distilled", 0, &["--self-distill", "0.8"]);
+    assert_eq!(
+        json(&distilled.join("config.json"))["train"]["self_distillation"],
+        0.8
+    );
+    let report = std::fs::read_to_string(distilled.join("report.md")).unwrap();
+    assert!(
+        report.contains("self-distilled (PS-KD α_T = 0.8)"),
+        "{report}"
+    );
 
     let out = d.join("ablation");
     let change = "mixup and smoothing";
@@ -247,4 +257,14 @@ fn ablation_settings_are_checked() {
         &["label-smoothing"],
     );
     check(&cxr(&["train", "--ema", "1"]), 1, &["ema", "(0, 1)"]);
+    check(
+        &cxr(&["train", "--self-distill", "1.5"]),
+        1,
+        &["self-distill", "(0, 1]"],
+    );
+    check(
+        &cxr(&["train", "--self-distill", "0.8", "--mixup", "0.4"]),
+        1,
+        &["self-distill", "mixup"],
+    );
 }

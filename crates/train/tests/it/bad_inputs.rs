@@ -158,7 +158,7 @@ fn resume_after(
     let path = dir.path().join("checkpoint.safetensors");
     let mut ck = cxr_train::load_checkpoint(&path).unwrap();
     edit(&mut ck.weights, &mut ck.opt_state, &mut ck.meta);
-    cxr_train::save_checkpoint(&path, &ck.weights, &ck.opt_state, None, &ck.meta).unwrap();
+    cxr_train::save_checkpoint(&path, &ck.weights, &ck.opt_state, None, None, &ck.meta).unwrap();
     let cfg = TrainConfig { epochs: 2, ..cfg };
     let err = train(&cfg, &tiny_dataset(), dir.path(), &run_options(true)).unwrap_err();
     assert!(

@@ -240,6 +240,53 @@ fn resume_reproduces_an_uninterrupted_run_with_a_moving_average() {
     );
 }
 
+/// Self-distillation's past predictions are saved with the checkpoint and restored on
+/// resume; they change training from the second epoch on, not in the first (which has
+/// none).
+#[test]
+fn resume_reproduces_an_uninterrupted_self_distilled_run() {
+    let Some(dir) = data_dir() else { return };
+    let data = load_npz(&dir.join("pneumoniamnist.npz")).unwrap();
+    let config = |e| TrainConfig {
+        self_distillation: Some(0.8),
+        ..smoke_config(e)
+    };
+    let out = resume_matches(&data, config);
+    let checkpoint =
+        |dir: &Path| cxr_train::load_checkpoint(&dir.join("checkpoint.safetensors")).unwrap();
+    let ck = checkpoint(out.path());
+    let past = ck
+        .past
+        .expect("a self-distilled run saves its past predictions");
+    assert_eq!(past.len(), data.train.len());
+    let seen = past.iter().filter(|p| !p.is_nan()).count();
+    // Two epochs of 384 images each, drawn from the whole training set.
+    assert!(
+        (384..=768).contains(&seen),
+        "{seen} images have a past prediction"
+    );
+    assert!(past.iter().all(|p| p.is_nan() || (0.0..=1.0).contains(p)));
+
+    let weights = |config: TrainConfig| {
+        let dir = tempfile::tempdir().unwrap();
+        train(&config, &data, dir.path(), &RunOptions::default()).unwrap();
+        let ck = checkpoint(dir.path());
+        let mut w: Vec<(String, Vec<f32>)> = ck
+            .weights
+            .iter()
+            .map(|(n, t)| (n.clone(), t.flatten_all().unwrap().to_vec1().unwrap()))
+            .collect();
+        w.sort_by(|a, b| a.0.cmp(&b.0));
+        w
+    };
+    assert_eq!(
+        weights(config(1)),
+        weights(smoke_config(1)),
+        "the first epoch has no past predictions to learn from"
+    );
+    assert_ne!(weights(config(2)), weights(smoke_config(2)));
+}
+
 /// Two epochs straight and one plus one resumed end in bit-identical checkpoints;
 /// returns the uninterrupted run's folder.
 fn resume_matches(
@@ -287,6 +334,11 @@ fn resume_matches(
             );
         }
     }
+    let bits = |p: &Option<Vec<f32>>| {
+        p.as_ref()
+            .map(|p| p.iter().map(|v| v.to_bits()).collect::<Vec<_>>())
+    };
+    assert_eq!(bits(&a.past), bits(&b.past), "past predictions differ");
     assert_eq!(
         std::fs::read(straight.path().join("history.csv")).unwrap(),
         std::fs::read(resumed.path().join("history.csv")).unwrap()
